@@ -1,0 +1,197 @@
+//! The one error type of the crate.
+//!
+//! Every failure names what went wrong and where: the file, the byte offset, and what was
+//! expected against what was found. Operating-system errors keep their [`std::io::Error`] as
+//! the [`source`](std::error::Error::source). A missing key is not an error: reads return
+//! `Ok(None)`.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result type of every fallible toykv operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in toykv.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system call failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`"open"`, `"read"`, `"fdatasync"`, …).
+        op: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The error the operating system reported.
+        source: io::Error,
+    },
+
+    /// Bytes on disk do not match what the format requires: a bad checksum, an impossible field,
+    /// a missing or truncated file. Data is never returned from a place that fails its check.
+    #[error("corruption in {} at offset {offset}: {what}", file.display())]
+    Corrupt {
+        /// The damaged file.
+        file: PathBuf,
+        /// Byte offset of the damaged header, record or slot in that file.
+        offset: u64,
+        /// What is wrong there.
+        what: String,
+    },
+
+    /// A file does not start with a toykv header of the kind its name promises.
+    #[error("{} is not a toykv {kind} file (magic {got:02x?})", file.display())]
+    Foreign {
+        /// The file.
+        file: PathBuf,
+        /// The kind of file its name promises (`"key section"`, …).
+        kind: &'static str,
+        /// The first bytes found.
+        got: Vec<u8>,
+    },
+
+    /// A file was written by a format version this build does not read.
+    #[error("{} has format version {got}; this build reads version {expected}", file.display())]
+    Version {
+        /// The file.
+        file: PathBuf,
+        /// The version this build reads.
+        expected: u32,
+        /// The version found in the file.
+        got: u32,
+    },
+
+    /// The options ask for a parameter that differs from the one the store was created with.
+    #[error("store at {} was created with {what} = {stored}; the options ask for {requested}", dir.display())]
+    Mismatch {
+        /// The data directory.
+        dir: PathBuf,
+        /// The parameter.
+        what: &'static str,
+        /// Its value in the store's files.
+        stored: u64,
+        /// Its value in the options.
+        requested: u64,
+    },
+
+    /// An option is out of its range.
+    #[error("invalid option {what}: {why}")]
+    Option {
+        /// The option.
+        what: &'static str,
+        /// Why it is refused.
+        why: String,
+    },
+
+    /// A value is longer than a slot.
+    #[error("value of {len} bytes is longer than the maximum of {max} bytes")]
+    ValueTooLong {
+        /// Length of the value offered.
+        len: usize,
+        /// The maximum length.
+        max: usize,
+    },
+
+    /// Every value slot (or key record number) the format can address is used.
+    #[error("store is full: all {limit} {what} are used")]
+    Full {
+        /// What ran out (`"value slots"`, `"key records"`).
+        what: &'static str,
+        /// How many the format can address.
+        limit: u64,
+    },
+
+    /// Another process (or another `Store` in this one) has the data directory open.
+    #[error("data directory {} is locked by another process or store", dir.display())]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+    },
+
+    /// The file system refused `O_DIRECT`.
+    #[error(
+        "the file system under {} refuses O_DIRECT ({source}); open with \
+         `Options::new().direct_io(false)` to use buffered I/O with fdatasync instead",
+        path.display()
+    )]
+    DirectUnsupported {
+        /// The file that could not be opened with `O_DIRECT`.
+        path: PathBuf,
+        /// The error the operating system reported.
+        source: io::Error,
+    },
+
+    /// An earlier fsync or msync failed; the kernel may have dropped the data it held, so the
+    /// store refuses writes until it is reopened and recovered from disk.
+    #[error("store refuses writes: an earlier {op} of {} failed ({why}); reopen the store", path.display())]
+    Failed {
+        /// The failed operation.
+        op: &'static str,
+        /// The file it concerned.
+        path: PathBuf,
+        /// The error it reported.
+        why: String,
+    },
+}
+
+impl Error {
+    /// Wraps an operating-system error with what was done and to which path.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A corruption report.
+    pub(crate) fn corrupt(file: impl Into<PathBuf>, offset: u64, what: impl Into<String>) -> Self {
+        Error::Corrupt {
+            file: file.into(),
+            offset,
+            what: what.into(),
+        }
+    }
+}
+
+/// Adds the operation and path to an `io::Result`.
+pub(crate) trait Context<T> {
+    /// Turns the error into [`Error::Io`] naming `op` and `path`.
+    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> Context<T> for io::Result<T> {
+    fn ctx(self, op: &'static str, path: &std::path::Path) -> Result<T> {
+        self.map_err(|e| Error::io(op, path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn io_error_keeps_source_and_names_path() {
+        let e = Error::io("read", "/x/0.v", io::Error::from_raw_os_error(libc::EIO));
+        assert!(e.to_string().contains("/x/0.v"));
+        assert!(e.to_string().starts_with("read "));
+        let src = e.source().expect("source kept");
+        assert!(src.to_string().contains("Input/output error"));
+    }
+
+    #[test]
+    fn direct_error_names_the_option() {
+        let e = Error::DirectUnsupported {
+            path: "/d/0.v".into(),
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        };
+        assert!(e.to_string().contains("direct_io(false)"));
+    }
+
+    #[test]
+    fn corrupt_names_file_and_offset() {
+        let e = Error::corrupt("/d/00000000.k", 4128, "bad record checksum");
+        let s = e.to_string();
+        assert!(s.contains("/d/00000000.k") && s.contains("4128") && s.contains("checksum"));
+    }
+}

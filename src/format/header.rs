@@ -1,0 +1,338 @@
+//! File headers and sync marks.
+//!
+//! # Header page
+//!
+//! Every toykv file starts with a header page of [`PAGE`] (4096) bytes, so the data after it
+//! starts aligned for direct I/O on any device up to 4096-byte logical blocks. The page holds a
+//! 64-byte header at offset 0; the rest is zero except for the sync marks of key sections.
+//! Integers are little-endian.
+//!
+//! | offset | size | field | meaning |
+//! |---|---|---|---|
+//! | 0 | 8 | `magic` | `toykv.k\0`, `toykv.v\0` or `toykv.b\0`: the file kind |
+//! | 8 | 4 | `version` | format version, [`VERSION`] |
+//! | 12 | 4 | `page` | header page length, 4096 |
+//! | 16 | 4 | `section_slots` | records per key section = slots per value section |
+//! | 20 | 4 | `slot_size` | bytes per value slot, 256 |
+//! | 24 | 4 | `record_size` | bytes per key record, 32 |
+//! | 28 | 4 | `section` | this file's section number |
+//! | 32 | 28 | reserved | zero |
+//! | 60 | 4 | `crc` | CRC-32C of bytes 0..60 |
+//!
+//! A header never changes after its file is made durable, except the buffer's, which is
+//! rewritten when the buffer moves on to the next section.
+//!
+//! # Sync marks (key sections)
+//!
+//! A key section records how many of its records were durable at the last `sync()`, so that
+//! recovery can tell a torn tail (records after the mark: dropped) from corruption (records
+//! before it: reported). Two copies live in different 512-byte sectors of the header page, at
+//! [`MARK_A`] and [`MARK_B`]; a sync overwrites the older copy, so a write torn by power loss
+//! leaves the other intact. Each mark is 16 bytes:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | `generation`: higher is newer |
+//! | 8 | 4 | `synced`: records 0..synced of this section are durable |
+//! | 12 | 4 | `crc`: CRC-32C of bytes 0..12 |
+//!
+//! A mark whose checksum fails (all zeros included) counts as absent.
+
+use super::{RECORD_SIZE, SLOT_SIZE};
+
+/// Length of the header page at the start of every file.
+pub const PAGE: usize = 4096;
+/// The format version this build writes and reads.
+pub const VERSION: u32 = 1;
+
+const MAGIC_LEN: usize = 8;
+const MAGIC_AT: usize = 0;
+const VERSION_AT: usize = MAGIC_AT + MAGIC_LEN;
+const PAGE_AT: usize = VERSION_AT + size_of::<u32>();
+const SLOTS_AT: usize = PAGE_AT + size_of::<u32>();
+const SLOT_SIZE_AT: usize = SLOTS_AT + size_of::<u32>();
+const RECORD_SIZE_AT: usize = SLOT_SIZE_AT + size_of::<u32>();
+const SECTION_AT: usize = RECORD_SIZE_AT + size_of::<u32>();
+const RESERVED_AT: usize = SECTION_AT + size_of::<u32>();
+/// Length of the header proper, checksum included.
+pub const HEADER_LEN: usize = 64;
+const CRC_AT: usize = HEADER_LEN - size_of::<u32>();
+
+/// Offset of the first sync mark in a key section's header page.
+pub const MARK_A: usize = 512;
+/// Offset of the second sync mark, in another sector.
+pub const MARK_B: usize = 1024;
+const MARK_GEN_AT: usize = 0;
+const MARK_SYNCED_AT: usize = MARK_GEN_AT + size_of::<u64>();
+const MARK_CRC_AT: usize = MARK_SYNCED_AT + size_of::<u32>();
+/// Length of one sync mark.
+pub const MARK_LEN: usize = MARK_CRC_AT + size_of::<u32>();
+
+/// The three kinds of file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `.k`: a key section.
+    Keys,
+    /// `.v`: a value section.
+    Values,
+    /// `.b`: the write buffer.
+    Buffer,
+}
+
+impl Kind {
+    /// The magic bytes that open a file of this kind.
+    pub const fn magic(self) -> [u8; MAGIC_LEN] {
+        match self {
+            Kind::Keys => *b"toykv.k\0",
+            Kind::Values => *b"toykv.v\0",
+            Kind::Buffer => *b"toykv.b\0",
+        }
+    }
+
+    /// A name for error messages.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Kind::Keys => "key section",
+            Kind::Values => "value section",
+            Kind::Buffer => "write buffer",
+        }
+    }
+}
+
+/// A decoded header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The file kind.
+    pub kind: Kind,
+    /// Records per key section, slots per value section.
+    pub section_slots: u32,
+    /// The section this file holds (for the buffer: the section being filled).
+    pub section: u32,
+}
+
+/// Why a header was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeaderError {
+    /// The magic is not the expected kind's; holds the bytes found.
+    Magic(Vec<u8>),
+    /// The version is not [`VERSION`].
+    Version(u32),
+    /// The checksum fails or a field is impossible.
+    Bad(String),
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut w = [0; 4];
+    w.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(w)
+}
+
+fn put_u32(b: &mut [u8], at: usize, v: u32) {
+    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+impl Header {
+    /// Encodes the header into its 64 bytes.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[MAGIC_AT..VERSION_AT].copy_from_slice(&self.kind.magic());
+        put_u32(&mut b, VERSION_AT, VERSION);
+        put_u32(&mut b, PAGE_AT, PAGE as u32);
+        put_u32(&mut b, SLOTS_AT, self.section_slots);
+        put_u32(&mut b, SLOT_SIZE_AT, SLOT_SIZE as u32);
+        put_u32(&mut b, RECORD_SIZE_AT, RECORD_SIZE as u32);
+        put_u32(&mut b, SECTION_AT, self.section);
+        let crc = crc32c::crc32c(&b[..CRC_AT]);
+        put_u32(&mut b, CRC_AT, crc);
+        b
+    }
+
+    /// Decodes and checks a header of the expected kind from the first bytes of a file.
+    pub fn decode(b: &[u8], kind: Kind) -> Result<Header, HeaderError> {
+        let Some(b) = b.get(..HEADER_LEN) else {
+            return Err(HeaderError::Bad(format!(
+                "file too short for a header: {} of {HEADER_LEN} bytes",
+                b.len()
+            )));
+        };
+        if b[MAGIC_AT..VERSION_AT] != kind.magic() {
+            return Err(HeaderError::Magic(b[MAGIC_AT..VERSION_AT].to_vec()));
+        }
+        let crc = crc32c::crc32c(&b[..CRC_AT]);
+        if crc != u32_at(b, CRC_AT) {
+            return Err(HeaderError::Bad(format!(
+                "header checksum {:08x}, computed {crc:08x}",
+                u32_at(b, CRC_AT)
+            )));
+        }
+        let version = u32_at(b, VERSION_AT);
+        if version != VERSION {
+            return Err(HeaderError::Version(version));
+        }
+        let expect = |at: usize, want: usize, what: &str| {
+            let got = u32_at(b, at);
+            if got as usize == want {
+                Ok(())
+            } else {
+                Err(HeaderError::Bad(format!(
+                    "{what} is {got}, expected {want}"
+                )))
+            }
+        };
+        expect(PAGE_AT, PAGE, "header page length")?;
+        expect(SLOT_SIZE_AT, SLOT_SIZE, "slot size")?;
+        expect(RECORD_SIZE_AT, RECORD_SIZE, "record size")?;
+        if b[RESERVED_AT..CRC_AT].iter().any(|&x| x != 0) {
+            return Err(HeaderError::Bad(
+                "reserved header bytes are not zero".into(),
+            ));
+        }
+        let section_slots = u32_at(b, SLOTS_AT);
+        if let Err(why) = super::check_section_slots(section_slots) {
+            return Err(HeaderError::Bad(why));
+        }
+        Ok(Header {
+            kind,
+            section_slots,
+            section: u32_at(b, SECTION_AT),
+        })
+    }
+}
+
+/// A sync mark: records `0..synced` of a key section were durable at sync `generation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Mark {
+    /// Increases with every sync of the section.
+    pub generation: u64,
+    /// Durable records at the start of the section.
+    pub synced: u32,
+}
+
+impl Mark {
+    /// Encodes the mark into its 16 bytes.
+    pub fn encode(&self) -> [u8; MARK_LEN] {
+        let mut b = [0u8; MARK_LEN];
+        b[MARK_GEN_AT..MARK_SYNCED_AT].copy_from_slice(&self.generation.to_le_bytes());
+        put_u32(&mut b, MARK_SYNCED_AT, self.synced);
+        let crc = crc32c::crc32c(&b[..MARK_CRC_AT]);
+        put_u32(&mut b, MARK_CRC_AT, crc);
+        b
+    }
+
+    /// Decodes one mark; `None` when its checksum fails.
+    pub fn decode(b: &[u8; MARK_LEN]) -> Option<Mark> {
+        if crc32c::crc32c(&b[..MARK_CRC_AT]) != u32_at(b, MARK_CRC_AT) {
+            return None;
+        }
+        let mut g = [0; 8];
+        g.copy_from_slice(&b[MARK_GEN_AT..MARK_SYNCED_AT]);
+        Some(Mark {
+            generation: u64::from_le_bytes(g),
+            synced: u32_at(b, MARK_SYNCED_AT),
+        })
+    }
+
+    /// The newer of the two copies in a header page, and the offset the next mark goes to.
+    pub fn newest(page: &[u8; PAGE]) -> (Mark, usize) {
+        let read = |at: usize| {
+            let mut b = [0u8; MARK_LEN];
+            b.copy_from_slice(&page[at..at + MARK_LEN]);
+            Mark::decode(&b)
+        };
+        match (read(MARK_A), read(MARK_B)) {
+            (Some(a), Some(b)) if b.generation > a.generation => (b, MARK_A),
+            (Some(a), _) => (a, MARK_B),
+            (None, Some(b)) => (b, MARK_A),
+            (None, None) => (Mark::default(), MARK_A),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page_with(h: &Header) -> [u8; PAGE] {
+        let mut p = [0u8; PAGE];
+        p[..HEADER_LEN].copy_from_slice(&h.encode());
+        p
+    }
+
+    #[test]
+    fn header_round_trips() {
+        let h = Header {
+            kind: Kind::Keys,
+            section_slots: 65536,
+            section: 7,
+        };
+        assert_eq!(Header::decode(&page_with(&h), Kind::Keys), Ok(h));
+    }
+
+    #[test]
+    fn wrong_kind_is_foreign() {
+        let h = Header {
+            kind: Kind::Values,
+            section_slots: 64,
+            section: 0,
+        };
+        let got = Header::decode(&page_with(&h), Kind::Keys);
+        assert_eq!(got, Err(HeaderError::Magic(b"toykv.v\0".to_vec())));
+    }
+
+    #[test]
+    fn every_flipped_bit_is_refused() {
+        let h = Header {
+            kind: Kind::Buffer,
+            section_slots: 16,
+            section: 3,
+        };
+        let good = h.encode();
+        for bit in 0..HEADER_LEN * 8 {
+            let mut b = good;
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert!(Header::decode(&b, Kind::Buffer).is_err(), "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn future_version_is_named() {
+        let h = Header {
+            kind: Kind::Keys,
+            section_slots: 64,
+            section: 0,
+        };
+        let mut b = h.encode();
+        put_u32(&mut b, VERSION_AT, 9);
+        let crc = crc32c::crc32c(&b[..CRC_AT]);
+        put_u32(&mut b, CRC_AT, crc);
+        assert_eq!(Header::decode(&b, Kind::Keys), Err(HeaderError::Version(9)));
+    }
+
+    #[test]
+    fn short_input_is_refused() {
+        assert!(matches!(
+            Header::decode(&[0u8; 10], Kind::Keys),
+            Err(HeaderError::Bad(_))
+        ));
+    }
+
+    #[test]
+    fn newest_mark_wins_and_torn_mark_falls_back() {
+        let mut p = [0u8; PAGE];
+        assert_eq!(Mark::newest(&p), (Mark::default(), MARK_A));
+        let m1 = Mark {
+            generation: 1,
+            synced: 10,
+        };
+        p[MARK_A..MARK_A + MARK_LEN].copy_from_slice(&m1.encode());
+        assert_eq!(Mark::newest(&p), (m1, MARK_B));
+        let m2 = Mark {
+            generation: 2,
+            synced: 20,
+        };
+        p[MARK_B..MARK_B + MARK_LEN].copy_from_slice(&m2.encode());
+        assert_eq!(Mark::newest(&p), (m2, MARK_A));
+        p[MARK_B + 3] ^= 0x10; // torn write of the newer copy
+        assert_eq!(Mark::newest(&p), (m1, MARK_B));
+    }
+}

@@ -1,0 +1,83 @@
+//! toykv: a storage engine for fixed-size records.
+//!
+//! Keys are 8 bytes, ordered as bytes (a `u64` is stored big-endian, so numeric order is key
+//! order). Values are 0 to 256 bytes, each in a fixed 256-byte slot. Operations: put, get,
+//! delete, ordered inclusive range scan, sync.
+//!
+//! ```
+//! # fn main() -> toykv::Result<()> {
+//! # let tmp = tempfile::tempdir().unwrap();
+//! # let data = tmp.path().join("data");
+//! use toykv::Store;
+//!
+//! let store = Store::open(&data)?;              // creates or reopens
+//! store.put(42u64, b"hello")?;                  // a key is a u64 (big-endian) or a [u8; 8]
+//! assert_eq!(store.get(42u64)?.as_deref(), Some(&b"hello"[..]));
+//! for item in store.scan(0u64..=100) {          // ordered, inclusive
+//!     let (key, value) = item?;
+//!     println!("{} -> {:?}", key.as_u64(), &value[..]);
+//! }
+//! assert!(store.delete(42u64)?);
+//! store.sync()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! Keys and values are kept apart, in three kinds of file in one data directory:
+//!
+//! - `.k` **key sections** of 65,536 32-byte records (key, sequence number, value slot, length,
+//!   kind, value checksum, record checksum), memory-mapped. They form a log; the in-memory
+//!   index is rebuilt from it at open.
+//! - `.v` **value sections** of 65,536 slots × 256 bytes (16 MiB), written once and read with
+//!   real `O_DIRECT`, one aligned block per get.
+//! - `buffer.b` the memory-mapped **write buffer** holding the value section being filled;
+//!   when full it becomes a `.v` file with one aligned direct write.
+//!
+//! Every file starts with a 4096-byte header page (magic, version, parameters, checksum).
+//! [`format`] documents every byte; `docs/FORMAT.md` has a worked example.
+//!
+//! The source follows the same split:
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`format`] | byte layout: headers, sync marks, key records, file names |
+//! | [`io`] | the I/O traits, the OS implementation (the only `unsafe`), the power-loss simulator |
+//! | `store` | the engine: `keys` (`.k`), `values` (`.v`), `buffer` (`.b`), `index`, `open`, `recover`, `scan` |
+//! | [`key`] | [`Key`] and [`Value`] |
+//! | [`error`] | the [`Error`] enum |
+//! | [`options`] | [`Options`] |
+//!
+//! # Guarantees
+//!
+//! - A put or delete that returned `Ok` survives a crash of the process (kill -9) at any
+//!   moment: its bytes are in shared memory maps, which the kernel keeps.
+//! - [`Store::sync`] makes everything before it survive power loss. Writes after the last sync
+//!   may be lost on power loss, but what survives is a prefix of them: never a hole, never a
+//!   wrong value.
+//! - Recovery drops a torn tail of unsynced records; damage before the last sync is reported
+//!   as [`Error::Corrupt`] naming the file and offset. Every value read is checked against a
+//!   CRC-32C; data that fails is never returned.
+//! - A failed fsync or msync poisons the store: writes are refused until it is reopened.
+//! - One process at a time: the directory is locked.
+//! - With direct I/O off ([`Options::direct_io`]) value sections use the page cache and
+//!   `fdatasync`; the guarantees are the same.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod error;
+pub mod format;
+pub mod io;
+pub mod key;
+pub mod options;
+mod store;
+#[cfg(test)]
+mod testing;
+
+pub use error::{Error, Result};
+pub use key::{KEY_LEN, Key, VALUE_MAX, Value};
+pub use options::Options;
+pub use store::{Scan, Stats, Store};

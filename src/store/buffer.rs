@@ -1,0 +1,191 @@
+//! The write buffer (`buffer.b`): the value section being filled, memory-mapped.
+//!
+//! Layout: the buffer's header page, the header page of the value section it fills, then that
+//! section's slots. A put copies its value into a slot (a memory store, so it survives a
+//! process crash at once); `sync` msyncs the slots. When the section is full its header page
+//! and slots go to a new `.v` file in one aligned direct write straight from the map (see
+//! [`Store`](super::Store)); then the buffer is [`reset`](Buffer::reset) to the next section.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Context, Error, Result};
+use crate::format::{
+    BUFFER_DATA_AT, BUFFER_NAME, BUFFER_VALUES_AT, HEADER_LEN, Header, Kind, PAGE, SLOT_SIZE,
+    buffer_len,
+};
+use crate::io::{FileIo, Map, Mode, Vfs};
+use crate::key::VALUE_MAX;
+
+use super::header_error;
+
+/// The open write buffer.
+#[derive(Debug)]
+pub(crate) struct Buffer {
+    pub(crate) path: PathBuf,
+    _file: Arc<dyn FileIo>,
+    map: Box<dyn Map>,
+    /// The value section being filled.
+    pub(crate) section: u32,
+    slots: u32,
+}
+
+impl Buffer {
+    /// Creates the buffer for section 0 with its headers synced; the caller syncs the directory.
+    pub(crate) fn create(vfs: &dyn Vfs, dir: &Path, slots: u32) -> Result<Buffer> {
+        let path = dir.join(BUFFER_NAME);
+        let mode = Mode {
+            create: true,
+            write: true,
+            direct: false,
+        };
+        let file = vfs.open(&path, mode).ctx("create", &path)?;
+        file.set_len(buffer_len(slots)).ctx("extend", &path)?;
+        let own = Header {
+            kind: Kind::Buffer,
+            section_slots: slots,
+            section: 0,
+        };
+        file.write_at(&own.encode(), 0).ctx("write header", &path)?;
+        let map = file.map().ctx("mmap", &path)?;
+        let mut b = Buffer {
+            path,
+            _file: file,
+            map,
+            section: 0,
+            slots,
+        };
+        b.reset(0)?;
+        b._file.sync().ctx("fdatasync", &b.path)?;
+        Ok(b)
+    }
+
+    /// Opens the buffer and checks its header. [`section`](Self::section) is what the
+    /// value-section template names (`u32::MAX` when torn); the store checks it against the
+    /// `.v` files and resets it. A buffer cut short after its headers is extended with zeros.
+    pub(crate) fn open(vfs: &dyn Vfs, dir: &Path) -> Result<Buffer> {
+        let path = dir.join(BUFFER_NAME);
+        let mode = Mode {
+            create: false,
+            write: true,
+            direct: false,
+        };
+        let file = vfs.open(&path, mode).ctx("open", &path)?;
+        let len = file.len().ctx("stat", &path)?;
+        let mut pages = [0u8; BUFFER_DATA_AT];
+        if len < BUFFER_DATA_AT as u64 {
+            return Err(Error::corrupt(
+                &path,
+                len,
+                format!(
+                    "write buffer is {len} bytes, shorter than its {BUFFER_DATA_AT} bytes of headers"
+                ),
+            ));
+        }
+        file.read_at(&mut pages, 0).ctx("read header", &path)?;
+        let own = Header::decode(&pages[..HEADER_LEN], Kind::Buffer)
+            .map_err(|e| header_error(&path, Kind::Buffer, e))?;
+        // The value-section header page is a template rewritten at every reset; the section
+        // it names is only a hint (the store derives the section from the `.v` files and
+        // rewrites the template if it is torn or stale).
+        let template = Header::decode(
+            &pages[BUFFER_VALUES_AT..BUFFER_VALUES_AT + HEADER_LEN],
+            Kind::Values,
+        )
+        .ok()
+        .filter(|h| h.section_slots == own.section_slots)
+        .map(|h| h.section);
+        let want = buffer_len(own.section_slots);
+        if len > want {
+            return Err(Error::corrupt(
+                &path,
+                want,
+                format!("write buffer is {len} bytes, longer than {want}"),
+            ));
+        }
+        if len < want {
+            file.set_len(want).ctx("extend", &path)?;
+        }
+        let map = file.map().ctx("mmap", &path)?;
+        Ok(Buffer {
+            path,
+            _file: file,
+            map,
+            section: template.unwrap_or(u32::MAX),
+            slots: own.section_slots,
+        })
+    }
+
+    /// Slots per section, as the header records.
+    pub(crate) fn slots(&self) -> u32 {
+        self.slots
+    }
+
+    fn slot_at(index: u32) -> usize {
+        BUFFER_DATA_AT + index as usize * SLOT_SIZE
+    }
+
+    /// Writes `value` (zero-padded to a whole slot) into slot `index`.
+    pub(crate) fn write(&mut self, index: u32, value: &[u8]) -> Result<()> {
+        let mut slot = [0u8; SLOT_SIZE];
+        let Some(dst) = slot.get_mut(..value.len()) else {
+            return Err(Error::ValueTooLong {
+                len: value.len(),
+                max: VALUE_MAX,
+            });
+        };
+        dst.copy_from_slice(value);
+        self.map
+            .write(Self::slot_at(index), &slot)
+            .ctx("write value", &self.path)
+    }
+
+    /// Reads slot `index` into `out`.
+    pub(crate) fn read(&self, index: u32, out: &mut [u8; SLOT_SIZE]) -> Result<()> {
+        self.map
+            .read(Self::slot_at(index), out)
+            .ctx("read value", &self.path)
+    }
+
+    /// File offset of slot `index`, for error messages.
+    pub(crate) fn offset(index: u32) -> u64 {
+        Self::slot_at(index) as u64
+    }
+
+    /// Makes slots `0..used` durable.
+    pub(crate) fn sync(&self, used: u32) -> Result<()> {
+        if used == 0 {
+            return Ok(());
+        }
+        self.map
+            .flush(BUFFER_DATA_AT, used as usize * SLOT_SIZE)
+            .ctx("msync", &self.path)
+    }
+
+    /// Writes the value section (its header page and all slots) to `dst` in one write.
+    pub(crate) fn copy_out(&self, dst: &dyn FileIo) -> Result<()> {
+        let len = PAGE + self.slots as usize * SLOT_SIZE;
+        self.map
+            .copy_to(BUFFER_VALUES_AT, len, dst, 0)
+            .ctx("write value section from", &self.path)
+    }
+
+    /// Moves the buffer on to `section`: rewrites the value-section template page and syncs
+    /// it. The buffer's own header never changes after creation. Old slot contents stay until
+    /// overwritten; no record points at them.
+    pub(crate) fn reset(&mut self, section: u32) -> Result<()> {
+        let header = Header {
+            kind: Kind::Values,
+            section_slots: self.slots,
+            section,
+        };
+        self.map
+            .write(BUFFER_VALUES_AT, &header.encode())
+            .ctx("write header", &self.path)?;
+        self.map
+            .flush(BUFFER_VALUES_AT, PAGE)
+            .ctx("msync", &self.path)?;
+        self.section = section;
+        Ok(())
+    }
+}

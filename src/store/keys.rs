@@ -1,0 +1,179 @@
+//! Key sections (`.k`): the memory-mapped log of key records.
+//!
+//! Record `seq` lives in section `seq / section_slots` at index `seq % section_slots`. Appends
+//! are memory stores into the map (they survive a process crash at once); `sync` msyncs the
+//! records written since the last sync, then writes each touched section's sync mark and
+//! msyncs it, so a mark never claims a record that is not durable.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Context, Error, Result};
+use crate::format::{
+    HEADER_LEN, Header, KEYS_DATA_AT, Kind, MARK_LEN, Mark, PAGE, RECORD_SIZE, Record, keys_len,
+    keys_name,
+};
+use crate::io::{FileIo, Map, Mode, Vfs};
+
+use super::header_error;
+
+/// One open key section.
+#[derive(Debug)]
+pub(crate) struct Section {
+    pub(crate) path: PathBuf,
+    _file: Arc<dyn FileIo>,
+    pub(crate) map: Box<dyn Map>,
+    /// The newest valid sync mark found or written.
+    pub(crate) mark: Mark,
+    /// Where the next mark goes (the older copy).
+    mark_at: usize,
+}
+
+impl Section {
+    /// Creates section `n`: header written and synced; the caller syncs the directory.
+    pub(crate) fn create(vfs: &dyn Vfs, dir: &Path, n: u32, slots: u32) -> Result<Section> {
+        let path = dir.join(keys_name(n));
+        let mode = Mode {
+            create: true,
+            write: true,
+            direct: false,
+        };
+        let file = vfs.open(&path, mode).ctx("create", &path)?;
+        file.set_len(keys_len(slots)).ctx("extend", &path)?;
+        let header = Header {
+            kind: Kind::Keys,
+            section_slots: slots,
+            section: n,
+        };
+        file.write_at(&header.encode(), 0)
+            .ctx("write header", &path)?;
+        file.sync().ctx("fdatasync", &path)?;
+        let map = file.map().ctx("mmap", &path)?;
+        Ok(Section {
+            path,
+            _file: file,
+            map,
+            mark: Mark::default(),
+            mark_at: crate::format::MARK_A,
+        })
+    }
+
+    /// Opens section `n` and checks its header. A file cut short after its header page is
+    /// extended with zeros (its lost records then read as the end of the log).
+    pub(crate) fn open(vfs: &dyn Vfs, dir: &Path, n: u32, slots: u32) -> Result<Section> {
+        let path = dir.join(keys_name(n));
+        let mode = Mode {
+            create: false,
+            write: true,
+            direct: false,
+        };
+        let file = vfs.open(&path, mode).ctx("open", &path)?;
+        let len = file.len().ctx("stat", &path)?;
+        if len < PAGE as u64 {
+            return Err(Error::corrupt(
+                &path,
+                len,
+                format!("key section is {len} bytes, shorter than its header page"),
+            ));
+        }
+        let want = keys_len(slots);
+        if len > want {
+            return Err(Error::corrupt(
+                &path,
+                want,
+                format!("key section is {len} bytes, longer than {want}"),
+            ));
+        }
+        if len < want {
+            file.set_len(want).ctx("extend", &path)?;
+        }
+        let mut page = [0u8; PAGE];
+        file.read_at(&mut page, 0).ctx("read header", &path)?;
+        let header = Header::decode(&page[..HEADER_LEN], Kind::Keys)
+            .map_err(|e| header_error(&path, Kind::Keys, e))?;
+        if header.section != n || header.section_slots != slots {
+            return Err(Error::corrupt(
+                &path,
+                0,
+                format!(
+                    "header says section {} of {} slots; expected section {n} of {slots}",
+                    header.section, header.section_slots
+                ),
+            ));
+        }
+        let (mark, mark_at) = Mark::newest(&page);
+        let map = file.map().ctx("mmap", &path)?;
+        Ok(Section {
+            path,
+            _file: file,
+            map,
+            mark,
+            mark_at,
+        })
+    }
+
+    /// Byte offset of record `index`.
+    pub(crate) fn offset(index: u32) -> usize {
+        KEYS_DATA_AT + index as usize * RECORD_SIZE
+    }
+
+    /// Reads the raw bytes of records `first..first + out.len() / RECORD_SIZE`.
+    pub(crate) fn read_raw(&self, first: u32, out: &mut [u8]) -> Result<()> {
+        self.map
+            .read(Self::offset(first), out)
+            .ctx("read records", &self.path)
+    }
+
+    /// Reads and checks record `index`, whose sequence number is `seq`.
+    pub(crate) fn read(&self, index: u32, seq: u64) -> Result<Record> {
+        let mut b = [0u8; RECORD_SIZE];
+        self.read_raw(index, &mut b)?;
+        Record::decode(&b, seq).map_err(|e| {
+            Error::corrupt(
+                &self.path,
+                Self::offset(index) as u64,
+                format!("key record {seq}: {e:?}"),
+            )
+        })
+    }
+
+    /// Writes record bytes at `index`.
+    pub(crate) fn write(&mut self, index: u32, bytes: &[u8]) -> Result<()> {
+        self.map
+            .write(Self::offset(index), bytes)
+            .ctx("write record", &self.path)
+    }
+
+    /// Makes records `from..to` durable.
+    pub(crate) fn flush(&self, from: u32, to: u32) -> Result<()> {
+        let (a, b) = (Self::offset(from), Self::offset(to));
+        self.map.flush(a, b - a).ctx("msync", &self.path)
+    }
+
+    /// Records that records `0..synced` are durable: writes the older mark copy and syncs it.
+    pub(crate) fn set_mark(&mut self, generation: u64, synced: u32) -> Result<()> {
+        let mark = Mark { generation, synced };
+        let at = self.mark_at;
+        self.map
+            .write(at, &mark.encode())
+            .ctx("write sync mark", &self.path)?;
+        self.map.flush(at, MARK_LEN).ctx("msync", &self.path)?;
+        self.mark = mark;
+        self.mark_at = if at == crate::format::MARK_A {
+            crate::format::MARK_B
+        } else {
+            crate::format::MARK_A
+        };
+        Ok(())
+    }
+
+    /// Zeroes records `from..slots` and makes that durable (dropping a torn tail).
+    pub(crate) fn zero_from(&mut self, from: u32, slots: u32) -> Result<()> {
+        if from >= slots {
+            return Ok(());
+        }
+        let zeros = vec![0u8; (slots - from) as usize * RECORD_SIZE];
+        self.write(from, &zeros)?;
+        self.flush(from, slots)
+    }
+}

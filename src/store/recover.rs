@@ -1,0 +1,197 @@
+//! Recovery: rebuilding the index from the key log at open.
+//!
+//! The log is read in sequence order, section by section. Each record must decode (checksum,
+//! sequence number equal to its position, known kind), its slot must come after the previous
+//! put's and lie in a value section that exists or in the buffer, and — for records after the
+//! section's sync mark whose value is in the buffer — the value must match `value_crc` (a
+//! key record can reach the disk before its value when power fails between syncs).
+//!
+//! The first record that fails ends the log. If it lies before its section's sync mark, it was
+//! durable and acknowledged, so it is reported as corruption naming file and offset; likewise
+//! when a later section has a sync mark. Otherwise it is the torn tail of writes that were never
+//! synced: it and everything after it are dropped, and the store zeroes them before accepting
+//! writes, so a later crash cannot revive them.
+
+use crate::error::{Error, Result};
+use crate::format::{Op, RECORD_SIZE, Record, RecordError, SLOT_SIZE, record::value_crc};
+
+use super::buffer::Buffer;
+use super::index::Log;
+use super::keys::Section;
+use super::values::Values;
+
+/// Why the log ends at an all-zero record.
+const NEVER_WRITTEN: &str = "record never written";
+
+/// Records read per chunk while walking a section.
+const CHUNK: u32 = 4096;
+
+/// What the walk found.
+#[derive(Debug)]
+pub(crate) struct Walk {
+    /// Every valid record, in log order.
+    pub(crate) log: Log,
+    /// Sequence number of the first record that is not part of the log.
+    pub(crate) end: u64,
+    /// Slot of the last valid put.
+    pub(crate) last_slot: Option<u32>,
+    /// Records below this were durable at the last sync.
+    pub(crate) synced: u64,
+    /// Highest sync-mark generation seen.
+    pub(crate) generation: u64,
+    /// When the log ended at a damaged record (not at a never-written one): where and why.
+    pub(crate) torn: Option<String>,
+}
+
+/// Reads the log of `sections` (numbered from `first`) against the buffer and value sections.
+pub(crate) fn walk(
+    sections: &[Section],
+    first: u32,
+    slots: u32,
+    buffer: &Buffer,
+    values: &Values,
+) -> Result<Walk> {
+    let s64 = u64::from(slots);
+    let mut log = Log::with_capacity(sections.len().saturating_mul(slots as usize));
+    let mut last_slot: Option<u32> = None;
+    let mut synced = u64::from(first) * s64;
+    let mut generation = 0;
+    let mut chunk = vec![0u8; CHUNK as usize * RECORD_SIZE];
+    let mut value = [0u8; SLOT_SIZE];
+    for (i, sec) in sections.iter().enumerate() {
+        let base = (u64::from(first) + i as u64) * s64;
+        let marked = sec.mark.synced.min(slots);
+        generation = generation.max(sec.mark.generation);
+        if marked > 0 {
+            synced = base + u64::from(marked);
+        }
+        for start in (0..slots).step_by(CHUNK as usize) {
+            let n = CHUNK.min(slots - start);
+            let raw = &mut chunk[..n as usize * RECORD_SIZE];
+            sec.read_raw(start, raw)?;
+            for (j, bytes) in raw.chunks_exact(RECORD_SIZE).enumerate() {
+                let idx = start + j as u32;
+                let seq = base + u64::from(idx);
+                let mut b = [0u8; RECORD_SIZE];
+                b.copy_from_slice(bytes);
+                let verdict = match Record::decode(&b, seq) {
+                    Err(RecordError::Empty) => Err(NEVER_WRITTEN.to_string()),
+                    Err(RecordError::Bad(why)) => Err(why),
+                    Ok(rec) => {
+                        let unsynced = idx >= marked;
+                        match check(&rec, unsynced, last_slot, slots, buffer, values, &mut value)? {
+                            Some(why) => Err(why),
+                            None => Ok(rec),
+                        }
+                    }
+                };
+                if let Err(why) = verdict {
+                    let off = Section::offset(idx) as u64;
+                    if idx < marked {
+                        return Err(Error::corrupt(
+                            &sec.path,
+                            off,
+                            format!(
+                                "key record {seq} is before the sync mark ({marked}) but {why}"
+                            ),
+                        ));
+                    }
+                    if let Some(later) = sections[i + 1..].iter().find(|s| s.mark.synced > 0) {
+                        return Err(Error::corrupt(
+                            &sec.path,
+                            off,
+                            format!(
+                                "key record {seq}: {why}, yet {} has synced records after it",
+                                later.path.display()
+                            ),
+                        ));
+                    }
+                    return Ok(Walk {
+                        log,
+                        end: seq,
+                        last_slot,
+                        synced: synced.min(seq),
+                        generation,
+                        torn: (why != NEVER_WRITTEN).then(|| {
+                            format!(
+                                "dropped the unsynced tail from {} offset {off}: {why}",
+                                sec.path.display()
+                            )
+                        }),
+                    });
+                }
+                if let Ok(rec) = verdict {
+                    match rec.op {
+                        Op::Put { slot, .. } => {
+                            log.put(rec.key, seq);
+                            last_slot = Some(slot);
+                        }
+                        Op::Delete => log.delete(rec.key, seq),
+                    }
+                }
+            }
+        }
+    }
+    let end = (u64::from(first) + sections.len() as u64) * s64;
+    Ok(Walk {
+        log,
+        end,
+        last_slot,
+        synced,
+        generation,
+        torn: None,
+    })
+}
+
+/// Checks a decoded record against the value side; `Some(reason)` when it is not valid.
+fn check(
+    rec: &Record,
+    unsynced: bool,
+    last_slot: Option<u32>,
+    slots: u32,
+    buffer: &Buffer,
+    values: &Values,
+    value: &mut [u8; SLOT_SIZE],
+) -> Result<Option<String>> {
+    let Op::Put {
+        slot,
+        len,
+        value_crc: want,
+    } = rec.op
+    else {
+        return Ok(None);
+    };
+    if last_slot.is_some_and(|last| slot <= last) {
+        return Ok(Some(format!(
+            "its slot {slot} does not follow the previous put's slot {}",
+            last_slot.unwrap_or_default()
+        )));
+    }
+    let (section, index) = (slot / slots, slot % slots);
+    if section > buffer.section {
+        return Ok(Some(format!(
+            "its slot {slot} is in section {section}, past the buffer's section {}",
+            buffer.section
+        )));
+    }
+    if section < buffer.section {
+        return Ok((!values.has(section)).then(|| {
+            format!(
+                "its value section {} is missing",
+                values.path(section).display()
+            )
+        }));
+    }
+    if !unsynced {
+        return Ok(None);
+    }
+    buffer.read(index, value)?;
+    let got = value_crc(&value[..usize::from(len)]);
+    Ok((got != want).then(|| {
+        format!(
+            "its value in {} at offset {} has checksum {got:08x}, the record says {want:08x}",
+            buffer.path.display(),
+            Buffer::offset(index)
+        )
+    }))
+}

@@ -1,0 +1,60 @@
+//! Ordered range scans.
+
+use std::collections::VecDeque;
+use std::ops::Bound;
+
+use crate::error::Result;
+use crate::key::{Key, Value};
+
+use super::Store;
+
+/// Keys fetched per lock acquisition.
+const BATCH: usize = 64;
+
+/// An ordered scan over a key range; see [`Store::scan`]. Yields `(key, value)` pairs; after
+/// an error it ends.
+#[derive(Debug)]
+pub struct Scan<'a> {
+    store: &'a Store,
+    from: Bound<Key>,
+    to: Bound<Key>,
+    ready: VecDeque<(Key, Value)>,
+    done: bool,
+}
+
+impl<'a> Scan<'a> {
+    pub(super) fn new(store: &'a Store, from: Bound<Key>, to: Bound<Key>) -> Self {
+        Scan {
+            store,
+            from,
+            to,
+            ready: VecDeque::new(),
+            done: false,
+        }
+    }
+}
+
+impl Iterator for Scan<'_> {
+    type Item = Result<(Key, Value)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ready.is_empty() && !self.done {
+            match self.store.batch(self.from, self.to, BATCH) {
+                Ok(batch) => {
+                    self.done = batch.len() < BATCH;
+                    if let Some((last, _)) = batch.last() {
+                        self.from = Bound::Excluded(*last);
+                    }
+                    self.ready.extend(batch);
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        self.ready.pop_front().map(Ok)
+    }
+}
+
+impl std::iter::FusedIterator for Scan<'_> {}

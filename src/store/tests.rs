@@ -1,0 +1,304 @@
+//! Unit tests of the engine on the real file system and on the simulator.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+use crate::format::{Header, PAGE, values_len, values_name};
+use crate::io::{Align, SimFs};
+use crate::testing::tempdir;
+
+fn small() -> Options {
+    Options::new().section_slots(16)
+}
+
+fn sim(fs: &SimFs) -> Options {
+    small().vfs(Arc::new(fs.clone()))
+}
+
+fn value(k: u64, round: u64) -> Vec<u8> {
+    let len = ((k * 7 + round * 13) % 257) as usize;
+    (0..len)
+        .map(|i| (k as usize + i + round as usize) as u8)
+        .collect()
+}
+
+fn contents(s: &Store) -> BTreeMap<u64, Vec<u8>> {
+    s.iter()
+        .map(|r| {
+            let (k, v) = r.unwrap();
+            (k.as_u64(), v.to_vec())
+        })
+        .collect()
+}
+
+#[test]
+fn put_get_delete_across_flushes_and_reopen() {
+    let d = tempdir();
+    let mut model = BTreeMap::new();
+    {
+        let s = Store::open_with(d.path(), small()).unwrap();
+        for round in 0..3 {
+            for k in 0..40u64 {
+                s.put(k, value(k, round)).unwrap();
+                model.insert(k, value(k, round));
+            }
+        }
+        for k in (0..40u64).step_by(3) {
+            assert!(s.delete(k).unwrap());
+            assert!(!s.delete(k).unwrap());
+            model.remove(&k);
+        }
+        for (k, v) in &model {
+            assert_eq!(s.get(*k).unwrap().unwrap().to_vec(), *v, "key {k}");
+        }
+        assert_eq!(contents(&s), model);
+        assert!(s.stats().value_sections >= 7);
+    }
+    let s = Store::open_with(d.path(), small()).unwrap();
+    assert_eq!(contents(&s), model);
+    assert_eq!(s.len(), model.len());
+    assert_eq!(s.get(0u64).unwrap(), None);
+    assert_eq!(s.stats().torn_tail, None);
+}
+
+#[test]
+fn default_sections_read_back_through_o_direct() {
+    let d = tempdir();
+    let n = u64::from(crate::format::DEFAULT_SECTION_SLOTS) + 100;
+    {
+        let s = Store::open(d.path()).unwrap();
+        for k in 0..n {
+            s.put(k, k.to_le_bytes()).unwrap();
+        }
+        let st = s.stats();
+        assert_eq!(st.value_sections, 1);
+        assert!(st.direct_io);
+        // Key 5 lives in the flushed section, key n-1 in the buffer.
+        assert_eq!(s.get(5u64).unwrap().unwrap().to_vec(), 5u64.to_le_bytes());
+        assert_eq!(
+            s.get(n - 1).unwrap().unwrap().to_vec(),
+            (n - 1).to_le_bytes()
+        );
+        s.close().unwrap();
+    }
+    let s = Store::open(d.path()).unwrap();
+    assert_eq!(s.len() as u64, n);
+    for k in [0, 1, 65535, 65536, n - 1] {
+        assert_eq!(s.get(k).unwrap().unwrap().to_vec(), k.to_le_bytes());
+    }
+}
+
+#[test]
+fn every_byte_pattern_is_data() {
+    let d = tempdir();
+    let s = Store::open_with(d.path(), small()).unwrap();
+    s.put([0u8; 8], [0u8; 256]).unwrap();
+    s.put([0xffu8; 8], [0xffu8; 256]).unwrap();
+    s.put(7u64, b"").unwrap();
+    assert_eq!(&s.get([0u8; 8]).unwrap().unwrap()[..], &[0u8; 256][..]);
+    assert_eq!(&s.get(u64::MAX).unwrap().unwrap()[..], &[0xffu8; 256][..]);
+    assert_eq!(s.get(7u64).unwrap().unwrap().len(), 0);
+    let e = s.put(1u64, [1u8; 257]).unwrap_err();
+    assert!(
+        matches!(e, Error::ValueTooLong { len: 257, max: 256 }),
+        "{e}"
+    );
+    assert_eq!(s.get(1u64).unwrap(), None);
+}
+
+#[test]
+fn scan_bounds_and_limit() {
+    let d = tempdir();
+    let s = Store::open_with(d.path(), small()).unwrap();
+    for k in (0..300u64).rev() {
+        s.put(k, k.to_be_bytes()).unwrap();
+    }
+    let keys = |it: Scan<'_>| it.map(|r| r.unwrap().0.as_u64()).collect::<Vec<_>>();
+    assert_eq!(keys(s.scan(10u64..=12)), vec![10, 11, 12]);
+    assert_eq!(keys(s.scan(10u64..12)), vec![10, 11]);
+    assert_eq!(keys(s.scan(298u64..)), vec![298, 299]);
+    assert_eq!(keys(s.scan(12u64..=10)), Vec::<u64>::new());
+    assert_eq!(s.iter().count(), 300);
+    let first: Vec<u64> = s
+        .scan(100u64..)
+        .take(70)
+        .map(|r| r.unwrap().0.as_u64())
+        .collect();
+    assert_eq!(first, (100..170).collect::<Vec<_>>());
+}
+
+#[test]
+fn second_open_is_locked_out() {
+    let d = tempdir();
+    let s = Store::open_with(d.path(), small()).unwrap();
+    let e = Store::open_with(d.path(), small()).unwrap_err();
+    assert!(matches!(e, Error::Locked { .. }), "{e}");
+    drop(s);
+    Store::open_with(d.path(), small()).unwrap();
+}
+
+#[test]
+fn section_size_is_fixed_at_creation() {
+    let d = tempdir();
+    drop(Store::open_with(d.path(), small()).unwrap());
+    let e = Store::open_with(d.path(), Options::new().section_slots(32)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Mismatch {
+                stored: 16,
+                requested: 32,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = Store::open_with(d.path(), Options::new().section_slots(17)).unwrap_err();
+    assert!(matches!(e, Error::Option { .. }), "{e}");
+}
+
+#[test]
+fn refused_o_direct_names_the_option() {
+    let fs = SimFs::new();
+    fs.refuse_direct(true);
+    let e = Store::open_with("/db", sim(&fs)).unwrap_err();
+    assert!(matches!(e, Error::DirectUnsupported { .. }), "{e}");
+    assert!(e.to_string().contains("direct_io(false)"), "{e}");
+    let s = Store::open_with("/db", sim(&fs).direct_io(false)).unwrap();
+    for k in 0..40u64 {
+        s.put(k, value(k, 0)).unwrap();
+    }
+    assert_eq!(s.get(3u64).unwrap().unwrap().to_vec(), value(3, 0));
+    assert!(!s.stats().direct_io);
+}
+
+#[test]
+fn alignment_is_honoured_at_4096() {
+    for align in [512, 4096] {
+        let fs = SimFs::with_align(Align {
+            mem: align,
+            offset: align,
+        });
+        let s = Store::open_with("/db", sim(&fs)).unwrap();
+        for k in 0..100u64 {
+            s.put(k, value(k, 1)).unwrap();
+        }
+        for k in 0..100u64 {
+            assert_eq!(
+                s.get(k).unwrap().unwrap().to_vec(),
+                value(k, 1),
+                "align {align}"
+            );
+        }
+    }
+}
+
+#[test]
+fn failed_sync_refuses_writes_until_reopen() {
+    let fs = SimFs::new();
+    let s = Store::open_with("/db", sim(&fs)).unwrap();
+    s.put(1u64, b"a").unwrap();
+    fs.fail_syncs(true);
+    let e = s.sync().unwrap_err();
+    assert!(matches!(e, Error::Io { op: "msync", .. }), "{e}");
+    fs.fail_syncs(false);
+    let e = s.put(2u64, b"b").unwrap_err();
+    assert!(matches!(e, Error::Failed { .. }), "{e}");
+    assert!(matches!(s.delete(1u64), Err(Error::Failed { .. })));
+    assert!(matches!(s.sync(), Err(Error::Failed { .. })));
+    assert_eq!(s.get(1u64).unwrap().unwrap().to_vec(), b"a");
+    drop(s);
+    let s = Store::open_with("/db", sim(&fs)).unwrap();
+    s.put(2u64, b"b").unwrap();
+    s.sync().unwrap();
+}
+
+#[test]
+fn failed_flush_fsync_poisons() {
+    let fs = SimFs::new();
+    let s = Store::open_with("/db", sim(&fs)).unwrap();
+    for k in 0..16u64 {
+        s.put(k, b"v").unwrap();
+    }
+    fs.fail_syncs(true);
+    let e = s.put(16u64, b"v").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Io {
+                op: "fdatasync",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    fs.fail_syncs(false);
+    assert!(matches!(s.put(16u64, b"v"), Err(Error::Failed { .. })));
+}
+
+/// Writes a valid value section header for section `n` into the simulator.
+fn fake_values(fs: &SimFs, dir: &Path, n: u32, slots: u32) {
+    let mut bytes = vec![0u8; values_len(slots) as usize];
+    let h = Header {
+        kind: crate::format::Kind::Values,
+        section_slots: slots,
+        section: n,
+    };
+    bytes[..crate::format::HEADER_LEN].copy_from_slice(&h.encode());
+    assert!(PAGE <= bytes.len());
+    fs.set_bytes(&dir.join(values_name(n)), &bytes);
+}
+
+#[test]
+fn slot_space_runs_out_with_an_error_not_a_wraparound() {
+    let fs = SimFs::new();
+    let dir = Path::new("/db");
+    drop(Store::open_with(dir, sim(&fs)).unwrap());
+    let last = (MAX_SLOTS / 16) as u32 - 1;
+    // Pretend every section before the last was written out.
+    fake_values(&fs, dir, last - 1, 16);
+    let s = Store::open_with(dir, sim(&fs)).unwrap();
+    for k in 0..16u64 {
+        s.put(k, k.to_be_bytes()).unwrap();
+    }
+    let e = s.put(99u64, b"x").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Full {
+                what: "value slots",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(s.get(15u64).unwrap().unwrap().to_vec(), 15u64.to_be_bytes());
+    // Deletes need no slot and still work; the state survives reopen.
+    assert!(s.delete(0u64).unwrap());
+    drop(s);
+    let s = Store::open_with(dir, sim(&fs)).unwrap();
+    assert_eq!(s.len(), 15);
+    assert!(matches!(s.put(1u64, b"y"), Err(Error::Full { .. })));
+}
+
+#[test]
+fn stats_count_what_happened() {
+    let d = tempdir();
+    let s = Store::open_with(d.path(), small()).unwrap();
+    for k in 0..20u64 {
+        s.put(k, b"x").unwrap();
+    }
+    s.delete(3u64).unwrap();
+    let st = s.stats();
+    assert_eq!((st.keys, st.records, st.slots_used), (19, 21, 20));
+    assert_eq!((st.value_sections, st.key_sections), (1, 2));
+    assert_eq!(s.dir(), d.path());
+}
+
+#[test]
+fn store_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Store>();
+}
