@@ -77,6 +77,7 @@ pub trait Vfs: Send + Sync + Debug {
 }
 
 /// One open file.
+#[allow(clippy::len_without_is_empty)] // `len` is a fallible metadata call, not a collection size
 pub trait FileIo: Send + Sync + Debug {
     /// Reads exactly `buf.len()` bytes at `off`.
     fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()>;

@@ -324,9 +324,9 @@ struct SimFile {
 impl SimFile {
     fn check_align(&self, buf: &[u8], off: u64) -> io::Result<()> {
         let a = self.align;
-        let ok = buf.as_ptr() as usize % a.mem == 0
-            && off % a.offset as u64 == 0
-            && buf.len() % a.offset == 0;
+        let ok = (buf.as_ptr() as usize).is_multiple_of(a.mem)
+            && off.is_multiple_of(a.offset as u64)
+            && buf.len().is_multiple_of(a.offset);
         if ok {
             Ok(())
         } else {

@@ -119,7 +119,8 @@ fn scan_bounds_and_limit() {
     assert_eq!(keys(s.scan(10u64..=12)), vec![10, 11, 12]);
     assert_eq!(keys(s.scan(10u64..12)), vec![10, 11]);
     assert_eq!(keys(s.scan(298u64..)), vec![298, 299]);
-    assert_eq!(keys(s.scan(12u64..=10)), Vec::<u64>::new());
+    let (hi, lo) = (12u64, 10u64);
+    assert_eq!(keys(s.scan(hi..=lo)), Vec::<u64>::new());
     assert_eq!(s.iter().count(), 300);
     let first: Vec<u64> = s
         .scan(100u64..)

@@ -132,7 +132,9 @@ impl Values {
         let off = (VALUES_DATA_AT + index as usize * SLOT_SIZE) as u64;
         let a = file.align();
         let (start, len) = a.cover(off, SLOT_SIZE);
-        if self.scratch.len() != len || self.scratch.bytes().as_ptr() as usize % a.mem != 0 {
+        if self.scratch.len() != len
+            || !(self.scratch.bytes().as_ptr() as usize).is_multiple_of(a.mem)
+        {
             self.scratch = AlignedBuf::new(len, a.mem);
         }
         file.read_at(self.scratch.bytes_mut(), start)
