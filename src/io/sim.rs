@@ -5,10 +5,12 @@
 //! volatile state to the durable one. Directory entries are likewise volatile until the
 //! directory is synced.
 //!
-//! [`SimFs::power_loss`] models a crash the SQLite way: every 512-byte sector written since it
-//! was last made durable is, at random, applied, dropped, or replaced by garbage; a file whose
-//! length changed keeps its old or its new length; unsynced creations, renames and removals
-//! are each kept or lost. The store is then reopened on the surviving images.
+//! [`SimFs::power_loss`] models a crash the SQLite way: every write not yet made durable is, at
+//! random, applied, dropped, or replaced by garbage over the bytes it wrote; bytes it did not
+//! write keep their durable contents (sectors are written atomically: SQLite's "powersafe
+//! overwrite"). A file whose length changed keeps its old or its new length; unsynced
+//! creations, renames and removals are each kept or lost. The store is then reopened on the
+//! surviving images.
 //!
 //! Faults: [`SimFs::fail_syncs`] makes `sync`/`flush` fail with `EIO`, [`SimFs::fail_writes`]
 //! makes writes fail, [`SimFs::refuse_direct`] makes `O_DIRECT` opens fail with `EINVAL`, and
@@ -16,7 +18,7 @@
 //! `EINVAL`, as the kernel does).
 
 use std::any::Any;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,36 +28,48 @@ use rand::{RngExt, SeedableRng};
 
 use super::{Align, FileIo, Map, Mode, Vfs, range};
 
-/// Granularity of tearing on power loss.
+/// The sector size simulated files report as their direct-I/O alignment by default.
 pub const SECTOR: usize = 512;
+
+type Span = std::ops::Range<usize>;
 
 #[derive(Debug, Default)]
 struct Data {
     live: Vec<u8>,
     durable: Vec<u8>,
-    dirty: BTreeSet<usize>,
+    /// Byte ranges written since they were last made durable, oldest first.
+    pending: Vec<Span>,
 }
 
 impl Data {
-    fn mark(&mut self, r: std::ops::Range<usize>) {
-        if r.is_empty() {
-            return;
+    fn mark(&mut self, r: Span) {
+        if !r.is_empty() {
+            self.pending.push(r);
         }
-        self.dirty.extend(r.start / SECTOR..=(r.end - 1) / SECTOR);
     }
 
-    fn persist(&mut self, r: std::ops::Range<usize>) {
+    /// Makes the pending writes inside `r` durable; parts outside `r` stay pending.
+    fn persist(&mut self, r: Span) {
         self.durable.resize(self.live.len(), 0);
-        let first = r.start / SECTOR;
-        let last = r.end.div_ceil(SECTOR);
-        let done: Vec<usize> = self.dirty.range(first..last).copied().collect();
-        for s in done {
-            let (a, b) = (s * SECTOR, ((s + 1) * SECTOR).min(self.live.len()));
-            if a < b {
-                self.durable[a..b].copy_from_slice(&self.live[a..b]);
+        let mut rest = Vec::with_capacity(self.pending.len());
+        for w in std::mem::take(&mut self.pending) {
+            let (a, b) = (w.start.max(r.start), w.end.min(r.end));
+            if a >= b {
+                rest.push(w);
+                continue;
             }
-            self.dirty.remove(&s);
+            let end = b.min(self.live.len());
+            if a < end {
+                self.durable[a..end].copy_from_slice(&self.live[a..end]);
+            }
+            if w.start < a {
+                rest.push(w.start..a);
+            }
+            if b < w.end {
+                rest.push(b..w.end);
+            }
         }
+        self.pending = rest;
     }
 }
 
@@ -142,7 +156,7 @@ impl SimFs {
                 survive.insert(name, node);
             }
         }
-        // File contents: each dirty sector is applied, dropped or garbled.
+        // File contents: each unsynced write is applied, dropped or garbled.
         let mut seen = HashSet::new();
         for node in survive.values() {
             if !seen.insert(Arc::as_ptr(node) as usize) {
@@ -156,17 +170,16 @@ impl SimFs {
             };
             let mut img = d.durable.clone();
             img.resize(len, 0);
-            let dirty: Vec<usize> = d.dirty.iter().copied().collect();
-            for s in dirty {
-                let (a, b) = (s * SECTOR, ((s + 1) * SECTOR).min(len));
+            let pending = std::mem::take(&mut d.pending);
+            for w in pending {
+                let (a, b) = (w.start.min(len), w.end.min(len));
                 if a >= b {
                     continue;
                 }
                 match rng.random_range(0..3) {
                     0 => {
-                        let src = d.live.get(a..b).map(<[u8]>::to_vec);
-                        if let Some(src) = src {
-                            img[a..b].copy_from_slice(&src);
+                        if let Some(src) = d.live.get(a..b) {
+                            img[a..b].copy_from_slice(src);
                         }
                     }
                     1 => {}
@@ -175,7 +188,6 @@ impl SimFs {
             }
             d.live = img.clone();
             d.durable = img;
-            d.dirty.clear();
         }
         st.live = survive.clone();
         st.durable = survive;
@@ -196,7 +208,7 @@ impl SimFs {
         let mut d = lock(&node);
         d.live = bytes.to_vec();
         d.durable = bytes.to_vec();
-        d.dirty.clear();
+        d.pending.clear();
     }
 
     /// The bytes of a file as the running process sees them.
