@@ -89,6 +89,9 @@ pub trait FileIo: Send + Sync + Debug {
     fn len(&self) -> io::Result<u64>;
     /// Truncates or extends the file.
     fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Extends the file to at least `len` bytes with its blocks reserved (`posix_fallocate`),
+    /// so that stores into a map of it cannot fail for lack of space (which would be SIGBUS).
+    fn allocate(&self, len: u64) -> io::Result<()>;
     /// Maps the whole file into memory, shared and writable.
     fn map(&self) -> io::Result<Box<dyn Map>>;
     /// What direct I/O on this file requires ([`Align::NONE`] when it is buffered).

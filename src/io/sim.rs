@@ -407,6 +407,13 @@ impl FileIo for SimFile {
         Ok(())
     }
 
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        if self.len()? < len {
+            self.set_len(len)?;
+        }
+        Ok(())
+    }
+
     fn map(&self) -> io::Result<Box<dyn Map>> {
         let len = lock(&self.node).live.len();
         Ok(Box::new(SimMap {

@@ -40,7 +40,7 @@ impl Buffer {
             direct: false,
         };
         let file = vfs.open(&path, mode).ctx("create", &path)?;
-        file.set_len(buffer_len(slots)).ctx("extend", &path)?;
+        file.allocate(buffer_len(slots)).ctx("allocate", &path)?;
         let own = Header {
             kind: Kind::Buffer,
             section_slots: slots,
@@ -104,7 +104,7 @@ impl Buffer {
             ));
         }
         if len < want {
-            file.set_len(want).ctx("extend", &path)?;
+            file.allocate(want).ctx("allocate", &path)?;
         }
         let map = file.map().ctx("mmap", &path)?;
         Ok(Buffer {

@@ -39,7 +39,7 @@ impl Section {
             direct: false,
         };
         let file = vfs.open(&path, mode).ctx("create", &path)?;
-        file.set_len(keys_len(slots)).ctx("extend", &path)?;
+        file.allocate(keys_len(slots)).ctx("allocate", &path)?;
         let header = Header {
             kind: Kind::Keys,
             section_slots: slots,
@@ -85,7 +85,7 @@ impl Section {
             ));
         }
         if len < want {
-            file.set_len(want).ctx("extend", &path)?;
+            file.allocate(want).ctx("allocate", &path)?;
         }
         let mut page = [0u8; PAGE];
         file.read_at(&mut page, 0).ctx("read header", &path)?;

@@ -1,0 +1,152 @@
+//! Criterion benchmarks of the engine: put, get from the buffer, get through O_DIRECT from a
+//! value section, scan, and open (index rebuild) at 1 M and 10 M records.
+//!
+//! `cargo bench --bench engine` runs them all; `TOYKV_BENCH_BIG=0` skips the 10 M-record open.
+//! Data goes under `target/bench-data` (a real file system; tmpfs would hide O_DIRECT).
+//! The open benchmark also prints the index's heap memory per live key, measured with a
+//! counting allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::Path;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use toykv::Store;
+
+mod common;
+use common::{SLOTS, VALUE, data_dir, filled, order};
+
+/// Counts live heap bytes, to measure the index.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged and only adds bookkeeping.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's.
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn put(c: &mut Criterion) {
+    let dir = data_dir("put");
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open(&dir).unwrap();
+    let mut k = 0u64;
+    let mut g = c.benchmark_group("put");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("256B sequential keys", |b| {
+        b.iter(|| {
+            store.put(k, VALUE).unwrap();
+            k += 1;
+        })
+    });
+    let mut rng = StdRng::seed_from_u64(1);
+    g.bench_function("256B random keys", |b| {
+        b.iter(|| store.put(rng.random::<u64>(), VALUE).unwrap())
+    });
+    g.finish();
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn get(c: &mut Criterion) {
+    // 3 sections: keys of the first two are in .v files, the rest in the buffer.
+    let n = 2 * SLOTS + SLOTS / 2;
+    let dir = filled("get", n);
+    let store = Store::open(&dir).unwrap();
+    let mut g = c.benchmark_group("get");
+    g.throughput(Throughput::Elements(1));
+    // Which keys are where: record order equals slot order here (no deletes, no overwrites).
+    let (mut in_buffer, mut in_values) = (Vec::new(), Vec::new());
+    for (i, k) in order(n).enumerate() {
+        if i as u64 >= 2 * SLOTS {
+            in_buffer.push(k);
+        } else {
+            in_values.push(k);
+        }
+    }
+    let mut rng = StdRng::seed_from_u64(2);
+    g.bench_function("from buffer", |b| {
+        b.iter(|| {
+            let k = in_buffer[rng.random_range(0..in_buffer.len())];
+            store.get(k).unwrap().unwrap()
+        })
+    });
+    g.bench_function("O_DIRECT from value section", |b| {
+        b.iter(|| {
+            let k = in_values[rng.random_range(0..in_values.len())];
+            store.get(k).unwrap().unwrap()
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("scan");
+    g.throughput(Throughput::Elements(100));
+    g.bench_function("100 keys from a random start", |b| {
+        b.iter(|| {
+            let start = rng.random_range(0..n - 100);
+            let got = store.scan(start..).take(100).count();
+            assert_eq!(got, 100);
+        })
+    });
+    g.finish();
+}
+
+/// Opens the store at `dir` once and prints heap bytes per live key (the index dominates).
+fn report_memory(dir: &Path, n: u64) {
+    let before = LIVE.load(Ordering::Relaxed);
+    let store = Store::open(dir).unwrap();
+    let after = LIVE.load(Ordering::Relaxed);
+    assert_eq!(store.len() as u64, n);
+    println!(
+        "open {n} records: heap after open {:.1} MiB = {:.1} bytes per live key",
+        (after - before) as f64 / (1 << 20) as f64,
+        (after - before) as f64 / n as f64
+    );
+}
+
+fn open(c: &mut Criterion) {
+    let mut sizes = vec![1_000_000u64];
+    if std::env::var("TOYKV_BENCH_BIG").as_deref() != Ok("0") {
+        sizes.push(10_000_000);
+    }
+    let mut g = c.benchmark_group("open");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    for n in sizes {
+        let dir = filled(&format!("open-{n}"), n);
+        report_memory(&dir, n);
+        g.throughput(Throughput::Elements(n));
+        g.bench_function(format!("rebuild {n} records"), |b| {
+            b.iter_batched(
+                || (),
+                |()| Store::open(&dir).unwrap(),
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, put, get, open);
+criterion_main!(benches);
