@@ -18,6 +18,7 @@ use crate::io::{FileIo, Map, Mode, Vfs};
 use crate::key::VALUE_MAX;
 
 use super::header_error;
+use super::keys::create_complete;
 
 /// The open write buffer.
 #[derive(Debug)]
@@ -31,33 +32,28 @@ pub(crate) struct Buffer {
 }
 
 impl Buffer {
-    /// Creates the buffer for section 0 with its headers synced; the caller syncs the directory.
+    /// Creates the buffer for section 0, complete with both headers, under a temporary name
+    /// and renamed into place (see [`create_complete`]); the caller syncs the directory.
     pub(crate) fn create(vfs: &dyn Vfs, dir: &Path, slots: u32) -> Result<Buffer> {
         let path = dir.join(BUFFER_NAME);
-        let mode = Mode {
-            create: true,
-            write: true,
-            direct: false,
-        };
-        let file = vfs.open(&path, mode).ctx("create", &path)?;
-        file.allocate(buffer_len(slots)).ctx("allocate", &path)?;
-        let own = Header {
+        let mut header = Header {
             kind: Kind::Buffer,
             section_slots: slots,
             section: 0,
         };
-        file.write_at(&own.encode(), 0).ctx("write header", &path)?;
+        let own = header.encode();
+        header.kind = Kind::Values;
+        let template = header.encode();
+        let parts: [(u64, &[u8]); 2] = [(0, &own), (BUFFER_VALUES_AT as u64, &template)];
+        let file = create_complete(vfs, &path, buffer_len(slots), &parts)?;
         let map = file.map().ctx("mmap", &path)?;
-        let mut b = Buffer {
+        Ok(Buffer {
             path,
             _file: file,
             map,
             section: 0,
             slots,
-        };
-        b.reset(0)?;
-        b._file.sync().ctx("fdatasync", &b.path)?;
-        Ok(b)
+        })
     }
 
     /// Opens the buffer and checks its header. [`section`](Self::section) is what the

@@ -10,12 +10,40 @@ use std::sync::Arc;
 
 use crate::error::{Context, Error, Result};
 use crate::format::{
-    HEADER_LEN, Header, KEYS_DATA_AT, Kind, MARK_LEN, Mark, PAGE, RECORD_SIZE, Record, keys_len,
-    keys_name,
+    HEADER_LEN, Header, KEYS_DATA_AT, Kind, MARK_A, MARK_B, MARK_LEN, Mark, PAGE, RECORD_SIZE,
+    Record, TMP_SUFFIX, keys_len, keys_name,
 };
 use crate::io::{FileIo, Map, Mode, Vfs};
 
 use super::header_error;
+
+/// Creates `path` complete: writes `parts` (offset, bytes) into a preallocated file of `len`
+/// bytes under a temporary name, syncs it, and renames it into place. The caller syncs the
+/// directory.
+pub(crate) fn create_complete(
+    vfs: &dyn Vfs,
+    path: &Path,
+    len: u64,
+    parts: &[(u64, &[u8])],
+) -> Result<Arc<dyn FileIo>> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(TMP_SUFFIX);
+    let tmp = PathBuf::from(tmp);
+    let mode = Mode {
+        create: true,
+        write: true,
+        direct: false,
+    };
+    let file = vfs.open(&tmp, mode).ctx("create", &tmp)?;
+    file.set_len(0).ctx("truncate", &tmp)?;
+    file.allocate(len).ctx("allocate", &tmp)?;
+    for (off, bytes) in parts {
+        file.write_at(bytes, *off).ctx("write header", &tmp)?;
+    }
+    file.sync().ctx("fdatasync", &tmp)?;
+    vfs.rename(&tmp, path).ctx("rename", &tmp)?;
+    Ok(file)
+}
 
 /// One open key section.
 #[derive(Debug)]
@@ -30,31 +58,24 @@ pub(crate) struct Section {
 }
 
 impl Section {
-    /// Creates section `n`: header written and synced; the caller syncs the directory.
+    /// Creates section `n`: made complete (allocated, header written and synced) under a
+    /// temporary name, then renamed, so a crash never leaves a half-made section behind (open
+    /// removes `*.tmp`). The caller syncs the directory.
     pub(crate) fn create(vfs: &dyn Vfs, dir: &Path, n: u32, slots: u32) -> Result<Section> {
         let path = dir.join(keys_name(n));
-        let mode = Mode {
-            create: true,
-            write: true,
-            direct: false,
-        };
-        let file = vfs.open(&path, mode).ctx("create", &path)?;
-        file.allocate(keys_len(slots)).ctx("allocate", &path)?;
         let header = Header {
             kind: Kind::Keys,
             section_slots: slots,
             section: n,
         };
-        file.write_at(&header.encode(), 0)
-            .ctx("write header", &path)?;
-        file.sync().ctx("fdatasync", &path)?;
+        let file = create_complete(vfs, &path, keys_len(slots), &[(0, &header.encode())])?;
         let map = file.map().ctx("mmap", &path)?;
         Ok(Section {
             path,
             _file: file,
             map,
             mark: Mark::default(),
-            mark_at: crate::format::MARK_A,
+            mark_at: MARK_A,
         })
     }
 
@@ -159,11 +180,7 @@ impl Section {
             .ctx("write sync mark", &self.path)?;
         self.map.flush(at, MARK_LEN).ctx("msync", &self.path)?;
         self.mark = mark;
-        self.mark_at = if at == crate::format::MARK_A {
-            crate::format::MARK_B
-        } else {
-            crate::format::MARK_A
-        };
+        self.mark_at = if at == MARK_A { MARK_B } else { MARK_A };
         Ok(())
     }
 
