@@ -36,13 +36,13 @@
 //!   when full it becomes a `.v` file with one aligned direct write.
 //!
 //! Every file starts with a 4096-byte header page (magic, version, parameters, checksum).
-//! [`format`] documents every byte; `docs/FORMAT.md` has a worked example.
+//! [`format`](mod@format) documents every byte; `docs/FORMAT.md` has a worked example.
 //!
 //! The source follows the same split:
 //!
 //! | module | concern |
 //! |---|---|
-//! | [`format`] | byte layout: headers, sync marks, key records, file names |
+//! | [`format`](mod@format) | byte layout: headers, sync marks, key records, file names |
 //! | [`io`] | the I/O traits, the OS implementation (the only `unsafe`), the power-loss simulator |
 //! | `store` | the engine: `keys` (`.k`), `values` (`.v`), `buffer` (`.b`), `index`, `open`, `recover`, `scan` |
 //! | [`key`] | [`Key`] and [`Value`] |

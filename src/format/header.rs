@@ -4,7 +4,7 @@
 //!
 //! Every toykv file starts with a header page of [`PAGE`] (4096) bytes, so the data after it
 //! starts aligned for direct I/O on any device up to 4096-byte logical blocks. The page holds a
-//! 64-byte header at offset 0; the rest is zero except for the sync marks of key sections.
+//! 64-byte header at offset 0; the rest is zero except for the sync marks in the buffer's.
 //! Integers are little-endian.
 //!
 //! | offset | size | field | meaning |
@@ -19,22 +19,23 @@
 //! | 32 | 28 | reserved | zero |
 //! | 60 | 4 | `crc` | CRC-32C of bytes 0..60 |
 //!
-//! A header never changes after its file is made durable, except the buffer's, which is
-//! rewritten when the buffer moves on to the next section.
+//! A header never changes after its file is made durable. (The buffer carries, besides its own
+//! header, the header page of the value section it fills: that template is rewritten when the
+//! buffer moves on; see `store::buffer`.)
 //!
-//! # Sync marks (key sections)
+//! # Sync marks (in `buffer.b`)
 //!
-//! A key section records how many of its records were durable at the last `sync()`, so that
-//! recovery can tell a torn tail (records after the mark: dropped) from corruption (records
-//! before it: reported). Two copies live in different 512-byte sectors of the header page, at
-//! [`MARK_A`] and [`MARK_B`]; a sync overwrites the older copy, so a write torn by power loss
-//! leaves the other intact. Each mark is 16 bytes:
+//! The store records how many key records were durable at the last `sync()`, so that
+//! recovery can tell a torn tail (records after the mark: dropped) from corruption or a lost
+//! file (records before it: reported). Two copies live in different 512-byte sectors of the
+//! buffer's header page, at [`MARK_A`] and [`MARK_B`]; a sync overwrites the older copy, so a
+//! write torn by power loss leaves the other intact. Each mark is 20 bytes:
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | `generation`: higher is newer |
-//! | 8 | 4 | `synced`: records 0..synced of this section are durable |
-//! | 12 | 4 | `crc`: CRC-32C of bytes 0..12 |
+//! | 8 | 8 | `synced`: key records 0..synced of the log are durable |
+//! | 16 | 4 | `crc`: CRC-32C of bytes 0..16 |
 //!
 //! A mark whose checksum fails (all zeros included) counts as absent.
 
@@ -58,13 +59,13 @@ const RESERVED_AT: usize = SECTION_AT + size_of::<u32>();
 pub const HEADER_LEN: usize = 64;
 const CRC_AT: usize = HEADER_LEN - size_of::<u32>();
 
-/// Offset of the first sync mark in a key section's header page.
+/// Offset of the first sync mark in the buffer's header page.
 pub const MARK_A: usize = 512;
 /// Offset of the second sync mark, in another sector.
 pub const MARK_B: usize = 1024;
 const MARK_GEN_AT: usize = 0;
 const MARK_SYNCED_AT: usize = MARK_GEN_AT + size_of::<u64>();
-const MARK_CRC_AT: usize = MARK_SYNCED_AT + size_of::<u32>();
+const MARK_CRC_AT: usize = MARK_SYNCED_AT + size_of::<u64>();
 /// Length of one sync mark.
 pub const MARK_LEN: usize = MARK_CRC_AT + size_of::<u32>();
 
@@ -199,13 +200,13 @@ impl Header {
     }
 }
 
-/// A sync mark: records `0..synced` of a key section were durable at sync `generation`.
+/// A sync mark: key records `0..synced` were durable at sync `generation`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Mark {
     /// Increases with every sync of the section.
     pub generation: u64,
-    /// Durable records at the start of the section.
-    pub synced: u32,
+    /// Durable records at the start of the log.
+    pub synced: u64,
 }
 
 impl Mark {
@@ -213,7 +214,7 @@ impl Mark {
     pub fn encode(&self) -> [u8; MARK_LEN] {
         let mut b = [0u8; MARK_LEN];
         b[MARK_GEN_AT..MARK_SYNCED_AT].copy_from_slice(&self.generation.to_le_bytes());
-        put_u32(&mut b, MARK_SYNCED_AT, self.synced);
+        b[MARK_SYNCED_AT..MARK_CRC_AT].copy_from_slice(&self.synced.to_le_bytes());
         let crc = crc32c::crc32c(&b[..MARK_CRC_AT]);
         put_u32(&mut b, MARK_CRC_AT, crc);
         b
@@ -224,11 +225,12 @@ impl Mark {
         if crc32c::crc32c(&b[..MARK_CRC_AT]) != u32_at(b, MARK_CRC_AT) {
             return None;
         }
-        let mut g = [0; 8];
+        let (mut g, mut n) = ([0; 8], [0; 8]);
         g.copy_from_slice(&b[MARK_GEN_AT..MARK_SYNCED_AT]);
+        n.copy_from_slice(&b[MARK_SYNCED_AT..MARK_CRC_AT]);
         Some(Mark {
             generation: u64::from_le_bytes(g),
-            synced: u32_at(b, MARK_SYNCED_AT),
+            synced: u64::from_le_bytes(n),
         })
     }
 

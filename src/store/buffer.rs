@@ -1,7 +1,7 @@
 //! The write buffer (`buffer.b`): the value section being filled, memory-mapped.
 //!
-//! Layout: the buffer's header page, the header page of the value section it fills, then that
-//! section's slots. A put copies its value into a slot (a memory store, so it survives a
+//! Layout: the buffer's header page (with the store's sync marks), the header page of the value
+//! section it fills, then that section's slots. A put copies its value into a slot (a memory store, so it survives a
 //! process crash at once); `sync` msyncs the slots. When the section is full its header page
 //! and slots go to a new `.v` file in one aligned direct write straight from the map (see
 //! [`Store`](super::Store)); then the buffer is [`reset`](Buffer::reset) to the next section.
@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use crate::error::{Context, Error, Result};
 use crate::format::{
-    BUFFER_DATA_AT, BUFFER_NAME, BUFFER_VALUES_AT, HEADER_LEN, Header, Kind, PAGE, SLOT_SIZE,
-    buffer_len,
+    BUFFER_DATA_AT, BUFFER_NAME, BUFFER_VALUES_AT, HEADER_LEN, Header, Kind, MARK_A, MARK_B,
+    MARK_LEN, Mark, PAGE, SLOT_SIZE, buffer_len,
 };
 use crate::io::{FileIo, Map, Mode, Vfs};
 use crate::key::VALUE_MAX;
@@ -28,7 +28,13 @@ pub(crate) struct Buffer {
     map: Box<dyn Map>,
     /// The value section being filled.
     pub(crate) section: u32,
+    /// At open: the section the template header named, if it was intact.
+    pub(crate) template: Option<u32>,
     slots: u32,
+    /// The newest valid sync mark found or written.
+    pub(crate) mark: Mark,
+    /// Where the next mark goes (the older copy).
+    mark_at: usize,
 }
 
 impl Buffer {
@@ -52,13 +58,16 @@ impl Buffer {
             _file: file,
             map,
             section: 0,
+            template: Some(0),
             slots,
+            mark: Mark::default(),
+            mark_at: MARK_A,
         })
     }
 
-    /// Opens the buffer and checks its header. [`section`](Self::section) is what the
-    /// value-section template names (`u32::MAX` when torn); the store checks it against the
-    /// `.v` files and resets it. A buffer cut short after its headers is extended with zeros.
+    /// Opens the buffer and checks its header. [`template`](Self::template) is the section the
+    /// value-section template names (`None` when torn); the store checks it against the `.v`
+    /// files and resets the buffer. A buffer cut short after its headers is extended with zeros.
     pub(crate) fn open(vfs: &dyn Vfs, dir: &Path) -> Result<Buffer> {
         let path = dir.join(BUFFER_NAME);
         let mode = Mode {
@@ -79,6 +88,9 @@ impl Buffer {
             ));
         }
         file.read_at(&mut pages, 0).ctx("read header", &path)?;
+        let mut page = [0u8; PAGE];
+        page.copy_from_slice(&pages[..PAGE]);
+        let (mark, mark_at) = Mark::newest(&page);
         let own = Header::decode(&pages[..HEADER_LEN], Kind::Buffer)
             .map_err(|e| header_error(&path, Kind::Buffer, e))?;
         // The value-section header page is a template rewritten at every reset; the section
@@ -107,8 +119,11 @@ impl Buffer {
             path,
             _file: file,
             map,
-            section: template.unwrap_or(u32::MAX),
+            section: template.unwrap_or(0),
+            template,
             slots: own.section_slots,
+            mark,
+            mark_at,
         })
     }
 
@@ -156,6 +171,20 @@ impl Buffer {
         self.map
             .flush(BUFFER_DATA_AT, used as usize * SLOT_SIZE)
             .ctx("msync", &self.path)
+    }
+
+    /// Records that key records `0..synced` are durable: writes the older sync mark copy and
+    /// syncs it.
+    pub(crate) fn set_mark(&mut self, generation: u64, synced: u64) -> Result<()> {
+        let mark = Mark { generation, synced };
+        let at = self.mark_at;
+        self.map
+            .write(at, &mark.encode())
+            .ctx("write sync mark", &self.path)?;
+        self.map.flush(at, MARK_LEN).ctx("msync", &self.path)?;
+        self.mark = mark;
+        self.mark_at = if at == MARK_A { MARK_B } else { MARK_A };
+        Ok(())
     }
 
     /// Writes the value section (its header page and all slots) to `dst` in one write.

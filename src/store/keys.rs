@@ -1,17 +1,17 @@
 //! Key sections (`.k`): the memory-mapped log of key records.
 //!
 //! Record `seq` lives in section `seq / section_slots` at index `seq % section_slots`. Appends
-//! are memory stores into the map (they survive a process crash at once); `sync` msyncs the
-//! records written since the last sync, then writes each touched section's sync mark and
-//! msyncs it, so a mark never claims a record that is not durable.
+//! are memory stores into the map (they survive a process crash at once); the store's `sync`
+//! msyncs the records written since the last sync before it moves the sync mark (kept in the
+//! buffer) past them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Context, Error, Result};
 use crate::format::{
-    HEADER_LEN, Header, KEYS_DATA_AT, Kind, MARK_A, MARK_B, MARK_LEN, Mark, PAGE, RECORD_SIZE,
-    Record, TMP_SUFFIX, keys_len, keys_name,
+    HEADER_LEN, Header, KEYS_DATA_AT, Kind, PAGE, RECORD_SIZE, Record, TMP_SUFFIX, keys_len,
+    keys_name,
 };
 use crate::io::{FileIo, Map, Mode, Vfs};
 
@@ -51,10 +51,6 @@ pub(crate) struct Section {
     pub(crate) path: PathBuf,
     _file: Arc<dyn FileIo>,
     pub(crate) map: Box<dyn Map>,
-    /// The newest valid sync mark found or written.
-    pub(crate) mark: Mark,
-    /// Where the next mark goes (the older copy).
-    mark_at: usize,
 }
 
 impl Section {
@@ -74,8 +70,6 @@ impl Section {
             path,
             _file: file,
             map,
-            mark: Mark::default(),
-            mark_at: MARK_A,
         })
     }
 
@@ -122,14 +116,11 @@ impl Section {
                 ),
             ));
         }
-        let (mark, mark_at) = Mark::newest(&page);
         let map = file.map().ctx("mmap", &path)?;
         Ok(Section {
             path,
             _file: file,
             map,
-            mark,
-            mark_at,
         })
     }
 
@@ -169,19 +160,6 @@ impl Section {
     pub(crate) fn flush(&self, from: u32, to: u32) -> Result<()> {
         let (a, b) = (Self::offset(from), Self::offset(to));
         self.map.flush(a, b - a).ctx("msync", &self.path)
-    }
-
-    /// Records that records `0..synced` are durable: writes the older mark copy and syncs it.
-    pub(crate) fn set_mark(&mut self, generation: u64, synced: u32) -> Result<()> {
-        let mark = Mark { generation, synced };
-        let at = self.mark_at;
-        self.map
-            .write(at, &mark.encode())
-            .ctx("write sync mark", &self.path)?;
-        self.map.flush(at, MARK_LEN).ctx("msync", &self.path)?;
-        self.mark = mark;
-        self.mark_at = if at == MARK_A { MARK_B } else { MARK_A };
-        Ok(())
     }
 
     /// Zeroes records `from..slots` and makes that durable (dropping a torn tail).

@@ -9,8 +9,9 @@
 //!
 //! # Durability
 //! [`Store::sync`] makes everything before it survive power loss, in this order: the buffer's
-//! slots, then the key records, then each touched key section's sync mark. A key record thus
-//! never becomes durable-and-marked before its value. Any failed fsync or msync poisons the
+//! slots, then the key records, then the sync mark (in the buffer's header page) that says how
+//! many records are durable. A key record thus never becomes durable-and-marked before its
+//! value. Any failed fsync or msync poisons the
 //! store: the kernel may have dropped the pages, so further writes are refused until reopen.
 //!
 //! # Reads
@@ -417,19 +418,14 @@ impl Inner {
             return Ok(());
         }
         let (from, to) = (self.synced_seq, self.next_seq);
-        let touched = (from / s)..=((to - 1) / s);
-        for n in touched.clone() {
+        for n in (from / s)..=((to - 1) / s) {
             let (sec, _) = self.locate(n * s)?;
             let a = from.saturating_sub(n * s).min(s) as u32;
             let b = (to - n * s).min(s) as u32;
             self.keys[sec].flush(a, b)?;
         }
-        for n in touched {
-            let (sec, _) = self.locate(n * s)?;
-            let b = (to - n * s).min(s) as u32;
-            self.generation += 1;
-            self.keys[sec].set_mark(self.generation, b)?;
-        }
+        self.generation += 1;
+        self.buffer.set_mark(self.generation, to)?;
         self.synced_seq = to;
         Ok(())
     }

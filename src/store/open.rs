@@ -91,7 +91,15 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Inner> {
         values.open(&*vfs, n)?;
     }
     let filling = values.last().map_or(0, |n| n + 1);
-    if buffer.section != filling {
+    if let Some(moved) = buffer.template.filter(|&t| t > filling) {
+        // A flush renames its `.v` into place durably before the buffer moves on.
+        return Err(Error::corrupt(
+            values.path(filling),
+            0,
+            format!("value section is missing: the buffer has moved on to section {moved}"),
+        ));
+    }
+    if buffer.template != Some(filling) {
         buffer.reset(filling)?;
     }
 
@@ -122,6 +130,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Inner> {
     let walk = recover::walk(&keys, 0, slots, &buffer, &values)?;
     drop_tail(&*vfs, dir, &mut keys, walk.end, slots)?;
 
+    let mark = buffer.mark;
     let s = u64::from(slots);
     let next_slot = walk
         .last_slot
@@ -138,9 +147,9 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Inner> {
         values,
         index: walk.log.build(),
         next_seq: walk.end,
-        synced_seq: walk.synced,
+        synced_seq: mark.synced,
         next_slot,
-        generation: walk.generation + 1,
+        generation: mark.generation,
         torn: walk.torn,
         failed: None,
     })

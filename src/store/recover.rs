@@ -3,12 +3,13 @@
 //! The log is read in sequence order, section by section. Each record must decode (checksum,
 //! sequence number equal to its position, known kind), its slot must come after the previous
 //! put's and lie in a value section that exists or in the buffer, and — for records after the
-//! section's sync mark whose value is in the buffer — the value must match `value_crc` (a
+//! sync mark whose value is in the buffer — the value must match `value_crc` (a
 //! key record can reach the disk before its value when power fails between syncs).
 //!
-//! The first record that fails ends the log. If it lies before its section's sync mark, it was
-//! durable and acknowledged, so it is reported as corruption naming file and offset; likewise
-//! when a later section has a sync mark. Otherwise it is the torn tail of writes that were never
+//! The first record that fails ends the log. If it lies before the sync mark (kept in the
+//! buffer: how many records were durable at the last sync), it was durable and acknowledged, so
+//! it is reported as corruption naming file and offset; so is a log that ends before the mark
+//! because a key section is missing. Otherwise it is the torn tail of writes that were never
 //! synced: it and everything after it are dropped, and the store zeroes them before accepting
 //! writes, so a later crash cannot revive them.
 
@@ -35,15 +36,12 @@ pub(crate) struct Walk {
     pub(crate) end: u64,
     /// Slot of the last valid put.
     pub(crate) last_slot: Option<u32>,
-    /// Records below this were durable at the last sync.
-    pub(crate) synced: u64,
-    /// Highest sync-mark generation seen.
-    pub(crate) generation: u64,
     /// When the log ended at a damaged record (not at a never-written one): where and why.
     pub(crate) torn: Option<String>,
 }
 
-/// Reads the log of `sections` (numbered from `first`) against the buffer and value sections.
+/// Reads the log of `sections` (numbered from `first`) against the buffer, its sync mark and
+/// the value sections.
 pub(crate) fn walk(
     sections: &[Section],
     first: u32,
@@ -52,19 +50,13 @@ pub(crate) fn walk(
     values: &Values,
 ) -> Result<Walk> {
     let s64 = u64::from(slots);
+    let synced = buffer.mark.synced;
     let mut log = Log::with_capacity(sections.len().saturating_mul(slots as usize));
     let mut last_slot: Option<u32> = None;
-    let mut synced = u64::from(first) * s64;
-    let mut generation = 0;
     let mut chunk = vec![0u8; CHUNK as usize * RECORD_SIZE];
     let mut value = [0u8; SLOT_SIZE];
     for (i, sec) in sections.iter().enumerate() {
         let base = (u64::from(first) + i as u64) * s64;
-        let marked = sec.mark.synced.min(slots);
-        generation = generation.max(sec.mark.generation);
-        if marked > 0 {
-            synced = base + u64::from(marked);
-        }
         for start in (0..slots).step_by(CHUNK as usize) {
             let n = CHUNK.min(slots - start);
             let raw = &mut chunk[..n as usize * RECORD_SIZE];
@@ -78,69 +70,75 @@ pub(crate) fn walk(
                     Err(RecordError::Empty) => Err(NEVER_WRITTEN.to_string()),
                     Err(RecordError::Bad(why)) => Err(why),
                     Ok(rec) => {
-                        let unsynced = idx >= marked;
+                        let unsynced = seq >= synced;
                         match check(&rec, unsynced, last_slot, slots, buffer, values, &mut value)? {
                             Some(why) => Err(why),
                             None => Ok(rec),
                         }
                     }
                 };
-                if let Err(why) = verdict {
-                    let off = Section::offset(idx) as u64;
-                    if idx < marked {
-                        return Err(Error::corrupt(
-                            &sec.path,
-                            off,
-                            format!(
-                                "key record {seq} is before the sync mark ({marked}) but {why}"
-                            ),
-                        ));
-                    }
-                    if let Some(later) = sections[i + 1..].iter().find(|s| s.mark.synced > 0) {
-                        return Err(Error::corrupt(
-                            &sec.path,
-                            off,
-                            format!(
-                                "key record {seq}: {why}, yet {} has synced records after it",
-                                later.path.display()
-                            ),
-                        ));
-                    }
-                    return Ok(Walk {
-                        log,
-                        end: seq,
-                        last_slot,
-                        synced: synced.min(seq),
-                        generation,
-                        torn: (why != NEVER_WRITTEN).then(|| {
-                            format!(
-                                "dropped the unsynced tail from {} offset {off}: {why}",
-                                sec.path.display()
-                            )
-                        }),
-                    });
-                }
-                if let Ok(rec) = verdict {
-                    match rec.op {
-                        Op::Put { slot, .. } => {
-                            log.put(rec.key, seq);
-                            last_slot = Some(slot);
+                let rec = match verdict {
+                    Ok(rec) => rec,
+                    Err(why) => {
+                        let off = Section::offset(idx) as u64;
+                        if seq < synced {
+                            return Err(Error::corrupt(
+                                &sec.path,
+                                off,
+                                format!(
+                                    "key record {seq} was synced (the sync mark is at {synced}) but {why}"
+                                ),
+                            ));
                         }
-                        Op::Delete => log.delete(rec.key, seq),
+                        return Ok(Walk {
+                            log,
+                            end: seq,
+                            last_slot,
+                            torn: (why != NEVER_WRITTEN).then(|| {
+                                format!(
+                                    "dropped the unsynced tail from {} offset {off}: {why}",
+                                    sec.path.display()
+                                )
+                            }),
+                        });
                     }
+                };
+                match rec.op {
+                    Op::Put { slot, .. } => {
+                        log.put(rec.key, seq);
+                        last_slot = Some(slot);
+                    }
+                    Op::Delete => log.delete(rec.key, seq),
                 }
             }
         }
     }
     let end = (u64::from(first) + sections.len() as u64) * s64;
+    if end < synced {
+        // The log stops at a section boundary before the sync mark: a key section is gone.
+        let n = end / s64;
+        return Err(Error::corrupt(
+            sections.last().map_or_else(
+                || buffer.path.clone(),
+                |s| s.path.with_file_name(keys_name_of(n)),
+            ),
+            0,
+            format!(
+                "key records up to {synced} were synced but the key log ends at {end}: this key section is missing"
+            ),
+        ));
+    }
     Ok(Walk {
         log,
         end,
         last_slot,
-        synced,
-        generation,
         torn: None,
     })
+}
+
+/// File name of key section `n` (a `u64` here; past `u32` it cannot exist).
+fn keys_name_of(n: u64) -> String {
+    u32::try_from(n).map_or_else(|_| format!("{n:x}.k"), crate::format::keys_name)
 }
 
 /// Checks a decoded record against the value side; `Some(reason)` when it is not valid.
@@ -170,8 +168,10 @@ fn check(
     let (section, index) = (slot / slots, slot % slots);
     if section > buffer.section {
         return Ok(Some(format!(
-            "its slot {slot} is in section {section}, past the buffer's section {}",
-            buffer.section
+            "its slot {slot} is in value section {section}, past the one being filled ({}); \
+             value section {} is missing",
+            buffer.section,
+            values.path(buffer.section).display()
         )));
     }
     if section < buffer.section {
