@@ -170,7 +170,7 @@ impl Header {
         if version != VERSION {
             return Err(HeaderError::Version(version));
         }
-        let expect = |at: usize, want: usize, what: &str| {
+        let field = |at: usize, want: usize, what: &str| {
             let got = u32_at(b, at);
             if got as usize == want {
                 Ok(())
@@ -180,9 +180,9 @@ impl Header {
                 )))
             }
         };
-        expect(PAGE_AT, PAGE, "header page length")?;
-        expect(SLOT_SIZE_AT, SLOT_SIZE, "slot size")?;
-        expect(RECORD_SIZE_AT, RECORD_SIZE, "record size")?;
+        field(PAGE_AT, PAGE, "header page length")?;
+        field(SLOT_SIZE_AT, SLOT_SIZE, "slot size")?;
+        field(RECORD_SIZE_AT, RECORD_SIZE, "record size")?;
         if b[RESERVED_AT..CRC_AT].iter().any(|&x| x != 0) {
             return Err(HeaderError::Bad(
                 "reserved header bytes are not zero".into(),
