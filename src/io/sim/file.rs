@@ -1,0 +1,223 @@
+//! Simulated files: the volatile and durable images of one file, an open file, and a map.
+
+use std::io;
+use std::sync::Arc;
+
+use super::{SimFs, eio, lock};
+use crate::io::{Align, AlignedBuf, FileIo, Map, range};
+
+type Span = std::ops::Range<usize>;
+
+/// One file's contents: what the running system sees and what the disk holds.
+#[derive(Debug, Default)]
+pub(super) struct Data {
+    pub(super) live: Vec<u8>,
+    pub(super) durable: Vec<u8>,
+    /// Byte ranges written since they were last made durable, oldest first.
+    pub(super) pending: Vec<Span>,
+}
+
+impl Data {
+    pub(super) fn mark(&mut self, r: Span) {
+        if !r.is_empty() {
+            self.pending.push(r);
+        }
+    }
+
+    /// Makes the pending writes inside `r` durable; parts outside `r` stay pending.
+    pub(super) fn persist(&mut self, r: Span) {
+        self.durable.resize(self.live.len(), 0);
+        let mut rest = Vec::with_capacity(self.pending.len());
+        for w in std::mem::take(&mut self.pending) {
+            let (a, b) = (w.start.max(r.start), w.end.min(r.end));
+            if a >= b {
+                rest.push(w);
+                continue;
+            }
+            let end = b.min(self.live.len());
+            if a < end {
+                self.durable[a..end].copy_from_slice(&self.live[a..end]);
+            }
+            if w.start < a {
+                rest.push(w.start..a);
+            }
+            if b < w.end {
+                rest.push(b..w.end);
+            }
+        }
+        self.pending = rest;
+    }
+}
+
+/// A file's contents, shared by the namespace, open handles and maps.
+pub(super) type Node = Arc<std::sync::Mutex<Data>>;
+
+/// An open simulated file.
+#[derive(Debug)]
+pub(super) struct SimFile {
+    pub(super) fs: SimFs,
+    pub(super) node: Node,
+    pub(super) align: Align,
+    pub(super) direct: bool,
+    pub(super) write: bool,
+}
+
+impl SimFile {
+    fn check_align(&self, buf: &[u8], off: u64) -> io::Result<()> {
+        let a = self.align;
+        let ok = (buf.as_ptr() as usize).is_multiple_of(a.mem)
+            && off.is_multiple_of(a.offset as u64)
+            && buf.len().is_multiple_of(a.offset);
+        if ok {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(libc::EINVAL))
+        }
+    }
+
+    fn writable(&self) -> io::Result<()> {
+        if !self.write {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        if lock(&self.fs.state).fail_writes {
+            return Err(eio());
+        }
+        Ok(())
+    }
+}
+
+impl FileIo for SimFile {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        self.check_align(buf, off)?;
+        let d = lock(&self.node);
+        let r = usize::try_from(off)
+            .ok()
+            .and_then(|o| range(o, buf.len(), d.live.len()).ok())
+            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(&d.live[r]);
+        Ok(())
+    }
+
+    fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
+        self.check_align(buf, off)?;
+        self.writable()?;
+        let off = usize::try_from(off).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let mut d = lock(&self.node);
+        let end = off + buf.len();
+        if d.live.len() < end {
+            d.live.resize(end, 0);
+        }
+        d.live[off..end].copy_from_slice(buf);
+        d.mark(off..end);
+        Ok(())
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        if lock(&self.fs.state).fail_syncs {
+            return Err(eio());
+        }
+        let mut d = lock(&self.node);
+        let len = d.live.len();
+        d.persist(0..len);
+        Ok(())
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(lock(&self.node).live.len() as u64)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.writable()?;
+        let len = usize::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let mut d = lock(&self.node);
+        let old = d.live.len();
+        d.live.resize(len, 0);
+        d.mark(old.min(len)..old.max(len));
+        Ok(())
+    }
+
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        if self.len()? < len {
+            self.set_len(len)?;
+        }
+        Ok(())
+    }
+
+    fn map(&self) -> io::Result<Box<dyn Map>> {
+        let len = lock(&self.node).live.len();
+        Ok(Box::new(SimMap {
+            fs: self.fs.clone(),
+            node: self.node.clone(),
+            len,
+        }))
+    }
+
+    fn align(&self) -> Align {
+        self.align
+    }
+
+    fn direct(&self) -> bool {
+        self.direct
+    }
+}
+
+/// A map: reads and writes go to the file's volatile image, as a shared mmap's do.
+#[derive(Debug)]
+struct SimMap {
+    fs: SimFs,
+    node: Node,
+    len: usize,
+}
+
+impl Map for SimMap {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn read(&self, off: usize, buf: &mut [u8]) -> io::Result<()> {
+        let r = range(off, buf.len(), self.len)?;
+        let d = lock(&self.node);
+        let src = d
+            .live
+            .get(r)
+            .ok_or(io::Error::from_raw_os_error(libc::EFAULT))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn write(&mut self, off: usize, buf: &[u8]) -> io::Result<()> {
+        let r = range(off, buf.len(), self.len)?;
+        let mut d = lock(&self.node);
+        let dst = d
+            .live
+            .get_mut(r.clone())
+            .ok_or(io::Error::from_raw_os_error(libc::EFAULT))?;
+        dst.copy_from_slice(buf);
+        d.mark(r);
+        Ok(())
+    }
+
+    fn flush(&self, off: usize, len: usize) -> io::Result<()> {
+        let r = range(off, len, self.len)?;
+        if lock(&self.fs.state).fail_syncs {
+            return Err(eio());
+        }
+        lock(&self.node).persist(r);
+        Ok(())
+    }
+
+    fn copy_to(&self, off: usize, len: usize, dst: &dyn FileIo, dst_off: u64) -> io::Result<()> {
+        let r = range(off, len, self.len)?;
+        // Stage through an aligned copy, as the kernel reads straight from the mapped pages.
+        let mut tmp = AlignedBuf::new(len, dst.align().mem);
+        {
+            let d = lock(&self.node);
+            let src = d
+                .live
+                .get(r)
+                .ok_or(io::Error::from_raw_os_error(libc::EFAULT))?;
+            tmp.bytes_mut().copy_from_slice(src);
+        }
+        dst.write_at(tmp.bytes(), dst_off)
+    }
+}
