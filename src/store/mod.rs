@@ -47,6 +47,10 @@ use values::Values;
 
 /// A key/value store in one data directory. `Send + Sync`; share it with an `Arc`.
 ///
+/// Every `put` and `delete` that returned `Ok` survives a crash of the process. Call
+/// [`sync`](Self::sync) (or [`close`](Self::close)) to make them survive power loss too;
+/// dropping the store does not sync.
+///
 /// ```
 /// # fn main() -> toykv::Result<()> {
 /// # let tmp = tempfile::tempdir().unwrap();
