@@ -1,0 +1,147 @@
+//! Flipped bytes: in the headers, sync marks and records of key sections, in the headers and
+//! values of value sections, and in the buffer.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use toykv::Error;
+use toykv::format::{
+    BUFFER_DATA_AT, BUFFER_NAME, BUFFER_VALUES_AT, HEADER_LEN, KEYS_DATA_AT, MARK_A, MARK_B,
+    MARK_LEN, RECORD_SIZE, SLOT_SIZE,
+};
+
+use crate::S;
+use crate::damage::{case, check_record_offset, flip};
+use crate::reference::{Hit, MODES, Mode, Reference, Tally};
+
+/// Value bytes of interest in `file`: the first, middle and last byte of every value stored
+/// there and the first padding byte after it.
+fn value_offsets(r: &Reference, file: &str) -> BTreeSet<u64> {
+    let mut offs = BTreeSet::new();
+    for (_, l) in r.puts.iter().flatten().filter(|(_, l)| l.file == file) {
+        if l.len > 0 {
+            offs.extend([l.off, l.off + l.len / 2, l.off + l.len - 1]);
+        }
+        if l.len < SLOT_SIZE as u64 {
+            offs.insert(l.off + l.len);
+        }
+    }
+    offs
+}
+
+#[test]
+fn flipped_key_section_bytes() {
+    let started = Instant::now();
+    let mut t = Tally::default();
+    for mode in MODES {
+        let r = Reference::build(mode);
+        let last = r.keys.len() - 1;
+        for (n, name) in r.keys.iter().enumerate() {
+            let dense = mode == Mode::Mid;
+            let mut offs: BTreeSet<u64> = if n == 0 || n == last {
+                (0..HEADER_LEN as u64).collect()
+            } else {
+                (n as u64 % 4..HEADER_LEN as u64).step_by(4).collect()
+            };
+            // Both copies of the sync mark: every byte where syncs wrote marks.
+            for m in [MARK_A, MARK_B] {
+                let step = if dense || n == last { 1 } else { 5 };
+                offs.extend((m..m + MARK_LEN).step_by(step).map(|o| o as u64));
+            }
+            offs.extend([64, 100, 511, 528, 1040, 2048, 4095]);
+            // Every byte of the records of the last section of the mid-sync store, which lie
+            // on both sides of its mark; a sample elsewhere.
+            let step = match (dense, last - n) {
+                (true, 0) => 1,
+                (true, 1) => 3,
+                (true, _) => 11,
+                (false, _) => 13,
+            };
+            offs.extend(
+                (KEYS_DATA_AT + n % step..KEYS_DATA_AT + S * RECORD_SIZE)
+                    .step_by(step)
+                    .map(|o| o as u64),
+            );
+            for off in offs {
+                let what = format!("{name} byte {off} flipped");
+                let e = case(&r, &mut t, &what, &[name], Hit::Nothing, |d| {
+                    flip(&d.join(name), off)
+                });
+                check_record_offset(e, off, &what);
+            }
+        }
+    }
+    t.report("flipped key section bytes", started);
+}
+
+#[test]
+fn flipped_value_section_bytes() {
+    let started = Instant::now();
+    let mut t = Tally::default();
+    for mode in MODES {
+        let r = Reference::build(mode);
+        for (n, name) in r.values.iter().enumerate() {
+            // The value files do not depend on syncs: the mid-sync store gets them all, the
+            // others the last one.
+            if mode != Mode::Mid && n + 1 != r.values.len() {
+                continue;
+            }
+            let mut offs: BTreeSet<u64> = if n == 0 {
+                (0..HEADER_LEN as u64).collect()
+            } else {
+                (n as u64 % 4..HEADER_LEN as u64).step_by(4).collect()
+            };
+            offs.extend([64, 511, 4095]);
+            offs.extend(value_offsets(&r, name));
+            for off in offs {
+                case(
+                    &r,
+                    &mut t,
+                    &format!("{name} byte {off} flipped"),
+                    &[name],
+                    Hit::Range(name.clone(), off, off + 1),
+                    |d| flip(&d.join(name), off),
+                );
+            }
+        }
+    }
+    assert!(t.corrupt_reads > 0);
+    t.report("flipped value section bytes", started);
+}
+
+#[test]
+fn flipped_buffer_bytes() {
+    let started = Instant::now();
+    let mut t = Tally::default();
+    for mode in MODES {
+        let r = Reference::build(mode);
+        let mut offs: BTreeSet<u64> = (0..HEADER_LEN as u64).collect();
+        offs.extend((BUFFER_VALUES_AT..BUFFER_VALUES_AT + HEADER_LEN).map(|o| o as u64));
+        offs.extend([64, 511, 4095, 4160, 8191]);
+        offs.extend(value_offsets(&r, BUFFER_NAME));
+        // Slots no record uses.
+        let used = r
+            .puts
+            .iter()
+            .flatten()
+            .filter(|(_, l)| l.file == BUFFER_NAME)
+            .count();
+        for slot in used..S {
+            offs.insert((BUFFER_DATA_AT + slot * SLOT_SIZE + 5) as u64);
+        }
+        for off in offs {
+            let e = case(
+                &r,
+                &mut t,
+                &format!("{BUFFER_NAME} byte {off} flipped"),
+                &[BUFFER_NAME],
+                Hit::Range(BUFFER_NAME.into(), off, off + 1),
+                |d| flip(&d.join(BUFFER_NAME), off),
+            );
+            if let Some(Error::Corrupt { offset, .. }) = &e {
+                assert!(off < HEADER_LEN as u64 && *offset == 0, "byte {off}: {e:?}");
+            }
+        }
+    }
+    t.report("flipped buffer bytes", started);
+}
