@@ -68,11 +68,13 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod admin;
 pub mod error;
 pub mod format;
 pub mod io;
 pub mod key;
 pub mod options;
+pub mod server;
 mod store;
 #[cfg(test)]
 mod testing;

@@ -1,0 +1,1 @@
+//! Offline administration of a data directory.

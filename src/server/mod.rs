@@ -1,0 +1,4 @@
+//! The Redis-protocol server.
+
+pub mod frame;
+pub mod keymode;
