@@ -120,6 +120,24 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A network operation of the server failed.
+    #[error("{op} {addr}: {source}")]
+    Net {
+        /// What was being done (`"bind"`, `"accept"`, …).
+        op: &'static str,
+        /// The address concerned.
+        addr: String,
+        /// The error the operating system reported.
+        source: io::Error,
+    },
+
+    /// The server refuses to run as configured.
+    #[error("refusing to start: {why}")]
+    Refused {
+        /// Why, and what to change.
+        why: String,
+    },
+
     /// An earlier fsync or msync failed; the kernel may have dropped the data it held, so the
     /// store refuses writes until it is reopened and recovered from disk.
     #[error("store refuses writes: an earlier {op} of {} failed ({why}); reopen the store", path.display())]

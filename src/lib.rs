@@ -69,6 +69,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+pub mod client;
 pub mod error;
 pub mod format;
 pub mod io;

@@ -164,7 +164,11 @@ mod tests {
         assert_eq!(a.as_u64(), 12345);
         assert!(m.key(b"key:000000000999").unwrap() < a);
         assert_eq!(m.key(b"18446744073709551615").unwrap().as_u64(), u64::MAX);
-        assert!(m.key(b"18446744073709551616").unwrap_err().contains("larger"));
+        assert!(
+            m.key(b"18446744073709551616")
+                .unwrap_err()
+                .contains("larger")
+        );
         assert!(m.key(b"nodigits").unwrap_err().contains("no trailing"));
         assert!(m.key(b"").is_err());
         assert_eq!(m.show(a), b"12345");
@@ -175,7 +179,10 @@ mod tests {
     fn mode_is_recorded_and_enforced() {
         let d = crate::testing::tempdir();
         assert_eq!(KeyMode::recorded(d.path()).unwrap(), None);
-        assert_eq!(KeyMode::settle(d.path(), Some(KeyMode::Numeric)), Ok(KeyMode::Numeric));
+        assert_eq!(
+            KeyMode::settle(d.path(), Some(KeyMode::Numeric)),
+            Ok(KeyMode::Numeric)
+        );
         assert_eq!(KeyMode::settle(d.path(), None), Ok(KeyMode::Numeric));
         let e = KeyMode::settle(d.path(), Some(KeyMode::Bytes)).unwrap_err();
         assert!(e.contains("--key-mode numeric"), "{e}");

@@ -1,4 +1,197 @@
 //! The Redis-protocol server.
+//!
+//! [`Server::run`] takes an already-bound listener and a shutdown future (tests bind port 0;
+//! the `server` example passes SIGINT/SIGTERM). Each connection is a task; commands run
+//! against the shared [`Store`] and replies go back in RESP2, or RESP3 after `HELLO 3`.
+//! Pipelined commands are parsed and answered in batches: one write per batch of replies.
+//!
+//! - [`frame`]: the wire format; [`command`]: what each command does (one file per family);
+//!   `connection`: the per-client read/execute/write loop with its limits;
+//!   [`keymode`]: client keys to store keys; [`stats`]: the counters behind `INFO`;
+//!   [`glob`]: `MATCH` patterns.
+//! - Limits: a connection cap (past it a client gets an error and is closed), a maximum request
+//!   size checked before anything is allocated for it, an idle timeout that also bounds how long
+//!   a reply may wait for a client that does not read.
+//! - Security: a server listening on anything but loopback refuses to start without a password
+//!   unless protected mode is turned off, as Redis does. `AUTH` compares in constant time.
+//! - Shutdown (the future, or the `SHUTDOWN` command): stop accepting, let every connection
+//!   finish the commands it has read, sync the store, return.
 
+pub mod command;
+mod connection;
 pub mod frame;
+pub mod glob;
 pub mod keymode;
+pub mod launch;
+pub mod stats;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::Store;
+use crate::error::{Error, Result};
+use frame::Limits;
+use keymode::KeyMode;
+use stats::{CommandStats, Stats};
+
+/// How long shutdown waits for connections to finish before syncing anyway.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The data directory (reported by `INFO` and `CONFIG GET dir`).
+    pub dir: PathBuf,
+    /// The address asked for (reported by `CONFIG GET bind`).
+    pub bind: String,
+    /// The port (set from the listener by [`Server::run`]).
+    pub port: u16,
+    /// Most clients connected at once.
+    pub max_clients: usize,
+    /// Protocol limits.
+    pub limits: Limits,
+    /// Close a client idle (or not reading its replies) this long; `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// The password `AUTH` must give, if any.
+    pub password: Option<String>,
+    /// Refuse to listen beyond loopback without a password.
+    pub protected: bool,
+    /// How client keys map to store keys.
+    pub key_mode: KeyMode,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            dir: PathBuf::from("toydb"),
+            bind: "127.0.0.1".into(),
+            port: 8888,
+            max_clients: 1000,
+            limits: Limits::default(),
+            idle_timeout: Some(Duration::from_secs(300)),
+            password: None,
+            protected: true,
+            key_mode: KeyMode::Bytes,
+        }
+    }
+}
+
+/// State every connection shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) store: Arc<Store>,
+    pub(crate) config: Config,
+    pub(crate) stats: Stats,
+    /// One per entry of [`command::COMMANDS`].
+    pub(crate) commands: Vec<CommandStats>,
+    pub(crate) clients: AtomicUsize,
+    pub(crate) started: Instant,
+    /// Notified by the `SHUTDOWN` command.
+    pub(crate) stop: Notify,
+}
+
+/// A server over one store.
+#[derive(Debug)]
+pub struct Server {
+    store: Arc<Store>,
+    config: Config,
+}
+
+impl Server {
+    /// A server for `store` with `config`.
+    pub fn new(store: Arc<Store>, config: Config) -> Server {
+        Server { store, config }
+    }
+
+    /// Serves clients from `listener` until `shutdown` completes or a client sends
+    /// `SHUTDOWN`; then stops accepting, lets connections finish what they have read, and
+    /// syncs the store.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let addr = listener.local_addr().map_err(|e| Error::Net {
+            op: "local_addr",
+            addr: self.config.bind.clone(),
+            source: e,
+        })?;
+        let mut config = self.config;
+        config.port = addr.port();
+        if !addr.ip().is_loopback() && config.password.is_none() && config.protected {
+            return Err(Error::Refused {
+                why: format!(
+                    "listening on {addr} (beyond loopback) without a password: set one with \
+                     --requirepass (or REQUIREPASS), or turn protected mode off with \
+                     --protected-mode no"
+                ),
+            });
+        }
+        let shared = Arc::new(Shared {
+            store: self.store,
+            config,
+            stats: Stats::default(),
+            commands: command::COMMANDS
+                .iter()
+                .map(|_| CommandStats::default())
+                .collect(),
+            clients: AtomicUsize::new(0),
+            started: Instant::now(),
+            stop: Notify::new(),
+        });
+        info!(%addr, dir = %shared.config.dir.display(), "toykv listening");
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        let next_id = AtomicU64::new(1);
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                () = &mut shutdown => break,
+                () = shared.stop.notified() => break,
+            };
+            let (socket, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    error!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            stats::add(&shared.stats.connections, 1);
+            if shared.clients.load(Ordering::Relaxed) >= shared.config.max_clients {
+                stats::add(&shared.stats.rejected, 1);
+                warn!(%peer, "refused: max number of clients reached");
+                // Best effort, never waiting on the client.
+                let _ = socket.try_write(b"-ERR max number of clients reached\r\n");
+                continue;
+            }
+            let _ = socket.set_nodelay(true);
+            let id = next_id.fetch_add(1, Ordering::Relaxed);
+            let conn = connection::Connection::new(shared.clone(), socket, id, stop_rx.clone());
+            let done = done_tx.clone();
+            tokio::spawn(async move {
+                conn.serve().await;
+                drop(done);
+            });
+        }
+        info!("shutting down: no new connections; finishing requests in flight");
+        drop(listener);
+        let _ = stop_tx.send(true);
+        drop(done_tx);
+        if tokio::time::timeout(DRAIN, done_rx.recv()).await.is_err() {
+            warn!("connections still open after {DRAIN:?}; syncing anyway");
+        }
+        shared.store.sync()?;
+        info!("store synced; bye");
+        Ok(())
+    }
+}

@@ -166,12 +166,23 @@ impl Store {
         K: Into<Key> + Copy,
         R: RangeBounds<K>,
     {
-        let conv = |b: Bound<&K>| match b {
-            Bound::Included(k) => Bound::Included((*k).into()),
-            Bound::Excluded(k) => Bound::Excluded((*k).into()),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        Scan::new(self, conv(range.start_bound()), conv(range.end_bound()))
+        let (from, to) = bounds(&range);
+        Scan::new(self, from, to)
+    }
+
+    /// Up to `limit` keys in `range`, in order, without reading their values (so no value I/O).
+    pub fn keys<K, R>(&self, range: R, limit: usize) -> Vec<Key>
+    where
+        K: Into<Key> + Copy,
+        R: RangeBounds<K>,
+    {
+        let (from, to) = bounds(&range);
+        self.lock()
+            .index
+            .range(from, to, limit)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
     }
 
     /// Iterates over every key in order, with its value (a [`scan`](Self::scan) of the whole
@@ -433,6 +444,16 @@ impl Inner {
         self.synced_seq = to;
         Ok(())
     }
+}
+
+/// A range's bounds as keys.
+fn bounds<K: Into<Key> + Copy>(range: &impl RangeBounds<K>) -> (Bound<Key>, Bound<Key>) {
+    let conv = |b: Bound<&K>| match b {
+        Bound::Included(k) => Bound::Included((*k).into()),
+        Bound::Excluded(k) => Bound::Excluded((*k).into()),
+        Bound::Unbounded => Bound::Unbounded,
+    };
+    (conv(range.start_bound()), conv(range.end_bound()))
 }
 
 /// Turns a header decoding failure into the crate error for `path`.

@@ -1,0 +1,240 @@
+//! Server commands: PING, ECHO, INFO, COMMAND, CONFIG GET, SELECT, QUIT and SHUTDOWN.
+
+use std::fmt::Write as _;
+
+use super::{COMMANDS, Ctx, Flow, int, word};
+use crate::server::frame::Frame;
+use crate::server::glob;
+use crate::server::stats::get;
+
+pub(super) fn ping(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
+    let reply = match ctx.args {
+        [] => Frame::Simple("PONG".into()),
+        [msg] => Frame::Bulk(msg.clone()),
+        _ => Frame::err("ERR wrong number of arguments for 'ping' command"),
+    };
+    (reply, Flow::Next)
+}
+
+pub(super) fn echo(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
+    (Frame::Bulk(ctx.args[0].clone()), Flow::Next)
+}
+
+pub(super) fn select(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
+    let reply = match int(&ctx.args[0]) {
+        Some(0) => Frame::ok(),
+        Some(_) => Frame::err("ERR DB index is out of range (toykv has database 0 only)"),
+        None => Frame::err("ERR value is not an integer or out of range"),
+    };
+    (reply, Flow::Next)
+}
+
+pub(super) fn quit(_: &mut Ctx<'_>) -> (Frame, Flow) {
+    (Frame::ok(), Flow::Close)
+}
+
+/// `SHUTDOWN [NOSAVE|SAVE|NOW|FORCE]`: every write is already durable against a process crash
+/// and the server syncs before it exits, so the modifiers change nothing; ABORT is refused.
+pub(super) fn shutdown(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
+    for a in ctx.args {
+        match word(a).as_str() {
+            "nosave" | "save" | "now" | "force" => {}
+            "abort" => return (Frame::err("ERR no shutdown in progress"), Flow::Next),
+            _ => return (Frame::err("ERR syntax error"), Flow::Next),
+        }
+    }
+    (Frame::ok(), Flow::Shutdown)
+}
+
+/// `COMMAND`, `COMMAND COUNT`, `COMMAND INFO name…`, `COMMAND DOCS` (no docs: an empty map).
+pub(super) fn command(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
+    let info = |i: usize| {
+        let c = &COMMANDS[i];
+        Frame::Array(vec![
+            Frame::Bulk(c.name.into()),
+            Frame::Integer(c.arity),
+            Frame::Set(c.flags.iter().map(|f| Frame::Simple((*f).into())).collect()),
+            Frame::Integer(c.keys.0),
+            Frame::Integer(c.keys.1),
+            Frame::Integer(c.keys.2),
+        ])
+    };
+    let reply = match ctx.args.split_first() {
+        None => Frame::Array((0..COMMANDS.len()).map(info).collect()),
+        Some((sub, rest)) => match word(sub).as_str() {
+            "count" => Frame::Integer(COMMANDS.len() as i64),
+            "docs" => Frame::Map(Vec::new()),
+            "info" => Frame::Array(
+                rest.iter()
+                    .map(|n| super::find(n).map_or(Frame::Null, info))
+                    .collect(),
+            ),
+            other => Frame::err(format!(
+                "ERR unknown subcommand '{other}'. Try COMMAND, COMMAND COUNT, COMMAND INFO, COMMAND DOCS."
+            )),
+        },
+    };
+    (reply, Flow::Next)
+}
+
+/// `CONFIG GET pattern…`: the server's real settings whose names match.
+pub(super) fn config(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
+    let Some((sub, patterns)) = ctx.args.split_first() else {
+        return (
+            Frame::err("ERR wrong number of arguments for 'config' command"),
+            Flow::Next,
+        );
+    };
+    if word(sub) != "get" {
+        return (
+            Frame::err(format!(
+                "ERR CONFIG {} is not supported by toykv (only CONFIG GET)",
+                String::from_utf8_lossy(sub).to_uppercase()
+            )),
+            Flow::Next,
+        );
+    }
+    if patterns.is_empty() {
+        return (
+            Frame::err("ERR wrong number of arguments for 'config|get' command"),
+            Flow::Next,
+        );
+    }
+    let c = &ctx.shared.config;
+    let settings = [
+        ("bind", c.bind.clone()),
+        ("port", c.port.to_string()),
+        ("dir", c.dir.display().to_string()),
+        ("maxclients", c.max_clients.to_string()),
+        (
+            "timeout",
+            c.idle_timeout.map_or(0, |d| d.as_secs()).to_string(),
+        ),
+        ("proto-max-bulk-len", c.limits.max_request.to_string()),
+        (
+            "protected-mode",
+            if c.protected { "yes" } else { "no" }.to_string(),
+        ),
+        ("databases", "1".to_string()),
+        ("key-mode", c.key_mode.to_string()),
+    ];
+    let mut out = Vec::new();
+    for (name, value) in settings {
+        if patterns
+            .iter()
+            .any(|p| glob::matches(&p.to_ascii_lowercase(), name.as_bytes()))
+        {
+            out.push((Frame::Bulk(name.into()), Frame::Bulk(value.into_bytes())));
+        }
+    }
+    (Frame::Map(out), Flow::Next)
+}
+
+/// `INFO [section…]`: server, clients, stats, commandstats, latencystats, keyspace, storage.
+pub(super) fn info(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
+    let all = [
+        "server",
+        "clients",
+        "stats",
+        "commandstats",
+        "latencystats",
+        "keyspace",
+        "storage",
+    ];
+    let wanted: Vec<String> = ctx.args.iter().map(|a| word(a)).collect();
+    let show = |s: &str| {
+        wanted.is_empty()
+            || wanted
+                .iter()
+                .any(|w| w == s || w == "all" || w == "everything" || w == "default")
+    };
+    let sh = ctx.shared;
+    let mut out = String::new();
+    for section in all.iter().filter(|s| show(s)) {
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        let title = match *section {
+            "commandstats" => "Commandstats".to_string(),
+            "latencystats" => "Latencystats".to_string(),
+            s => format!("{}{}", s[..1].to_uppercase(), &s[1..]),
+        };
+        let _ = write!(out, "# {title}\r\n");
+        let mut line = |k: &str, v: &dyn std::fmt::Display| {
+            let _ = write!(out, "{k}:{v}\r\n");
+        };
+        match *section {
+            "server" => {
+                line("redis_version", &"7.0.0");
+                line("toykv_version", &env!("CARGO_PKG_VERSION"));
+                line("redis_mode", &"standalone");
+                line("os", &std::env::consts::OS);
+                line("arch_bits", &(usize::BITS));
+                line("process_id", &std::process::id());
+                line("tcp_port", &sh.config.port);
+                line("uptime_in_seconds", &sh.started.elapsed().as_secs());
+            }
+            "clients" => {
+                line(
+                    "connected_clients",
+                    &sh.clients.load(std::sync::atomic::Ordering::Relaxed),
+                );
+                line("maxclients", &sh.config.max_clients);
+                line("blocked_clients", &0);
+            }
+            "stats" => {
+                let s = &sh.stats;
+                line("total_connections_received", &get(&s.connections));
+                line("total_commands_processed", &get(&s.commands));
+                line("rejected_connections", &get(&s.rejected));
+                line("total_net_input_bytes", &get(&s.input_bytes));
+                line("total_net_output_bytes", &get(&s.output_bytes));
+                line("keyspace_hits", &get(&s.hits));
+                line("keyspace_misses", &get(&s.misses));
+                line("total_error_replies_protocol", &get(&s.protocol_errors));
+            }
+            "commandstats" => {
+                for (c, st) in COMMANDS
+                    .iter()
+                    .zip(&sh.commands)
+                    .filter(|(_, st)| st.calls() > 0)
+                {
+                    line(&format!("cmdstat_{}", c.name), &st.line());
+                }
+            }
+            "latencystats" => {
+                for (c, st) in COMMANDS
+                    .iter()
+                    .zip(&sh.commands)
+                    .filter(|(_, st)| st.calls() > 0)
+                {
+                    let v = format!(
+                        "p50={}.000,p99={}.000,p99.9={}.000",
+                        st.percentile(0.5),
+                        st.percentile(0.99),
+                        st.percentile(0.999)
+                    );
+                    line(&format!("latency_percentiles_usec_{}", c.name), &v);
+                }
+            }
+            "keyspace" => {
+                let n = sh.store.len();
+                if n > 0 {
+                    line("db0", &format!("keys={n},expires=0,avg_ttl=0"));
+                }
+            }
+            _ => {
+                let st = sh.store.stats();
+                line("data_dir", &sh.config.dir.display());
+                line("key_mode", &sh.config.key_mode);
+                line("direct_io", &u8::from(st.direct_io));
+                line("live_keys", &st.keys);
+                line("key_records", &st.records);
+                line("value_slots_used", &st.slots_used);
+                line("value_sections", &st.value_sections);
+                line("key_sections", &st.key_sections);
+            }
+        }
+    }
+    (Frame::Verbatim("txt".into(), out.into_bytes()), Flow::Next)
+}

@@ -1,0 +1,189 @@
+//! One client connection: read, parse, execute, reply — in batches.
+//!
+//! Bytes are read in chunks of at most [`CHUNK`]; every complete command in the buffer runs and
+//! its reply is appended to one output buffer, written with a single write before the next
+//! read (so a pipeline of N commands costs one read and one write). A command larger than the
+//! request limit is refused by the parser before it is buffered. The idle timeout bounds both
+//! the wait for the next command and the wait for a client to take its replies, so a stalled
+//! client holds only its own task and buffers.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use super::Shared;
+use super::command::{self, Flow, Session};
+use super::frame::{Frame, Proto, parse_command};
+use super::stats::add;
+
+/// Most bytes read at once.
+const CHUNK: usize = 64 * 1024;
+
+/// A client connection.
+pub(crate) struct Connection {
+    shared: Arc<Shared>,
+    socket: TcpStream,
+    session: Session,
+    stop: watch::Receiver<bool>,
+}
+
+/// Counts a connection while it lives.
+struct Counted(Arc<Shared>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How a wait ended.
+enum Wake {
+    Read(std::io::Result<usize>),
+    Idle,
+    Stop,
+}
+
+impl Connection {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        socket: TcpStream,
+        id: u64,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        shared.clients.fetch_add(1, Ordering::Relaxed);
+        let authed = shared.config.password.is_none();
+        Connection {
+            shared,
+            socket,
+            session: Session {
+                id,
+                proto: Proto::Resp2,
+                authed,
+                name: None,
+                lib_name: None,
+                lib_ver: None,
+            },
+            stop,
+        }
+    }
+
+    /// Serves the client until it leaves, misbehaves, idles out, or the server stops.
+    pub(crate) async fn serve(mut self) {
+        let _count = Counted(self.shared.clone());
+        let peer = self.socket.peer_addr().ok();
+        debug!(id = self.session.id, ?peer, "connected");
+        let why = self.run().await;
+        debug!(
+            id = self.session.id,
+            ?peer,
+            name = ?self.session.name.as_deref().map(String::from_utf8_lossy),
+            lib = ?self.session.lib_name.as_deref().map(String::from_utf8_lossy),
+            "closed: {why}"
+        );
+    }
+
+    async fn run(&mut self) -> String {
+        let limits = self.shared.config.limits;
+        let idle = self.shared.config.idle_timeout;
+        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        let mut out: Vec<u8> = Vec::with_capacity(4096);
+        let mut chunk = vec![0u8; CHUNK];
+        loop {
+            // Run every complete command that is buffered.
+            let mut used = 0;
+            let mut flow = Flow::Next;
+            let mut broken = None;
+            while flow == Flow::Next {
+                let parsed = match buf.get(used..) {
+                    Some(rest) => parse_command(rest, &limits),
+                    None => Ok(None),
+                };
+                match parsed {
+                    Ok(Some((args, n))) => {
+                        used += n;
+                        if args.is_empty() {
+                            continue;
+                        }
+                        let (reply, f) = command::execute(&self.shared, &mut self.session, &args);
+                        if f != Flow::Shutdown {
+                            reply.encode(self.session.proto, &mut out);
+                        }
+                        flow = f;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        add(&self.shared.stats.protocol_errors, 1);
+                        warn!(id = self.session.id, "protocol error: {e}");
+                        Frame::err(format!("ERR Protocol error: {e}"))
+                            .encode(self.session.proto, &mut out);
+                        broken = Some(format!("protocol error: {e}"));
+                        break;
+                    }
+                }
+            }
+            buf.drain(..used.min(buf.len()));
+            if !out.is_empty() {
+                if let Err(why) = self.write(&out, idle).await {
+                    return why;
+                }
+                out.clear();
+            }
+            if let Some(why) = broken {
+                return why;
+            }
+            match flow {
+                Flow::Next => {}
+                Flow::Close => return "QUIT".into(),
+                Flow::Shutdown => {
+                    self.shared.stop.notify_one();
+                    return "SHUTDOWN".into();
+                }
+            }
+            if *self.stop.borrow() {
+                return "server shutting down".into();
+            }
+            let wake = tokio::select! {
+                r = self.socket.read(&mut chunk) => Wake::Read(r),
+                () = sleep_or_never(idle) => Wake::Idle,
+                _ = self.stop.changed() => Wake::Stop,
+            };
+            match wake {
+                Wake::Read(Ok(0)) => return "client closed".into(),
+                Wake::Read(Ok(n)) => {
+                    add(&self.shared.stats.input_bytes, n as u64);
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                Wake::Read(Err(e)) => return format!("read error: {e}"),
+                Wake::Idle => return "idle timeout".into(),
+                Wake::Stop => return "server shutting down".into(),
+            }
+        }
+    }
+
+    /// Writes `out`, giving up after the idle timeout (a client that does not read).
+    async fn write(&mut self, out: &[u8], idle: Option<Duration>) -> Result<(), String> {
+        let write = self.socket.write_all(out);
+        let result = match idle {
+            Some(t) => tokio::time::timeout(t, write)
+                .await
+                .map_err(|_| "timed out writing to a client that does not read".to_string())?,
+            None => write.await,
+        };
+        result.map_err(|e| format!("write error: {e}"))?;
+        add(&self.shared.stats.output_bytes, out.len() as u64);
+        Ok(())
+    }
+}
+
+/// Sleeps for `d`, or forever when there is no timeout.
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}

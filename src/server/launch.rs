@@ -1,0 +1,157 @@
+//! The server's command line: flags (each with an environment variable), logging, signals.
+//! `examples/server.rs` is just [`main`].
+
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tracing::{error, info};
+
+use super::frame::Limits;
+use super::keymode::KeyMode;
+use super::{Config, Server};
+use crate::{Options, Store};
+
+/// toykv server: a Redis-protocol (RESP2/RESP3) server over a toykv data directory.
+///
+/// Every setting can also come from the environment variable shown. Logs go to stderr;
+/// set their level with RUST_LOG (error, warn, info, debug, trace; default info).
+/// SIGINT, SIGTERM and the SHUTDOWN command stop it gracefully: no new connections, requests
+/// in flight finish, the store is synced, exit status 0.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "toykv-server", version)]
+pub struct Flags {
+    /// TCP port to listen on.
+    #[arg(long, env = "SERVER_PORT", default_value_t = 8888)]
+    pub port: u16,
+
+    /// Address to listen on. Anything but loopback needs --requirepass (or --protected-mode no).
+    #[arg(long, env = "BIND", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+
+    /// Data directory (created if missing).
+    #[arg(long, env = "DB_DIR", default_value = "./toydb")]
+    pub dir: PathBuf,
+
+    /// Password clients must give with AUTH (or HELLO 3 AUTH default PASSWORD).
+    #[arg(long, env = "REQUIREPASS", hide_env_values = true)]
+    pub requirepass: Option<String>,
+
+    /// Refuse to listen beyond loopback without a password (yes or no).
+    #[arg(long, env = "PROTECTED_MODE", default_value = "yes", value_parser = yes_no)]
+    pub protected_mode: bool,
+
+    /// How client keys become 8-byte store keys: bytes (at most 8 bytes, zero-padded) or
+    /// numeric (trailing decimal digits as a number, for keys like key:000000012345). Fixed
+    /// when the directory is first served; defaults to what it was created with, else bytes.
+    #[arg(long, env = "KEY_MODE")]
+    pub key_mode: Option<KeyMode>,
+
+    /// Most clients connected at once; more are told so and closed.
+    #[arg(long, env = "MAX_CLIENTS", default_value_t = 1000)]
+    pub max_clients: usize,
+
+    /// Largest request (one command) in bytes.
+    #[arg(long, env = "MAX_REQUEST", default_value_t = 1 << 20)]
+    pub max_request: usize,
+
+    /// Close clients idle (or not reading replies) this many seconds; 0 = never.
+    #[arg(long, env = "IDLE_TIMEOUT", default_value_t = 300)]
+    pub idle_timeout: u64,
+
+    /// Read and write value sections with O_DIRECT (true or false). Turn off on file systems
+    /// that refuse O_DIRECT; buffered I/O with fdatasync is used instead.
+    #[arg(long, env = "DIRECT_IO", default_value_t = true, action = clap::ArgAction::Set)]
+    pub direct_io: bool,
+}
+
+fn yes_no(s: &str) -> Result<bool, String> {
+    match s {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("expected yes or no, got '{s}'")),
+    }
+}
+
+/// Parses flags, sets up logging, serves until a signal or SHUTDOWN; the exit status says how
+/// it went.
+pub fn main() -> ExitCode {
+    let flags = Flags::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(flags, signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Opens the store and serves it with `flags` until `shutdown` completes.
+pub async fn serve(flags: Flags, shutdown: impl Future<Output = ()>) -> crate::Result<()> {
+    let key_mode =
+        KeyMode::settle(&flags.dir, flags.key_mode).map_err(|why| crate::Error::Refused { why })?;
+    let addr = std::net::SocketAddr::new(flags.bind, flags.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| crate::Error::Net {
+            op: "bind",
+            addr: addr.to_string(),
+            source: e,
+        })?;
+    let options = Options::new().direct_io(flags.direct_io);
+    let store = Arc::new(Store::open_with(&flags.dir, options)?);
+    info!(keys = store.len(), %key_mode, "store opened");
+    let config = Config {
+        dir: flags.dir,
+        bind: flags.bind.to_string(),
+        port: flags.port,
+        max_clients: flags.max_clients,
+        limits: Limits {
+            max_request: flags.max_request,
+            ..Limits::default()
+        },
+        idle_timeout: (flags.idle_timeout > 0).then(|| Duration::from_secs(flags.idle_timeout)),
+        password: flags.requirepass,
+        protected: flags.protected_mode,
+        key_mode,
+    };
+    Server::new(store, config).run(listener, shutdown).await
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install signal handlers; stop the server with SHUTDOWN");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM"),
+        _ = int.recv() => info!("SIGINT"),
+    }
+}

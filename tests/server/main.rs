@@ -1,0 +1,197 @@
+//! Integration tests of the server: each starts a server in-process on port 0 over a store in
+//! its own temporary directory and speaks raw RESP to it over TCP.
+//!
+//! Modules: [`commands`] (every command's replies), [`wire`] (pipelining, fragments, inline
+//! commands, garbage), [`limits`] (connection cap, request size, idle timeout, slow clients,
+//! protected mode, AUTH), [`lifecycle`] (SHUTDOWN, graceful stop, kill -9 of a server child
+//! process), [`interop`] (the Rust `redis` crate, RESP2 and RESP3).
+
+mod commands;
+mod interop;
+mod lifecycle;
+mod limits;
+mod wire;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use toykv::server::frame::{Frame, parse_reply};
+use toykv::server::{Config, Server};
+use toykv::{Options, Store};
+
+/// A running server and what it needs.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<std::sync::mpsc::Receiver<toykv::Result<()>>>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+pub fn tempdir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("server")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
+}
+
+/// Store options for tests: small sections so flushes happen.
+pub fn options() -> Options {
+    Options::new().section_slots(64)
+}
+
+impl TestServer {
+    /// Starts a server with `config` (its `dir` is replaced by a fresh temp dir).
+    pub fn start(config: Config) -> TestServer {
+        Self::start_in(tempdir(), config)
+    }
+
+    /// Starts a server over the store in `dir`.
+    pub fn start_in(dir: TempDir, mut config: Config) -> TestServer {
+        config.dir = dir.path().to_path_buf();
+        let store = Arc::new(Store::open_with(dir.path(), options()).unwrap());
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let r = Server::new(store, config)
+                    .run(listener, async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+                let _ = done_tx.send(r);
+            });
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        TestServer {
+            addr,
+            dir,
+            stop: Some(stop_tx),
+            done: Some(done_rx),
+            _thread: thread,
+        }
+    }
+
+    /// A client connection with a read timeout.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// Waits for the server's `run` to return (after SHUTDOWN or [`stop`](Self::stop)).
+    pub fn wait(&mut self) -> toykv::Result<()> {
+        let done = self.done.take().expect("waited twice");
+        done.recv_timeout(Duration::from_secs(20))
+            .expect("server did not stop")
+    }
+
+    /// Triggers the graceful shutdown and waits for it.
+    pub fn stop(&mut self) -> toykv::Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.wait()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(done) = self.done.take() {
+            let _ = done.recv_timeout(Duration::from_secs(10));
+        }
+    }
+}
+
+/// A raw RESP client.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one reply; `None` when the server closed the connection.
+    pub fn read(&mut self) -> Option<Frame> {
+        loop {
+            if let Some((frame, n)) = parse_reply(&self.buf).unwrap() {
+                self.buf.drain(..n);
+                return Some(frame);
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    /// Sends a command and reads its reply.
+    pub fn call<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Frame {
+        self.send(&command(args));
+        self.read().expect("connection closed")
+    }
+
+    /// Whether the server closed the connection (reads until EOF, skipping replies).
+    pub fn closed(&mut self) -> bool {
+        while self.read().is_some() {}
+        true
+    }
+}
+
+/// A command as a RESP array of bulk strings.
+pub fn command<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
+    let mut out = Vec::new();
+    toykv::server::frame::encode_command(args, &mut out);
+    out
+}
+
+/// A bulk reply.
+pub fn bulk(s: impl AsRef<[u8]>) -> Frame {
+    Frame::Bulk(s.as_ref().to_vec())
+}
+
+/// An error reply's text.
+pub fn error(f: &Frame) -> &str {
+    match f {
+        Frame::Error(e) => e,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+/// The child-process entry for the kill -9 test (see [`lifecycle`]); does nothing in a normal
+/// run.
+#[test]
+fn child_server() {
+    lifecycle::child_main();
+}
