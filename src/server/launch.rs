@@ -43,7 +43,7 @@ pub struct Flags {
     pub requirepass: Option<String>,
 
     /// Refuse to listen beyond loopback without a password (yes or no).
-    #[arg(long, env = "PROTECTED_MODE", default_value = "yes", value_parser = yes_no)]
+    #[arg(long, env = "PROTECTED_MODE", default_value = "yes", value_parser = yes_no, action = clap::ArgAction::Set)]
     pub protected_mode: bool,
 
     /// How client keys become 8-byte store keys: bytes (at most 8 bytes, zero-padded) or
@@ -110,20 +110,8 @@ pub fn main() -> ExitCode {
 
 /// Opens the store and serves it with `flags` until `shutdown` completes.
 pub async fn serve(flags: Flags, shutdown: impl Future<Output = ()>) -> crate::Result<()> {
-    let key_mode =
-        KeyMode::settle(&flags.dir, flags.key_mode).map_err(|why| crate::Error::Refused { why })?;
     let addr = std::net::SocketAddr::new(flags.bind, flags.port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| crate::Error::Net {
-            op: "bind",
-            addr: addr.to_string(),
-            source: e,
-        })?;
-    let options = Options::new().direct_io(flags.direct_io);
-    let store = Arc::new(Store::open_with(&flags.dir, options)?);
-    info!(keys = store.len(), %key_mode, "store opened");
-    let config = Config {
+    let mut config = Config {
         dir: flags.dir,
         bind: flags.bind.to_string(),
         port: flags.port,
@@ -135,8 +123,23 @@ pub async fn serve(flags: Flags, shutdown: impl Future<Output = ()>) -> crate::R
         idle_timeout: (flags.idle_timeout > 0).then(|| Duration::from_secs(flags.idle_timeout)),
         password: flags.requirepass,
         protected: flags.protected_mode,
-        key_mode,
+        key_mode: KeyMode::default(),
     };
+    // Refuse before touching the data directory (run checks again on the bound address).
+    config.check_exposure(addr)?;
+    config.key_mode = KeyMode::settle(&config.dir, flags.key_mode)
+        .map_err(|why| crate::Error::Refused { why })?;
+    let key_mode = config.key_mode;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| crate::Error::Net {
+            op: "bind",
+            addr: addr.to_string(),
+            source: e,
+        })?;
+    let options = Options::new().direct_io(flags.direct_io);
+    let store = Arc::new(Store::open_with(&config.dir, options)?);
+    info!(keys = store.len(), %key_mode, "store opened");
     Server::new(store, config).run(listener, shutdown).await
 }
 

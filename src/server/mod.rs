@@ -83,6 +83,22 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// Protected mode: refuses to serve on `addr` beyond loopback without a password.
+    pub fn check_exposure(&self, addr: std::net::SocketAddr) -> Result<()> {
+        if addr.ip().is_loopback() || self.password.is_some() || !self.protected {
+            return Ok(());
+        }
+        Err(Error::Refused {
+            why: format!(
+                "listening on {addr} (beyond loopback) without a password: set one with \
+                 --requirepass (or REQUIREPASS), or turn protected mode off with \
+                 --protected-mode no"
+            ),
+        })
+    }
+}
+
 /// State every connection shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -125,15 +141,7 @@ impl Server {
         })?;
         let mut config = self.config;
         config.port = addr.port();
-        if !addr.ip().is_loopback() && config.password.is_none() && config.protected {
-            return Err(Error::Refused {
-                why: format!(
-                    "listening on {addr} (beyond loopback) without a password: set one with \
-                     --requirepass (or REQUIREPASS), or turn protected mode off with \
-                     --protected-mode no"
-                ),
-            });
-        }
+        config.check_exposure(addr)?;
         let shared = Arc::new(Shared {
             store: self.store,
             config,
