@@ -223,7 +223,11 @@ fn info_command_and_config() {
         c.call(&["CONFIG", "GET", "maxclients"]),
         Frame::Array(vec![bulk("maxclients"), bulk("1000")])
     );
-    assert_eq!(c.call(&["CONFIG", "GET", "save"]), Frame::Array(vec![]));
+    assert_eq!(
+        c.call(&["CONFIG", "GET", "save"]),
+        Frame::Array(vec![bulk("save"), bulk("")])
+    );
+    assert_eq!(c.call(&["CONFIG", "GET", "nosuch*"]), Frame::Array(vec![]));
     let Frame::Array(cmds) = c.call(&["COMMAND"]) else {
         panic!()
     };

@@ -117,6 +117,10 @@ pub(super) fn config(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
         ),
         ("databases", "1".to_string()),
         ("key-mode", c.key_mode.to_string()),
+        // Redis's persistence settings, answered truthfully: toykv has neither RDB snapshots
+        // nor an append-only file (every write goes straight to its own files).
+        ("save", String::new()),
+        ("appendonly", "no".to_string()),
     ];
     let mut out = Vec::new();
     for (name, value) in settings {
