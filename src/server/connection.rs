@@ -18,7 +18,7 @@ use tracing::{debug, warn};
 
 use super::Shared;
 use super::command::{self, Flow, Session};
-use super::frame::{Frame, Proto, parse_command};
+use super::frame::{Frame, Limits, Proto, parse_command};
 use super::stats::add;
 
 /// Most bytes read at once.
@@ -95,37 +95,7 @@ impl Connection {
         let mut chunk = vec![0u8; CHUNK];
         loop {
             // Run every complete command that is buffered.
-            let mut used = 0;
-            let mut flow = Flow::Next;
-            let mut broken = None;
-            while flow == Flow::Next {
-                let parsed = match buf.get(used..) {
-                    Some(rest) => parse_command(rest, &limits),
-                    None => Ok(None),
-                };
-                match parsed {
-                    Ok(Some((args, n))) => {
-                        used += n;
-                        if args.is_empty() {
-                            continue;
-                        }
-                        let (reply, f) = command::execute(&self.shared, &mut self.session, &args);
-                        if f != Flow::Shutdown {
-                            reply.encode(self.session.proto, &mut out);
-                        }
-                        flow = f;
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        add(&self.shared.stats.protocol_errors, 1);
-                        warn!(id = self.session.id, "protocol error: {e}");
-                        Frame::err(format!("ERR Protocol error: {e}"))
-                            .encode(self.session.proto, &mut out);
-                        broken = Some(format!("protocol error: {e}"));
-                        break;
-                    }
-                }
-            }
+            let (used, flow, broken) = self.execute(&buf, &mut out, &limits);
             buf.drain(..used.min(buf.len()));
             if !out.is_empty() {
                 if let Err(why) = self.write(&out, idle).await {
@@ -165,6 +135,63 @@ impl Connection {
         }
     }
 
+    /// Runs the complete commands at the start of `buf`, appending replies to `out`; returns
+    /// the bytes used, what to do next, and why to close if the input was malformed.
+    ///
+    /// A batch with a command that reads values (which may wait on the disk: a get through
+    /// O_DIRECT) runs where blocking is allowed, so other connections keep being served and
+    /// their reads wait on the disk in parallel; other batches run in place, which is cheaper.
+    fn execute(
+        &mut self,
+        buf: &[u8],
+        out: &mut Vec<u8>,
+        limits: &Limits,
+    ) -> (usize, Flow, Option<String>) {
+        let mut used = 0;
+        let mut commands = Vec::new();
+        let mut broken = None;
+        while let Some(rest) = buf.get(used..) {
+            match parse_command(rest, limits) {
+                Ok(Some((args, n))) => {
+                    used += n;
+                    if !args.is_empty() {
+                        commands.push(args);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    broken = Some(e);
+                    break;
+                }
+            }
+        }
+        let reads = commands
+            .iter()
+            .any(|args| args.first().is_some_and(|name| command::reads_values(name)));
+        let run = || {
+            let mut flow = Flow::Next;
+            for args in &commands {
+                let (reply, f) = command::execute(&self.shared, &mut self.session, args);
+                if f != Flow::Shutdown {
+                    reply.encode(self.session.proto, out);
+                }
+                flow = f;
+                if flow != Flow::Next {
+                    return (flow, None);
+                }
+            }
+            let why = broken.map(|e| {
+                add(&self.shared.stats.protocol_errors, 1);
+                warn!(id = self.session.id, "protocol error: {e}");
+                Frame::err(format!("ERR Protocol error: {e}")).encode(self.session.proto, out);
+                format!("protocol error: {e}")
+            });
+            (flow, why)
+        };
+        let (flow, why) = if reads { blocking(run) } else { run() };
+        (used, flow, why)
+    }
+
     /// Writes `out`, giving up after the idle timeout (a client that does not read).
     async fn write(&mut self, out: &[u8], idle: Option<Duration>) -> Result<(), String> {
         let write = self.socket.write_all(out);
@@ -177,6 +204,16 @@ impl Connection {
         result.map_err(|e| format!("write error: {e}"))?;
         add(&self.shared.stats.output_bytes, out.len() as u64);
         Ok(())
+    }
+}
+
+/// Runs `f`, which may block, without stalling the runtime's other tasks when the runtime has
+/// threads to spare (on a current-thread runtime it just runs).
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{Context, Error, Result};
-use crate::format::{HeaderError, Kind, MAX_SLOTS, Op, Record, SLOT_SIZE, record::value_crc};
+use crate::format::{HeaderError, Kind, MAX_SLOTS, Op, Record, record::value_crc};
 use crate::io::Vfs;
 use crate::key::{Key, VALUE_MAX, Value};
 use crate::options::Options;
@@ -147,9 +147,23 @@ impl Store {
         self.lock().put(key.into(), value.as_ref())
     }
 
-    /// The value of `key`, or `None`.
+    /// The value of `key`, or `None`. A value in a value section is read after the store's
+    /// lock is released, so gets wait on the disk in parallel.
     pub fn get(&self, key: impl Into<Key>) -> Result<Option<Value>> {
-        self.lock().get(key.into())
+        let key = key.into();
+        let fetch = {
+            let g = self.lock();
+            let Some(seq) = g.index.get(key) else {
+                return Ok(None);
+            };
+            g.fetch(key, seq)?
+        };
+        fetch.finish().map(Some)
+    }
+
+    /// Whether `key` exists (no value is read).
+    pub fn contains(&self, key: impl Into<Key>) -> bool {
+        self.lock().index.get(key.into()).is_some()
     }
 
     /// Deletes `key`; returns whether it existed.
@@ -232,13 +246,18 @@ impl Store {
 
     /// Up to `n` entries in `(from, to)`, with values; used by [`Scan`].
     fn batch(&self, from: Bound<Key>, to: Bound<Key>, n: usize) -> Result<Vec<(Key, Value)>> {
-        let mut g = self.lock();
-        let found = g.index.range(from, to, n);
-        let mut out = Vec::with_capacity(found.len());
-        for (key, seq) in found {
-            out.push((key, g.value(key, seq)?));
-        }
-        Ok(out)
+        let fetches = {
+            let g = self.lock();
+            g.index
+                .range(from, to, n)
+                .into_iter()
+                .map(|(key, seq)| g.fetch(key, seq))
+                .collect::<Result<Vec<_>>>()?
+        };
+        fetches
+            .into_iter()
+            .map(|f| Ok((f.key, f.finish()?)))
+            .collect()
     }
 }
 
@@ -322,15 +341,9 @@ impl Inner {
         Ok(true)
     }
 
-    fn get(&mut self, key: Key) -> Result<Option<Value>> {
-        let Some(seq) = self.index.get(key) else {
-            return Ok(None);
-        };
-        self.value(key, seq).map(Some)
-    }
-
-    /// Reads and checks the value of record `seq`, which the index holds for `key`.
-    fn value(&mut self, key: Key, seq: u64) -> Result<Value> {
+    /// Finds the value of record `seq`, which the index holds for `key`: copied already when
+    /// it is in the buffer, else a slot to read once the lock is released.
+    fn fetch(&self, key: Key, seq: u64) -> Result<Fetch> {
         let (sec, at) = self.locate(seq)?;
         let section = &self.keys[sec];
         let rec = section.read(at, seq)?;
@@ -358,26 +371,20 @@ impl Inner {
         }
         let (vsec, index) = (slot / self.slots, slot % self.slots);
         let mut value = Value::empty();
-        let (file, offset) = if vsec == self.buffer.section {
+        let place = if vsec == self.buffer.section {
             self.buffer.read(index, value.slot_mut())?;
-            (self.buffer.path.clone(), Buffer::offset(index))
+            Place::Buffer(self.buffer.path.clone(), Buffer::offset(index))
         } else {
-            self.values.read(vsec, index, value.slot_mut())?;
-            let off = (crate::format::VALUES_DATA_AT + index as usize * SLOT_SIZE) as u64;
-            (self.values.path(vsec), off)
+            Place::Section(self.values.slot(vsec, index)?)
         };
-        value.set_len(usize::from(len));
-        let got = value_crc(&value);
-        if got != want {
-            return Err(Error::corrupt(
-                file,
-                offset,
-                format!(
-                    "value of {key:?} has checksum {got:08x}, its record {seq} says {want:08x}"
-                ),
-            ));
-        }
-        Ok(value)
+        Ok(Fetch {
+            key,
+            seq,
+            len,
+            want,
+            value,
+            place,
+        })
     }
 
     /// The key section index and record index of `seq`, which must exist.
@@ -443,6 +450,54 @@ impl Inner {
         self.buffer.set_mark(self.generation, to)?;
         self.synced_seq = to;
         Ok(())
+    }
+}
+
+/// A value located under the lock, to be read and checked after it.
+#[derive(Debug)]
+struct Fetch {
+    key: Key,
+    seq: u64,
+    len: u16,
+    want: u32,
+    /// The slot's bytes (already copied when the value is in the buffer).
+    value: Value,
+    place: Place,
+}
+
+/// Where a fetched value is.
+#[derive(Debug)]
+enum Place {
+    /// In the buffer (copied already): file and offset, for errors.
+    Buffer(PathBuf, u64),
+    /// In a value section, still to be read.
+    Section(values::Slot),
+}
+
+impl Fetch {
+    /// Reads the value if needed and checks it against the record's checksum.
+    fn finish(self) -> Result<Value> {
+        let mut value = self.value;
+        let (file, offset) = match self.place {
+            Place::Buffer(path, off) => (path, off),
+            Place::Section(slot) => {
+                slot.read(value.slot_mut())?;
+                (slot.path, slot.offset)
+            }
+        };
+        value.set_len(usize::from(self.len));
+        let got = value_crc(&value);
+        if got != self.want {
+            return Err(Error::corrupt(
+                file,
+                offset,
+                format!(
+                    "value of {:?} has checksum {got:08x}, its record {} says {:08x}",
+                    self.key, self.seq, self.want
+                ),
+            ));
+        }
+        Ok(value)
     }
 }
 

@@ -100,6 +100,7 @@ fn every_byte_pattern_is_data() {
     assert_eq!(&s.get([0u8; 8]).unwrap().unwrap()[..], &[0u8; 256][..]);
     assert_eq!(&s.get(u64::MAX).unwrap().unwrap()[..], &[0xffu8; 256][..]);
     assert_eq!(s.get(7u64).unwrap().unwrap().len(), 0);
+    assert!(s.contains(7u64) && s.contains([0u8; 8]) && !s.contains(8u64));
     let e = s.put(1u64, [1u8; 257]).unwrap_err();
     assert!(
         matches!(e, Error::ValueTooLong { len: 257, max: 256 }),
@@ -302,4 +303,32 @@ fn stats_count_what_happened() {
 fn store_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Store>();
+}
+
+#[test]
+fn gets_run_beside_puts_and_flushes() {
+    let d = tempdir();
+    let s = Arc::new(Store::open_with(d.path(), small()).unwrap());
+    for k in 0..500u64 {
+        s.put(k, value(k, 0)).unwrap();
+    }
+    let readers: Vec<_> = (0..4)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..2000u64 {
+                    let k = (i * 7 + t) % 500;
+                    assert_eq!(s.get(k).unwrap().unwrap().to_vec(), value(k, 0), "key {k}");
+                }
+            })
+        })
+        .collect();
+    // Meanwhile a writer adds keys, flushing a section every 16 puts.
+    for k in 500..1500u64 {
+        s.put(k, value(k, 0)).unwrap();
+    }
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert_eq!(s.len(), 1500);
 }

@@ -24,7 +24,39 @@ pub(crate) struct Values {
     direct: bool,
     slots: u32,
     files: BTreeMap<u32, (PathBuf, Arc<dyn FileIo>)>,
-    scratch: AlignedBuf,
+}
+
+/// One value slot in a value section.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    /// The section file.
+    pub(crate) path: PathBuf,
+    file: Arc<dyn FileIo>,
+    /// Byte offset of the slot in the file.
+    pub(crate) offset: u64,
+}
+
+impl Slot {
+    /// Reads the slot into `out`, reading only the aligned block around it into an aligned
+    /// buffer.
+    pub(crate) fn read(&self, out: &mut [u8; SLOT_SIZE]) -> Result<()> {
+        let a = self.file.align();
+        let (start, len) = a.cover(self.offset, SLOT_SIZE);
+        let mut block = AlignedBuf::new(len, a.mem);
+        self.file
+            .read_at(block.bytes_mut(), start)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => Error::corrupt(
+                    &self.path,
+                    self.offset,
+                    "value section ends before this slot",
+                ),
+                _ => Error::io("read", &self.path, e),
+            })?;
+        let at = (self.offset - start) as usize;
+        out.copy_from_slice(&block.bytes()[at..at + SLOT_SIZE]);
+        Ok(())
+    }
 }
 
 /// Opens a value file, turning a refusal of `O_DIRECT` into a clear error.
@@ -49,7 +81,6 @@ impl Values {
             direct,
             slots,
             files: BTreeMap::new(),
-            scratch: AlignedBuf::new(0, 1),
         }
     }
 
@@ -123,30 +154,18 @@ impl Values {
         Ok(())
     }
 
-    /// Reads slot `index` of section `n` into `out`, reading only the aligned block around it.
-    pub(crate) fn read(&mut self, n: u32, index: u32, out: &mut [u8; SLOT_SIZE]) -> Result<()> {
+    /// A handle on slot `index` of section `n`, to read without holding the store's lock
+    /// (value sections never change once written).
+    pub(crate) fn slot(&self, n: u32, index: u32) -> Result<Slot> {
         let Some((path, file)) = self.files.get(&n) else {
             let path = self.dir.join(values_name(n));
             return Err(Error::corrupt(path, 0, "value section is missing"));
         };
-        let off = (VALUES_DATA_AT + index as usize * SLOT_SIZE) as u64;
-        let a = file.align();
-        let (start, len) = a.cover(off, SLOT_SIZE);
-        if self.scratch.len() != len
-            || !(self.scratch.bytes().as_ptr() as usize).is_multiple_of(a.mem)
-        {
-            self.scratch = AlignedBuf::new(len, a.mem);
-        }
-        file.read_at(self.scratch.bytes_mut(), start)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => {
-                    Error::corrupt(path, off, "value section ends before this slot")
-                }
-                _ => Error::io("read", path, e),
-            })?;
-        let at = (off - start) as usize;
-        out.copy_from_slice(&self.scratch.bytes()[at..at + SLOT_SIZE]);
-        Ok(())
+        Ok(Slot {
+            path: path.clone(),
+            file: file.clone(),
+            offset: (VALUES_DATA_AT + index as usize * SLOT_SIZE) as u64,
+        })
     }
 
     /// Path of section `n`, for error messages.

@@ -99,7 +99,7 @@ pub(super) fn exists(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
         let mut n = 0;
         for a in ctx.args {
             let k = key(ctx, a)?;
-            n += i64::from(ctx.shared.store.get(k).map_err(storage)?.is_some());
+            n += i64::from(ctx.shared.store.contains(k));
         }
         Ok(Frame::Integer(n))
     })())

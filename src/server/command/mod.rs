@@ -113,6 +113,13 @@ fn find(name: &[u8]) -> Option<usize> {
         .position(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
 }
 
+/// Whether the command reads values, which may wait on the disk.
+pub(crate) fn reads_values(name: &[u8]) -> bool {
+    [&b"get"[..], b"mget", b"range"]
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name))
+}
+
 /// Runs one command.
 pub(crate) fn execute(shared: &Shared, session: &mut Session, argv: &[Vec<u8>]) -> (Frame, Flow) {
     let Some((name, args)) = argv.split_first() else {
