@@ -1,5 +1,7 @@
 //! Criterion benchmarks of the engine: put, get from the buffer, get through O_DIRECT from a
-//! value section, scan, and open (index rebuild) at 1 M and 10 M records.
+//! value section, get of a hot set from the read cache, scan, and open (index rebuild) at 1 M
+//! and 10 M records. The buffer, O_DIRECT and scan figures use a store opened with the read
+//! cache off (`cache_bytes(0)`), so they keep measuring those paths.
 //!
 //! `cargo bench --bench engine` runs them all; `TOYKV_BENCH_BIG=0` skips the 10 M-record open.
 //! Data goes under `target/bench-data` (a real file system; tmpfs would hide O_DIRECT).
@@ -14,7 +16,7 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use toykv::Store;
+use toykv::{Options, Store};
 
 mod common;
 use common::{SLOTS, VALUE, data_dir, filled, order};
@@ -82,7 +84,8 @@ fn get(c: &mut Criterion) {
     // 3 sections: keys of the first two are in .v files, the rest in the buffer.
     let n = 2 * SLOTS + SLOTS / 2;
     let dir = filled("get", n);
-    let store = Store::open(&dir).unwrap();
+    let uncached = || Store::open_with(&dir, Options::new().cache_bytes(0)).unwrap();
+    let store = uncached();
     let mut g = c.benchmark_group("get");
     g.throughput(Throughput::Elements(1));
     // Which keys are where: record order equals slot order here (no deletes, no overwrites).
@@ -107,7 +110,30 @@ fn get(c: &mut Criterion) {
             store.get(k).unwrap().unwrap()
         })
     });
+    // The same directory with the default read cache: 4096 keys of the value sections, read
+    // twice first so they are cached (and marked used), then read at random.
+    drop(store);
+    let store = Store::open(&dir).unwrap();
+    let hot = &in_values[..4096];
+    for &k in hot.iter().chain(hot) {
+        store.get(k).unwrap().unwrap();
+    }
+    let misses = store.stats().cache_misses;
+    assert_eq!(misses, hot.len() as u64);
+    g.bench_function("hot set from the cache", |b| {
+        b.iter(|| {
+            let k = hot[rng.random_range(0..hot.len())];
+            store.get(k).unwrap().unwrap()
+        })
+    });
+    assert_eq!(
+        store.stats().cache_misses,
+        misses,
+        "a hot key left the cache"
+    );
     g.finish();
+    drop(store);
+    let store = uncached();
 
     let mut g = c.benchmark_group("scan");
     g.throughput(Throughput::Elements(100));

@@ -6,6 +6,9 @@ use std::sync::Arc;
 use crate::format::{DEFAULT_SECTION_SLOTS, check_section_slots};
 use crate::io::{Os, Vfs};
 
+/// Default size of the read cache: 256 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+
 /// How to open a store. Build with [`Options::new`] and the setters:
 ///
 /// ```
@@ -16,15 +19,18 @@ use crate::io::{Os, Vfs};
 pub struct Options {
     pub(crate) direct_io: bool,
     pub(crate) section_slots: u32,
+    pub(crate) cache_bytes: usize,
     pub(crate) vfs: Arc<dyn Vfs>,
 }
 
 impl Options {
-    /// Defaults: direct I/O on, 65,536 records per section, the operating system's files.
+    /// Defaults: direct I/O on, 65,536 records per section, a 256 MiB read cache, the operating
+    /// system's files.
     pub fn new() -> Self {
         Options {
             direct_io: true,
             section_slots: DEFAULT_SECTION_SLOTS,
+            cache_bytes: DEFAULT_CACHE_BYTES,
             vfs: Arc::new(Os),
         }
     }
@@ -44,6 +50,17 @@ impl Options {
     /// boundaries quickly.
     pub fn section_slots(mut self, n: u32) -> Self {
         self.section_slots = n;
+        self
+    }
+
+    /// Size of the read cache in bytes (default 256 MiB); 0 turns it off. Direct I/O bypasses
+    /// the kernel's page cache, so the store caches values itself: recently and frequently
+    /// read ones, by S3-FIFO, which a scan or a bulk load of keys used once does not flush.
+    /// Each cached value is charged about 330 bytes (its 256-byte slot plus bookkeeping), so
+    /// the default holds about 800,000 values. Memory is taken as values are cached, not
+    /// up front. [`Stats`](crate::Stats) counts hits and misses.
+    pub fn cache_bytes(mut self, n: usize) -> Self {
+        self.cache_bytes = n;
         self
     }
 
@@ -74,6 +91,7 @@ impl fmt::Debug for Options {
         f.debug_struct("Options")
             .field("direct_io", &self.direct_io)
             .field("section_slots", &self.section_slots)
+            .field("cache_bytes", &self.cache_bytes)
             .field("vfs", &self.vfs)
             .finish()
     }

@@ -64,6 +64,11 @@ pub struct Flags {
     #[arg(long, env = "IDLE_TIMEOUT", default_value_t = 300)]
     pub idle_timeout: u64,
 
+    /// Bytes of values kept in the read cache (O_DIRECT bypasses the kernel's page cache, so
+    /// hot values are cached here); 0 turns the cache off.
+    #[arg(long, env = "CACHE_BYTES", default_value_t = crate::options::DEFAULT_CACHE_BYTES)]
+    pub cache_bytes: usize,
+
     /// Read and write value sections with O_DIRECT (true or false). Turn off on file systems
     /// that refuse O_DIRECT; buffered I/O with fdatasync is used instead.
     #[arg(long, env = "DIRECT_IO", default_value_t = true, action = clap::ArgAction::Set)]
@@ -137,7 +142,9 @@ pub async fn serve(flags: Flags, shutdown: impl Future<Output = ()>) -> crate::R
             addr: addr.to_string(),
             source: e,
         })?;
-    let options = Options::new().direct_io(flags.direct_io);
+    let options = Options::new()
+        .direct_io(flags.direct_io)
+        .cache_bytes(flags.cache_bytes);
     let store = Arc::new(Store::open_with(&config.dir, options)?);
     info!(keys = store.len(), %key_mode, "store opened");
     Server::new(store, config).run(listener, shutdown).await

@@ -18,31 +18,45 @@
 //! A get finds the record number in the index, reads the record from the mapped key section,
 //! then reads the value from the buffer or with one aligned direct read from its value
 //! section, and checks it against the record's value checksum.
+//!
+//! # Read cache
+//! Direct reads bypass the kernel's page cache, so the store keeps its own
+//! ([`cache`], S3-FIFO), under the same lock as the index. A get looks there first; a miss
+//! reads the value as above and, once read, caches it if the index still names the record it
+//! was read from, so a put or delete made meanwhile is never shadowed. A put caches its value
+//! (a new key enters S3-FIFO's small queue, so a write-once bulk load does not displace the
+//! hot set) and a delete removes it, so the cache always agrees with the index. Scans use
+//! cached values but neither cache what they read nor count as uses of what they find.
 
 mod buffer;
+mod cache;
 mod index;
 mod keys;
 mod open;
+mod read;
 mod recover;
 mod scan;
 mod values;
+mod write;
 
 use std::any::Any;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::error::{Context, Error, Result};
-use crate::format::{HeaderError, Kind, MAX_SLOTS, Op, Record, record::value_crc};
+use crate::error::{Error, Result};
+use crate::format::{HeaderError, Kind};
 use crate::io::Vfs;
-use crate::key::{Key, VALUE_MAX, Value};
+use crate::key::{Key, Value};
 use crate::options::Options;
 
 pub use scan::Scan;
 
 use buffer::Buffer;
+use cache::Cache;
 use index::Index;
 use keys::Section;
+use read::Fetch;
 use values::Values;
 
 /// A key/value store in one data directory. `Send + Sync`; share it with an `Arc`.
@@ -71,7 +85,15 @@ use values::Values;
 /// ```
 #[derive(Debug)]
 pub struct Store {
-    inner: Mutex<Inner>,
+    state: Mutex<State>,
+}
+
+/// What the store's lock guards. A value in `cache` is always the value of the record `inner`'s
+/// index names for its key.
+#[derive(Debug)]
+struct State {
+    inner: Inner,
+    cache: Cache,
 }
 
 #[derive(Debug)]
@@ -119,6 +141,14 @@ pub struct Stats {
     /// What recovery dropped when the store was opened: set when the log ended at a damaged
     /// (torn or garbled) record after the last sync rather than at a never-written one.
     pub torn_tail: Option<String>,
+    /// Gets answered by the read cache, without reading the value.
+    pub cache_hits: u64,
+    /// Gets the read cache could not answer, absent keys included (0 while it is disabled).
+    pub cache_misses: u64,
+    /// Values in the read cache.
+    pub cache_entries: u64,
+    /// Bytes the read cache charges for them (see [`Options::cache_bytes`]).
+    pub cache_bytes: u64,
 }
 
 impl Store {
@@ -130,45 +160,65 @@ impl Store {
     /// Opens the store in `dir` with `options`, creating it if needed. Recovers from a crash:
     /// see the crate docs.
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        let cache = Cache::new(options.cache_bytes);
         let inner = open::open(dir.as_ref(), options)?;
         Ok(Store {
-            inner: Mutex::new(inner),
+            state: Mutex::new(State { inner, cache }),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated in a way the
         // checksums would not catch, so a poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Inserts or overwrites `key` with `value` (0 to 256 bytes).
     pub fn put(&self, key: impl Into<Key>, value: impl AsRef<[u8]>) -> Result<()> {
-        self.lock().put(key.into(), value.as_ref())
+        let (key, value) = (key.into(), value.as_ref());
+        let mut g = self.lock();
+        g.inner.put(key, value)?;
+        g.cache.insert(key, value);
+        Ok(())
     }
 
-    /// The value of `key`, or `None`. A value in a value section is read after the store's
-    /// lock is released, so gets wait on the disk in parallel.
+    /// The value of `key`, or `None`. A value in the read cache is copied from there; else a
+    /// value in a value section is read after the store's lock is released, so gets wait on
+    /// the disk in parallel.
     pub fn get(&self, key: impl Into<Key>) -> Result<Option<Value>> {
         let key = key.into();
         let fetch = {
-            let g = self.lock();
-            let Some(seq) = g.index.get(key) else {
+            let mut g = self.lock();
+            if let Some(value) = g.cache.get(key) {
+                return Ok(Some(value));
+            }
+            let Some(seq) = g.inner.index.get(key) else {
                 return Ok(None);
             };
-            g.fetch(key, seq)?
+            g.inner.fetch(key, seq)?
         };
-        fetch.finish().map(Some)
+        let seq = fetch.seq;
+        let value = fetch.finish()?;
+        let mut g = self.lock();
+        // Unless a put or delete of `key` came in between, it is still the current value.
+        if g.inner.index.get(key) == Some(seq) {
+            g.cache.insert(key, &value);
+        }
+        Ok(Some(value))
     }
 
     /// Whether `key` exists (no value is read).
     pub fn contains(&self, key: impl Into<Key>) -> bool {
-        self.lock().index.get(key.into()).is_some()
+        self.lock().inner.index.get(key.into()).is_some()
     }
 
     /// Deletes `key`; returns whether it existed.
     pub fn delete(&self, key: impl Into<Key>) -> Result<bool> {
-        self.lock().delete(key.into())
+        let key = key.into();
+        let mut g = self.lock();
+        let existed = g.inner.delete(key)?;
+        g.cache.remove(key);
+        Ok(existed)
     }
 
     /// Iterates over the keys in `range` (inclusive or exclusive bounds, as written) in key
@@ -192,6 +242,7 @@ impl Store {
     {
         let (from, to) = bounds(&range);
         self.lock()
+            .inner
             .index
             .range(from, to, limit)
             .into_iter()
@@ -207,7 +258,7 @@ impl Store {
 
     /// Number of live keys.
     pub fn len(&self) -> usize {
-        self.lock().index.len()
+        self.lock().inner.index.len()
     }
 
     /// Whether the store holds no keys.
@@ -217,7 +268,7 @@ impl Store {
 
     /// Makes every earlier put and delete durable against power loss.
     pub fn sync(&self) -> Result<()> {
-        self.lock().sync()
+        self.lock().inner.sync()
     }
 
     /// Syncs and closes the store.
@@ -228,30 +279,40 @@ impl Store {
     /// Counts describing the store.
     pub fn stats(&self) -> Stats {
         let g = self.lock();
+        let (i, c) = (&g.inner, g.cache.stats());
         Stats {
-            keys: g.index.len() as u64,
-            records: g.next_seq,
-            slots_used: g.next_slot,
-            value_sections: g.values.count() as u64,
-            key_sections: g.keys.len() as u64,
-            direct_io: g.values.direct(),
-            torn_tail: g.torn.clone(),
+            keys: i.index.len() as u64,
+            records: i.next_seq,
+            slots_used: i.next_slot,
+            value_sections: i.values.count() as u64,
+            key_sections: i.keys.len() as u64,
+            direct_io: i.values.direct(),
+            torn_tail: i.torn.clone(),
+            cache_hits: c.hits,
+            cache_misses: c.misses,
+            cache_entries: c.entries,
+            cache_bytes: c.bytes,
         }
     }
 
     /// The data directory.
     pub fn dir(&self) -> PathBuf {
-        self.lock().dir.clone()
+        self.lock().inner.dir.clone()
     }
 
-    /// Up to `n` entries in `(from, to)`, with values; used by [`Scan`].
+    /// Up to `n` entries in `(from, to)`, with values; used by [`Scan`]. Uses cached values
+    /// without counting them as uses, and caches nothing (see the module docs).
     fn batch(&self, from: Bound<Key>, to: Bound<Key>, n: usize) -> Result<Vec<(Key, Value)>> {
         let fetches = {
             let g = self.lock();
-            g.index
+            g.inner
+                .index
                 .range(from, to, n)
                 .into_iter()
-                .map(|(key, seq)| g.fetch(key, seq))
+                .map(|(key, seq)| match g.cache.peek(key) {
+                    Some(value) => Ok(Fetch::cached(key, seq, value)),
+                    None => g.inner.fetch(key, seq),
+                })
                 .collect::<Result<Vec<_>>>()?
         };
         fetches
@@ -262,131 +323,6 @@ impl Store {
 }
 
 impl Inner {
-    fn writable(&self) -> Result<()> {
-        match &self.failed {
-            None => Ok(()),
-            Some((op, path, why)) => Err(Error::Failed {
-                op,
-                path: path.clone(),
-                why: why.clone(),
-            }),
-        }
-    }
-
-    /// Runs a step that syncs: if a sync fails, the kernel may have dropped the data it held,
-    /// so the store is poisoned.
-    fn guard<T>(&mut self, step: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        let r = step(self);
-        if let Err(Error::Io { op, path, source }) = &r
-            && matches!(*op, "fdatasync" | "msync" | "fsync")
-        {
-            self.failed = Some((op, path.clone(), source.to_string()));
-        }
-        r
-    }
-
-    fn put(&mut self, key: Key, value: &[u8]) -> Result<()> {
-        self.writable()?;
-        if value.len() > VALUE_MAX {
-            return Err(Error::ValueTooLong {
-                len: value.len(),
-                max: VALUE_MAX,
-            });
-        }
-        if self.next_slot >= MAX_SLOTS {
-            return Err(Error::Full {
-                what: "value slots",
-                limit: MAX_SLOTS,
-            });
-        }
-        let slot = self.next_slot as u32;
-        let (section, index) = (slot / self.slots, slot % self.slots);
-        if section != self.buffer.section {
-            self.guard(|s| s.flush(section))?;
-        }
-        let seq = self.next_seq;
-        let rec = Record {
-            key,
-            seq,
-            op: Op::Put {
-                slot,
-                len: value.len() as u16,
-                value_crc: value_crc(value),
-            },
-        };
-        let (sec, at) = self.section_for(seq)?;
-        self.buffer.write(index, value)?;
-        self.keys[sec].write(at, &rec.encode())?;
-        self.index.insert(key, seq);
-        self.next_seq += 1;
-        self.next_slot += 1;
-        Ok(())
-    }
-
-    fn delete(&mut self, key: Key) -> Result<bool> {
-        self.writable()?;
-        if self.index.get(key).is_none() {
-            return Ok(false);
-        }
-        let seq = self.next_seq;
-        let rec = Record {
-            key,
-            seq,
-            op: Op::Delete,
-        };
-        let (sec, at) = self.section_for(seq)?;
-        self.keys[sec].write(at, &rec.encode())?;
-        self.index.remove(key);
-        self.next_seq += 1;
-        Ok(true)
-    }
-
-    /// Finds the value of record `seq`, which the index holds for `key`: copied already when
-    /// it is in the buffer, else a slot to read once the lock is released.
-    fn fetch(&self, key: Key, seq: u64) -> Result<Fetch> {
-        let (sec, at) = self.locate(seq)?;
-        let section = &self.keys[sec];
-        let rec = section.read(at, seq)?;
-        let Op::Put {
-            slot,
-            len,
-            value_crc: want,
-        } = rec.op
-        else {
-            return Err(Error::corrupt(
-                &section.path,
-                Section::offset(at) as u64,
-                format!("index points {key:?} at record {seq}, which is a delete"),
-            ));
-        };
-        if rec.key != key {
-            return Err(Error::corrupt(
-                &section.path,
-                Section::offset(at) as u64,
-                format!(
-                    "index points {key:?} at record {seq}, which holds {:?}",
-                    rec.key
-                ),
-            ));
-        }
-        let (vsec, index) = (slot / self.slots, slot % self.slots);
-        let mut value = Value::empty();
-        let place = if vsec == self.buffer.section {
-            self.buffer.read(index, value.slot_mut())?;
-            Place::Buffer(self.buffer.path.clone(), Buffer::offset(index))
-        } else {
-            Place::Section(self.values.slot(vsec, index)?)
-        };
-        Ok(Fetch {
-            key,
-            seq,
-            len,
-            want,
-            value,
-            place,
-        })
-    }
-
     /// The key section index and record index of `seq`, which must exist.
     fn locate(&self, seq: u64) -> Result<(usize, u32)> {
         let s = u64::from(self.slots);
@@ -399,105 +335,6 @@ impl Inner {
                 format!("record {seq} is outside the key sections"),
             )),
         }
-    }
-
-    /// Like [`locate`](Self::locate), creating the section when `seq` starts a new one.
-    fn section_for(&mut self, seq: u64) -> Result<(usize, u32)> {
-        let s = u64::from(self.slots);
-        let want = seq / s;
-        let have = u64::from(self.first) + self.keys.len() as u64;
-        if want == have {
-            let Ok(n) = u32::try_from(want) else {
-                return Err(Error::Full {
-                    what: "key records",
-                    limit: (u64::from(u32::MAX) + 1) * s,
-                });
-            };
-            let section = Section::create(&*self.vfs, &self.dir, n, self.slots)?;
-            self.vfs.sync_dir(&self.dir).ctx("fsync", &self.dir)?;
-            self.keys.push(section);
-        }
-        self.locate(seq)
-    }
-
-    /// Writes the full buffer out as a value section and moves the buffer on to `next`.
-    fn flush(&mut self, next: u32) -> Result<()> {
-        self.values.flush(&*self.vfs, &self.buffer)?;
-        self.buffer.reset(next)
-    }
-
-    fn sync(&mut self) -> Result<()> {
-        self.writable()?;
-        self.guard(Self::sync_steps)
-    }
-
-    fn sync_steps(&mut self) -> Result<()> {
-        let s = u64::from(self.slots);
-        let base = u64::from(self.buffer.section) * s;
-        let used = self.next_slot.saturating_sub(base).min(s) as u32;
-        self.buffer.sync(used)?;
-        if self.next_seq == self.synced_seq {
-            return Ok(());
-        }
-        let (from, to) = (self.synced_seq, self.next_seq);
-        for n in (from / s)..=((to - 1) / s) {
-            let (sec, _) = self.locate(n * s)?;
-            let a = from.saturating_sub(n * s).min(s) as u32;
-            let b = (to - n * s).min(s) as u32;
-            self.keys[sec].flush(a, b)?;
-        }
-        self.generation += 1;
-        self.buffer.set_mark(self.generation, to)?;
-        self.synced_seq = to;
-        Ok(())
-    }
-}
-
-/// A value located under the lock, to be read and checked after it.
-#[derive(Debug)]
-struct Fetch {
-    key: Key,
-    seq: u64,
-    len: u16,
-    want: u32,
-    /// The slot's bytes (already copied when the value is in the buffer).
-    value: Value,
-    place: Place,
-}
-
-/// Where a fetched value is.
-#[derive(Debug)]
-enum Place {
-    /// In the buffer (copied already): file and offset, for errors.
-    Buffer(PathBuf, u64),
-    /// In a value section, still to be read.
-    Section(values::Slot),
-}
-
-impl Fetch {
-    /// Reads the value if needed and checks it against the record's checksum.
-    fn finish(self) -> Result<Value> {
-        let mut value = self.value;
-        let (file, offset) = match self.place {
-            Place::Buffer(path, off) => (path, off),
-            Place::Section(slot) => {
-                slot.read(value.slot_mut())?;
-                (slot.path, slot.offset)
-            }
-        };
-        value.set_len(usize::from(self.len));
-        let got = value_crc(&value);
-        if got != self.want {
-            return Err(Error::corrupt(
-                file,
-                offset,
-                format!(
-                    "value of {:?} has checksum {got:08x}, its record {} says {:08x}",
-                    self.key, self.seq, self.want
-                ),
-            ));
-        }
-        Ok(value)
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::*;
-use crate::format::{Header, PAGE, values_len, values_name};
+use crate::format::{Header, MAX_SLOTS, PAGE, values_len, values_name};
 use crate::io::{Align, SimFs};
 use crate::testing::tempdir;
 
@@ -68,7 +68,8 @@ fn default_sections_read_back_through_o_direct() {
     let d = tempdir();
     let n = u64::from(crate::format::DEFAULT_SECTION_SLOTS) + 100;
     {
-        let s = Store::open(d.path()).unwrap();
+        // Without the read cache, which would answer the gets below from memory.
+        let s = Store::open_with(d.path(), Options::new().cache_bytes(0)).unwrap();
         for k in 0..n {
             s.put(k, k.to_le_bytes()).unwrap();
         }
@@ -168,7 +169,7 @@ fn refused_o_direct_names_the_option() {
     let e = Store::open_with("/db", sim(&fs)).unwrap_err();
     assert!(matches!(e, Error::DirectUnsupported { .. }), "{e}");
     assert!(e.to_string().contains("direct_io(false)"), "{e}");
-    let s = Store::open_with("/db", sim(&fs).direct_io(false)).unwrap();
+    let s = Store::open_with("/db", sim(&fs).direct_io(false).cache_bytes(0)).unwrap();
     for k in 0..40u64 {
         s.put(k, value(k, 0)).unwrap();
     }
@@ -183,7 +184,7 @@ fn alignment_is_honoured_at_4096() {
             mem: align,
             offset: align,
         });
-        let s = Store::open_with("/db", sim(&fs)).unwrap();
+        let s = Store::open_with("/db", sim(&fs).cache_bytes(0)).unwrap();
         for k in 0..100u64 {
             s.put(k, value(k, 1)).unwrap();
         }
@@ -308,7 +309,7 @@ fn store_is_send_and_sync() {
 #[test]
 fn gets_run_beside_puts_and_flushes() {
     let d = tempdir();
-    let s = Arc::new(Store::open_with(d.path(), small()).unwrap());
+    let s = Arc::new(Store::open_with(d.path(), small().cache_bytes(0)).unwrap());
     for k in 0..500u64 {
         s.put(k, value(k, 0)).unwrap();
     }
@@ -331,4 +332,135 @@ fn gets_run_beside_puts_and_flushes() {
         r.join().unwrap();
     }
     assert_eq!(s.len(), 1500);
+}
+
+/// Hits and misses of the read cache so far.
+fn cache_counts(s: &Store) -> (u64, u64) {
+    let st = s.stats();
+    (st.cache_hits, st.cache_misses)
+}
+
+#[test]
+fn cache_answers_repeated_gets_of_flushed_values() {
+    let d = tempdir();
+    {
+        let s = Store::open_with(d.path(), small()).unwrap();
+        for k in 0..40u64 {
+            s.put(k, value(k, 0)).unwrap();
+        }
+        // Puts cache their values.
+        assert_eq!(s.get(3u64).unwrap().unwrap().to_vec(), value(3, 0));
+        assert_eq!(cache_counts(&s), (1, 0));
+        assert_eq!(s.stats().cache_entries, 40);
+    }
+    // Reopened, the cache is empty: key 3, in the first value section, is read once.
+    let s = Store::open_with(d.path(), small()).unwrap();
+    assert_eq!(s.stats().cache_entries, 0);
+    for _ in 0..3 {
+        assert_eq!(s.get(3u64).unwrap().unwrap().to_vec(), value(3, 0));
+    }
+    assert_eq!(s.get(99u64).unwrap(), None);
+    assert_eq!(cache_counts(&s), (2, 2));
+    let st = s.stats();
+    assert_eq!(st.cache_entries, 1);
+    assert_eq!(st.cache_bytes, cache::ENTRY_BYTES as u64);
+    // Scans use cached values without counting; they cache nothing.
+    assert_eq!(contents(&s).len(), 40);
+    assert_eq!(cache_counts(&s), (2, 2));
+    assert_eq!(s.stats().cache_entries, 1);
+}
+
+#[test]
+fn puts_and_deletes_keep_the_cache_current() {
+    let d = tempdir();
+    let s = Store::open_with(d.path(), small()).unwrap();
+    for round in 0..5 {
+        for k in 0..40u64 {
+            s.put(k, value(k, round)).unwrap();
+            assert_eq!(s.get(k).unwrap().unwrap().to_vec(), value(k, round));
+        }
+        for k in (0..40u64).step_by(5) {
+            assert!(s.delete(k).unwrap());
+            assert_eq!(s.get(k).unwrap(), None);
+            assert!(!s.contains(k));
+        }
+        let model: BTreeMap<u64, Vec<u8>> = (0..40u64)
+            .filter(|k| k % 5 != 0)
+            .map(|k| (k, value(k, round)))
+            .collect();
+        assert_eq!(contents(&s), model);
+    }
+    assert_eq!(s.stats().cache_entries, 32);
+    assert_eq!(s.stats().cache_hits, 5 * 40);
+}
+
+/// Value `n` of key `k`: the key, the counter, then filler derived from both, so a torn or
+/// mixed-up value shows.
+fn counted(k: u64, n: u64) -> Vec<u8> {
+    let len = 16 + ((k + n) % 200) as usize;
+    let mut v = [k.to_be_bytes(), n.to_be_bytes()].concat();
+    v.extend((16..len).map(|i| (i as u64 ^ k ^ n) as u8));
+    v
+}
+
+#[test]
+fn cached_values_stay_current_under_concurrent_overwrites() {
+    const KEYS: u64 = 8;
+    const WRITES: u64 = 3000;
+    // A cache of 4 entries makes gets miss and fill while the writer overwrites.
+    for cache in [4 * cache::ENTRY_BYTES, 1 << 20] {
+        let d = tempdir();
+        let s = Arc::new(Store::open_with(d.path(), small().cache_bytes(cache)).unwrap());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (s, stop) = (s.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut seen = [0u64; KEYS as usize];
+                    let mut i = t;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let k = i % KEYS;
+                        i += 1;
+                        let Some(v) = s.get(k).unwrap() else { continue };
+                        let n = u64::from_be_bytes(v[8..16].try_into().unwrap());
+                        assert_eq!(v.to_vec(), counted(k, n), "key {k}");
+                        assert!(
+                            n >= seen[k as usize],
+                            "key {k}: {n} after {}",
+                            seen[k as usize]
+                        );
+                        seen[k as usize] = n;
+                    }
+                })
+            })
+            .collect();
+        for n in 1..=WRITES {
+            s.put(n % KEYS, counted(n % KEYS, n)).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for r in readers {
+            r.join().unwrap();
+        }
+        for k in 0..KEYS {
+            let last = WRITES - (WRITES + KEYS - k) % KEYS;
+            assert_eq!(s.get(k).unwrap().unwrap().to_vec(), counted(k, last));
+        }
+        assert!(s.stats().cache_hits > 0);
+    }
+}
+
+#[test]
+fn zero_cache_bytes_turns_the_cache_off() {
+    let d = tempdir();
+    let s = Store::open_with(d.path(), small().cache_bytes(0)).unwrap();
+    for k in 0..40u64 {
+        s.put(k, value(k, 0)).unwrap();
+    }
+    for k in 0..40u64 {
+        assert_eq!(s.get(k).unwrap().unwrap().to_vec(), value(k, 0));
+        assert_eq!(s.get(k).unwrap().unwrap().to_vec(), value(k, 0));
+    }
+    let st = s.stats();
+    assert_eq!((st.cache_hits, st.cache_misses), (0, 0));
+    assert_eq!((st.cache_entries, st.cache_bytes), (0, 0));
 }

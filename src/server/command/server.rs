@@ -237,6 +237,10 @@ pub(super) fn info(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
                 line("value_slots_used", &st.slots_used);
                 line("value_sections", &st.value_sections);
                 line("key_sections", &st.key_sections);
+                line("cache_hits", &st.cache_hits);
+                line("cache_misses", &st.cache_misses);
+                line("cache_entries", &st.cache_entries);
+                line("cache_bytes", &st.cache_bytes);
             }
         }
     }

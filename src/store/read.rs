@@ -1,0 +1,122 @@
+//! The read path: a value is located under the store's lock (and copied when it is still in
+//! the buffer), then read from its value section and checked after the lock is released.
+
+use std::path::PathBuf;
+
+use super::buffer::Buffer;
+use super::values;
+use super::{Inner, Section};
+use crate::error::{Error, Result};
+use crate::format::{Op, record::value_crc};
+use crate::key::{Key, Value};
+
+impl Inner {
+    /// Finds the value of record `seq`, which the index holds for `key`: copied already when
+    /// it is in the buffer, else a slot to read once the lock is released.
+    pub(super) fn fetch(&self, key: Key, seq: u64) -> Result<Fetch> {
+        let (sec, at) = self.locate(seq)?;
+        let section = &self.keys[sec];
+        let rec = section.read(at, seq)?;
+        let Op::Put {
+            slot,
+            len,
+            value_crc: want,
+        } = rec.op
+        else {
+            return Err(Error::corrupt(
+                &section.path,
+                Section::offset(at) as u64,
+                format!("index points {key:?} at record {seq}, which is a delete"),
+            ));
+        };
+        if rec.key != key {
+            return Err(Error::corrupt(
+                &section.path,
+                Section::offset(at) as u64,
+                format!(
+                    "index points {key:?} at record {seq}, which holds {:?}",
+                    rec.key
+                ),
+            ));
+        }
+        let (vsec, index) = (slot / self.slots, slot % self.slots);
+        let mut value = Value::empty();
+        let place = if vsec == self.buffer.section {
+            self.buffer.read(index, value.slot_mut())?;
+            Place::Buffer(self.buffer.path.clone(), Buffer::offset(index))
+        } else {
+            Place::Section(self.values.slot(vsec, index)?)
+        };
+        Ok(Fetch {
+            key,
+            seq,
+            len,
+            want,
+            value,
+            place,
+        })
+    }
+}
+
+/// A value located under the lock, to be read and checked after it.
+#[derive(Debug)]
+pub(super) struct Fetch {
+    pub(super) key: Key,
+    pub(super) seq: u64,
+    pub(super) len: u16,
+    pub(super) want: u32,
+    /// The slot's bytes (already copied when the value is in the buffer).
+    pub(super) value: Value,
+    pub(super) place: Place,
+}
+
+/// Where a fetched value is.
+#[derive(Debug)]
+pub(super) enum Place {
+    /// In the buffer (copied already): file and offset, for errors.
+    Buffer(PathBuf, u64),
+    /// In a value section, still to be read.
+    Section(values::Slot),
+    /// In the read cache (copied and checked already).
+    Cache,
+}
+
+impl Fetch {
+    /// A value copied from the read cache.
+    pub(super) fn cached(key: Key, seq: u64, value: Value) -> Fetch {
+        Fetch {
+            key,
+            seq,
+            len: value.len() as u16,
+            want: 0,
+            value,
+            place: Place::Cache,
+        }
+    }
+
+    /// Reads the value if needed and checks it against the record's checksum.
+    pub(super) fn finish(self) -> Result<Value> {
+        let mut value = self.value;
+        let (file, offset) = match self.place {
+            Place::Buffer(path, off) => (path, off),
+            Place::Section(slot) => {
+                slot.read(value.slot_mut())?;
+                (slot.path, slot.offset)
+            }
+            Place::Cache => return Ok(value),
+        };
+        value.set_len(usize::from(self.len));
+        let got = value_crc(&value);
+        if got != self.want {
+            return Err(Error::corrupt(
+                file,
+                offset,
+                format!(
+                    "value of {:?} has checksum {got:08x}, its record {} says {:08x}",
+                    self.key, self.seq, self.want
+                ),
+            ));
+        }
+        Ok(value)
+    }
+}
