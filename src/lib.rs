@@ -83,4 +83,4 @@ mod testing;
 pub use error::{Error, Result};
 pub use key::{KEY_LEN, Key, VALUE_MAX, Value};
 pub use options::Options;
-pub use store::{Scan, Stats, Store};
+pub use store::{Lookup, PendingRead, Scan, Stats, Store};

@@ -16,10 +16,10 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use super::Shared;
 use super::command::{self, Flow, Session};
 use super::frame::{Frame, Limits, Proto, parse_command};
 use super::stats::add;
+use super::{Shared, blocking};
 
 /// Most bytes read at once.
 const CHUNK: usize = 64 * 1024;
@@ -204,16 +204,6 @@ impl Connection {
         result.map_err(|e| format!("write error: {e}"))?;
         add(&self.shared.stats.output_bytes, out.len() as u64);
         Ok(())
-    }
-}
-
-/// Runs `f`, which may block, without stalling the runtime's other tasks when the runtime has
-/// threads to spare (on a current-thread runtime it just runs).
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
     }
 }
 

@@ -99,6 +99,16 @@ impl Config {
     }
 }
 
+/// Runs `f`, which may block, without stalling the runtime's other tasks when the runtime has
+/// threads to spare (on a current-thread runtime it just runs).
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// State every connection shares.
 #[derive(Debug)]
 pub(crate) struct Shared {

@@ -182,29 +182,47 @@ impl Store {
         Ok(())
     }
 
-    /// The value of `key`, or `None`. A value in the read cache is copied from there; else a
-    /// value in a value section is read after the store's lock is released, so gets wait on
-    /// the disk in parallel.
+    /// The value of `key`, or `None`. A value in a value section is read after the store's
+    /// lock is released, so gets wait on the disk in parallel.
     pub fn get(&self, key: impl Into<Key>) -> Result<Option<Value>> {
+        match self.lookup(key)? {
+            Lookup::Ready(v) => Ok(v),
+            Lookup::Pending(p) => self.read(p).map(Some),
+        }
+    }
+
+    /// The first half of [`get`](Self::get): answers at once when no disk read is needed (the
+    /// key is absent, cached, or in the write buffer), else says which read is. For callers
+    /// that run disk reads somewhere else than their fast path (the server does).
+    pub fn lookup(&self, key: impl Into<Key>) -> Result<Lookup> {
         let key = key.into();
-        let fetch = {
-            let mut g = self.lock();
-            if let Some(value) = g.cache.get(key) {
-                return Ok(Some(value));
-            }
-            let Some(seq) = g.inner.index.get(key) else {
-                return Ok(None);
-            };
-            g.inner.fetch(key, seq)?
+        let mut g = self.lock();
+        if let Some(value) = g.cache.get(key) {
+            return Ok(Lookup::Ready(Some(value)));
+        }
+        let Some(seq) = g.inner.index.get(key) else {
+            return Ok(Lookup::Ready(None));
         };
-        let seq = fetch.seq;
+        let fetch = g.inner.fetch(key, seq)?;
+        if fetch.reads_disk() {
+            return Ok(Lookup::Pending(PendingRead(fetch)));
+        }
+        let value = fetch.finish()?;
+        g.cache.insert(key, &value);
+        Ok(Lookup::Ready(Some(value)))
+    }
+
+    /// The second half of [`get`](Self::get): reads and checks the value (no lock held while
+    /// waiting on the disk), and caches it unless a put or delete of the key came in between.
+    pub fn read(&self, pending: PendingRead) -> Result<Value> {
+        let PendingRead(fetch) = pending;
+        let (key, seq) = (fetch.key, fetch.seq);
         let value = fetch.finish()?;
         let mut g = self.lock();
-        // Unless a put or delete of `key` came in between, it is still the current value.
         if g.inner.index.get(key) == Some(seq) {
             g.cache.insert(key, &value);
         }
-        Ok(Some(value))
+        Ok(value)
     }
 
     /// Whether `key` exists (no value is read).
@@ -337,6 +355,19 @@ impl Inner {
         }
     }
 }
+
+/// What [`Store::lookup`] found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// The answer, without a disk read.
+    Ready(Option<Value>),
+    /// The value must be read from disk: pass this to [`Store::read`].
+    Pending(PendingRead),
+}
+
+/// A value still to be read from its value section; see [`Store::lookup`].
+#[derive(Debug)]
+pub struct PendingRead(Fetch);
 
 /// A range's bounds as keys.
 fn bounds<K: Into<Key> + Copy>(range: &impl RangeBounds<K>) -> (Bound<Key>, Bound<Key>) {

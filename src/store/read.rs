@@ -94,6 +94,11 @@ impl Fetch {
         }
     }
 
+    /// Whether [`finish`](Self::finish) reads from disk.
+    pub(super) fn reads_disk(&self) -> bool {
+        matches!(self.place, Place::Section(_))
+    }
+
     /// Reads the value if needed and checks it against the record's checksum.
     pub(super) fn finish(self) -> Result<Value> {
         let mut value = self.value;

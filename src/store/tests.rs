@@ -464,3 +464,38 @@ fn zero_cache_bytes_turns_the_cache_off() {
     assert_eq!((st.cache_hits, st.cache_misses), (0, 0));
     assert_eq!((st.cache_entries, st.cache_bytes), (0, 0));
 }
+
+#[test]
+fn lookup_answers_without_io_when_it_can() {
+    let d = tempdir();
+    let s = Store::open_with(d.path(), small()).unwrap();
+    for k in 0..20u64 {
+        s.put(k, value(k, 3)).unwrap();
+    }
+    // Key 0 is in a flushed section and (puts write through) in the cache: no I/O.
+    assert!(matches!(s.lookup(0u64).unwrap(), Lookup::Ready(Some(_))));
+    assert!(matches!(s.lookup(99u64).unwrap(), Lookup::Ready(None)));
+    drop(s);
+    let s = Store::open_with(d.path(), small()).unwrap();
+    // After a reopen the cache is empty: key 0 needs a disk read, key 19 is in the buffer.
+    let Lookup::Pending(p) = s.lookup(0u64).unwrap() else {
+        panic!("expected a pending read")
+    };
+    assert_eq!(s.read(p).unwrap().to_vec(), value(0, 3));
+    assert!(
+        matches!(s.lookup(0u64).unwrap(), Lookup::Ready(Some(_))),
+        "now cached"
+    );
+    let Lookup::Ready(Some(v)) = s.lookup(19u64).unwrap() else {
+        panic!("buffer values need no disk read")
+    };
+    assert_eq!(v.to_vec(), value(19, 3));
+    // A pending read whose key changes meanwhile still returns what it read, but does not
+    // cache it over the newer value.
+    let Lookup::Pending(p) = s.lookup(1u64).unwrap() else {
+        panic!("expected a pending read")
+    };
+    s.put(1u64, b"newer").unwrap();
+    assert_eq!(s.read(p).unwrap().to_vec(), value(1, 3));
+    assert_eq!(s.get(1u64).unwrap().unwrap().to_vec(), b"newer");
+}

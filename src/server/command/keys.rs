@@ -9,7 +9,9 @@ use std::ops::Bound;
 use tracing::error;
 
 use super::{Ctx, Flow, int, syntax, word};
-use crate::key::{Key, VALUE_MAX};
+use crate::Lookup;
+use crate::key::{Key, VALUE_MAX, Value};
+use crate::server::blocking;
 use crate::server::frame::Frame;
 use crate::server::glob;
 use crate::server::stats::add;
@@ -41,6 +43,16 @@ fn check_value(v: &[u8]) -> Result<(), Frame> {
     Ok(())
 }
 
+/// Gets a value; a read that must wait on the disk runs where blocking is allowed, so other
+/// connections are served meanwhile (cache hits and buffer reads do not pay for that).
+fn value(ctx: &Ctx<'_>, k: Key) -> Result<Option<Value>, Frame> {
+    let store = &ctx.shared.store;
+    match store.lookup(k).map_err(storage)? {
+        Lookup::Ready(v) => Ok(v),
+        Lookup::Pending(p) => blocking(|| store.read(p)).map(Some).map_err(storage),
+    }
+}
+
 fn reply(r: Result<Frame, Frame>) -> (Frame, Flow) {
     (r.unwrap_or_else(|e| e), Flow::Next)
 }
@@ -48,7 +60,7 @@ fn reply(r: Result<Frame, Frame>) -> (Frame, Flow) {
 pub(super) fn get(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
     reply((|| {
         let k = key(ctx, &ctx.args[0])?;
-        let got = ctx.shared.store.get(k).map_err(storage)?;
+        let got = value(ctx, k)?;
         let stats = &ctx.shared.stats;
         Ok(match got {
             Some(v) => {
@@ -114,7 +126,7 @@ pub(super) fn mget(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
                 out.push(Frame::Null);
                 continue;
             };
-            out.push(match ctx.shared.store.get(k).map_err(storage)? {
+            out.push(match value(ctx, k)? {
                 Some(v) => Frame::Bulk(v.to_vec()),
                 None => Frame::Null,
             });

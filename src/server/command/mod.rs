@@ -113,11 +113,11 @@ fn find(name: &[u8]) -> Option<usize> {
         .position(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
 }
 
-/// Whether the command reads values, which may wait on the disk.
+/// Whether the command reads many values, which may wait on the disk: the whole batch then
+/// runs where blocking is allowed. (GET and MGET block only around the reads that need the
+/// disk; see `keys`.)
 pub(crate) fn reads_values(name: &[u8]) -> bool {
-    [&b"get"[..], b"mget", b"range"]
-        .iter()
-        .any(|c| c.eq_ignore_ascii_case(name))
+    name.eq_ignore_ascii_case(b"range")
 }
 
 /// Runs one command.
