@@ -44,10 +44,13 @@
 //! |---|---|
 //! | [`format`](mod@format) | byte layout: headers, sync marks, key records, file names |
 //! | [`io`] | the I/O traits, the OS implementation (the only `unsafe`), the power-loss simulator |
-//! | `store` | the engine: `keys` (`.k`), `values` (`.v`), `buffer` (`.b`), `index`, `open`, `recover`, `scan` |
+//! | `store` | the engine: `keys` (`.k`), `values` (`.v`), `buffer` (`.b`), `index`, `cache` (S3-FIFO read cache), `read`, `write`, `open`, `recover`, `scan` |
 //! | [`key`] | [`Key`] and [`Value`] |
 //! | [`error`] | the [`Error`] enum |
 //! | [`options`] | [`Options`] |
+//! | [`server`] | the Redis-protocol server: `frame` (RESP), `connection`, `command` (one file per family), `keymode`, `stats`, `launch` (flags) |
+//! | [`client`] | the interactive and one-shot client behind `examples/client.rs` |
+//! | [`admin`] | `check`, `dump` and `stats` of a data directory, behind the `toykv` binary |
 //!
 //! # Guarantees
 //!

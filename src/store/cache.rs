@@ -18,9 +18,11 @@
 //! Keys used once (a scan, a bulk load) pass through small and never displace main's hot set.
 //!
 //! # Size
-//! The capacity is in bytes; each entry is charged [`ENTRY_BYTES`] (328 on 64-bit targets):
-//! its hash-map entry (key, 256-byte inline [`Value`], bookkeeping: 280), its queue slot (16)
-//! and its share of the ghost queue and map (32); the hash tables' spare room is not counted.
+//! The capacity is in bytes; each entry is charged [`ENTRY_BYTES`] (about 340 on 64-bit
+//! targets): its value (the 256-byte inline [`Value`] and its length, kept in a slab apart
+//! from the map so that the map's entries stay small and cheap to insert and rehash), its
+//! hash-map entry (key and bookkeeping), its queue slot, and its share of the ghost queue and
+//! map; the tables' spare room is not counted.
 //! A capacity under one entry disables the cache: nothing is allocated or stored, and gets
 //! count neither as hits nor as misses.
 //!
@@ -33,8 +35,10 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::key::{Key, Value};
 
-/// Bytes charged per entry: map entry, queue slot, and a share of the ghost queue and map.
-pub(crate) const ENTRY_BYTES: usize = size_of::<(Key, Entry)>() + 3 * size_of::<Slot>();
+/// Bytes charged per entry: value slot, map entry, queue slot, and a share of the ghost queue
+/// and map.
+pub(crate) const ENTRY_BYTES: usize =
+    size_of::<Value>() + size_of::<u32>() + size_of::<(Key, Entry)>() + 3 * size_of::<Slot>();
 const _: () = assert!(ENTRY_BYTES >= size_of::<Value>() + 48);
 
 /// Highest frequency: an entry survives at most this many passes through main unused.
@@ -56,7 +60,8 @@ enum Queue {
 /// A cached value.
 #[derive(Debug)]
 struct Entry {
-    value: Value,
+    /// Index of the value in [`Cache::values`].
+    slot: u32,
     /// Unique per insertion; queue slots of older insertions of the key are dead.
     generation: u64,
     freq: u8,
@@ -123,6 +128,10 @@ pub(crate) struct Cache {
     /// Most ghosts remembered: main's share.
     ghost_cap: usize,
     map: HashMap<Key, Entry>,
+    /// The cached values, apart from the map so that the map's entries stay small (cheap to
+    /// insert and to rehash); slots of removed entries are reused.
+    values: Vec<Value>,
+    free: Vec<u32>,
     small: Fifo,
     main: Fifo,
     /// Ghost keys with the generation of their ghost slot.
@@ -163,13 +172,35 @@ impl Cache {
         };
         e.freq = (e.freq + 1).min(FREQ_MAX);
         self.counts.hits += 1;
-        Some(e.value.clone())
+        self.values.get(e.slot as usize).cloned()
     }
 
     /// The cached value of `key`, if any, without counting or raising its frequency (for
     /// scans, which must not make what they pass over look hot).
     pub(crate) fn peek(&self, key: Key) -> Option<Value> {
-        self.map.get(&key).map(|e| e.value.clone())
+        let e = self.map.get(&key)?;
+        self.values.get(e.slot as usize).cloned()
+    }
+
+    /// The value written for `key`: replaces a cached value (without counting a use, so a
+    /// write-heavy key does not look read-hot), and caches a new key only while the cache has
+    /// room. So freshly written keys are cached while memory allows, and once the cache is
+    /// full a stream of writes costs one lookup each instead of evicting what reads made hot.
+    pub(crate) fn write(&mut self, key: Key, value: &[u8]) {
+        if self.capacity == 0 {
+            return;
+        }
+        match self.map.get(&key) {
+            Some(e) => {
+                let slot = e.slot as usize;
+                match (Value::new(value), self.values.get_mut(slot)) {
+                    (Ok(v), Some(dst)) => *dst = v,
+                    _ => self.remove(key),
+                }
+            }
+            None if self.map.len() < self.capacity => self.insert(key, value),
+            None => {}
+        }
     }
 
     /// Caches `value` as the value of `key`. A cached key's value is replaced in place and
@@ -185,7 +216,9 @@ impl Cache {
             return;
         };
         if let Some(e) = self.map.get_mut(&key) {
-            e.value = value;
+            if let Some(v) = self.values.get_mut(e.slot as usize) {
+                *v = value;
+            }
             e.freq = (e.freq + 1).min(FREQ_MAX);
             return;
         }
@@ -198,8 +231,20 @@ impl Cache {
         self.next_generation += 1;
         let generation = self.next_generation;
         fifo.push((key, generation));
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                if let Some(v) = self.values.get_mut(slot as usize) {
+                    *v = value;
+                }
+                slot
+            }
+            None => {
+                self.values.push(value);
+                (self.values.len() - 1) as u32
+            }
+        };
         let entry = Entry {
-            value,
+            slot,
             generation,
             freq: 0,
             queue,
@@ -212,6 +257,7 @@ impl Cache {
         let Some(e) = self.map.remove(&key) else {
             return;
         };
+        self.free.push(e.slot);
         let map = &self.map;
         match e.queue {
             Queue::Small => self.small.kill(|s| live(map, s)),
@@ -251,7 +297,9 @@ impl Cache {
                 continue;
             };
             if e.freq == 0 {
+                let slot = e.slot;
                 self.map.remove(&key);
+                self.free.push(slot);
                 self.counts.evictions += 1;
                 if queue == Queue::Small {
                     self.remember(key);
@@ -419,6 +467,25 @@ mod tests {
     }
 
     #[test]
+    fn writes_fill_free_room_only() {
+        let mut c = cache(4);
+        for n in 0..4 {
+            c.write(k(n), b"w");
+        }
+        assert_eq!(c.stats().entries, 4);
+        // Full: a new key's write is not cached, a cached key's write replaces its value.
+        c.write(k(9), b"x");
+        assert!(c.peek(k(9)).is_none());
+        c.write(k(2), b"new");
+        assert_eq!(c.peek(k(2)).unwrap().to_vec(), b"new");
+        assert_eq!(c.stats().evictions, 0);
+        // Reads still admit keys, evicting as usual.
+        c.insert(k(9), b"x");
+        assert_eq!(c.peek(k(9)).unwrap().to_vec(), b"x");
+        assert_eq!(c.stats().evictions, 1);
+    }
+
+    #[test]
     fn zero_capacity_disables_the_cache() {
         for bytes in [0, ENTRY_BYTES - 1] {
             let mut c = Cache::new(bytes);
@@ -488,7 +555,8 @@ mod tests {
                     }
                 }
                 for (key, e) in &c.map {
-                    prop_assert_eq!(Some(&e.value.to_vec()), model.get(&key.as_u64()));
+                    let v = c.values[e.slot as usize].to_vec();
+                    prop_assert_eq!(Some(&v), model.get(&key.as_u64()));
                 }
                 check_invariants(&c);
             }

@@ -178,7 +178,7 @@ impl Store {
         let (key, value) = (key.into(), value.as_ref());
         let mut g = self.lock();
         g.inner.put(key, value)?;
-        g.cache.insert(key, value);
+        g.cache.write(key, value);
         Ok(())
     }
 
