@@ -24,7 +24,8 @@ struct TestServer {
 
 impl TestServer {
     fn start(name: &str, tweak: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        let dir = std::env::var_os("TOYKV_TEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from)
             .join("client")
             .join(name);
         let _ = std::fs::remove_dir_all(&dir);
