@@ -23,12 +23,14 @@ PROXY_AUTH=$(free_port)
 PROXY_MURMUR=$(free_port)
 STATS=$(free_port)
 conf=$CI_TMP/nutcracker.yml
-# The example in docs/SCALE-OUT.md is this file with the ports filled in.
-cat >"$conf" <<EOF
-toykv:
-  listen: 127.0.0.1:$PROXY
+# One sharded pool over s1..s3 (weights 1:1:2); the example in docs/SCALE-OUT.md is the first
+# pool with the ports filled in.
+pool() { # name, listen port, hash
+    cat <<EOF
+$1:
+  listen: 127.0.0.1:$2
   redis: true
-  hash: fnv1a_64
+  hash: $3
   distribution: ketama
   auto_eject_hosts: false
   timeout: 2000
@@ -37,18 +39,12 @@ toykv:
    - 127.0.0.1:${SPORT[s1]}:1 s1
    - 127.0.0.1:${SPORT[s2]}:1 s2
    - 127.0.0.1:${SPORT[s3]}:2 s3
-toykv_murmur:
-  listen: 127.0.0.1:$PROXY_MURMUR
-  redis: true
-  hash: murmur
-  distribution: ketama
-  auto_eject_hosts: false
-  timeout: 2000
-  server_connections: 1
-  servers:
-   - 127.0.0.1:${SPORT[s1]}:1 s1
-   - 127.0.0.1:${SPORT[s2]}:1 s2
-   - 127.0.0.1:${SPORT[s3]}:2 s3
+EOF
+}
+{
+    pool toykv "$PROXY" fnv1a_64
+    pool toykv_murmur "$PROXY_MURMUR" murmur
+    cat <<EOF
 toykv_auth:
   listen: 127.0.0.1:$PROXY_AUTH
   redis: true
@@ -59,6 +55,7 @@ toykv_auth:
   servers:
    - 127.0.0.1:${SPORT[sauth]}:1 sauth
 EOF
+} >"$conf"
 expect_match "nutcracker -t: config syntax ok" "syntax is ok" "$(nutcracker -t -c "$conf" 2>&1)"
 nutcracker -c "$conf" -s "$STATS" -a 127.0.0.1 -o "$CI_TMP/nutcracker.log" &
 NC_PID=$!

@@ -1,6 +1,8 @@
 //! The `toykv` admin tool, run as a process: every subcommand's output and exit code, on sound
 //! and damaged stores, and its refusals (locked directory, usage errors, missing store).
 
+mod common;
+
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -11,13 +13,7 @@ use toykv::{Options, Store};
 
 fn tempdir() -> TempDir {
     tempfile::Builder::new()
-        .tempdir_in(
-            // TOYKV_TEST_DIR: run on another file system (CI uses a 4 KiB-sector device).
-            std::env::var_os("TOYKV_TEST_DIR").map_or_else(
-                || std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
-                std::path::PathBuf::from,
-            ),
-        )
+        .tempdir_in(crate::common::base())
         .unwrap()
 }
 

@@ -1,9 +1,10 @@
 //! The client against a real server started in-process on port 0: the interactive loop driven
 //! by scripted lines, the one-shot mode, an unreachable server, reconnecting.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -24,10 +25,7 @@ struct TestServer {
 
 impl TestServer {
     fn start(name: &str, tweak: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = std::env::var_os("TOYKV_TEST_DIR")
-            .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from)
-            .join("client")
-            .join(name);
+        let dir = crate::common::base().join("client").join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let store = Arc::new(Store::open(dir.join("data")).unwrap());

@@ -1,6 +1,8 @@
 //! The value sections of a real store are open with the real `O_DIRECT` flag (read back from
 //! `/proc/self/fdinfo`), and direct reads through them return the right bytes.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -40,13 +42,7 @@ fn value_sections_have_o_direct_set() {
         "x86-64 O_DIRECT; 0x40000 is O_NOATIME"
     );
     let d = tempfile::Builder::new()
-        .tempdir_in(
-            // TOYKV_TEST_DIR: run on another file system (CI uses a 4 KiB-sector device).
-            std::env::var_os("TOYKV_TEST_DIR").map_or_else(
-                || std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
-                std::path::PathBuf::from,
-            ),
-        )
+        .tempdir_in(crate::common::base())
         .unwrap();
     let dir = d.path().canonicalize().unwrap();
     let check = |store: &Store, sections: usize| {

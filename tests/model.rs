@@ -1,5 +1,7 @@
 //! Model-based tests: random operation sequences checked against a `BTreeMap`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
@@ -12,13 +14,7 @@ use toykv::{Options, Store};
 fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("model")
-        .tempdir_in(
-            // TOYKV_TEST_DIR: run on another file system (CI uses a 4 KiB-sector device).
-            std::env::var_os("TOYKV_TEST_DIR").map_or_else(
-                || std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
-                std::path::PathBuf::from,
-            ),
-        )
+        .tempdir_in(crate::common::base())
         .unwrap()
 }
 

@@ -30,6 +30,9 @@
 //! the entry points: `child_writer` stays at the crate root because the parent re-executes
 //! this binary with `--exact child_writer`.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod child;
 mod ops;
 mod parent;

@@ -62,13 +62,7 @@ pub(crate) fn run(v: &Variant) -> Tally {
     );
     let mut tmp = tempfile::Builder::new()
         .prefix("toykv-crash-")
-        .tempdir_in(
-            // TOYKV_TEST_DIR: run on another file system (CI uses a 4 KiB-sector device).
-            std::env::var_os("TOYKV_TEST_DIR").map_or_else(
-                || std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
-                std::path::PathBuf::from,
-            ),
-        )
+        .tempdir_in(crate::common::base())
         .expect("temp dir");
     // `TOYKV_CRASH_KEEP=1` keeps the data directory (named in failure messages) for a
     // post-mortem.

@@ -19,6 +19,9 @@
 //! tests: [`truncation`] (with torn tails), [`flips`], [`files`] (foreign files, future
 //! versions, missing files).
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod damage;
 mod files;
 mod flips;
@@ -51,12 +54,6 @@ fn opts() -> Options {
 
 fn tempdir() -> TempDir {
     tempfile::Builder::new()
-        .tempdir_in(
-            // TOYKV_TEST_DIR: run on another file system (CI uses a 4 KiB-sector device).
-            std::env::var_os("TOYKV_TEST_DIR").map_or_else(
-                || std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
-                std::path::PathBuf::from,
-            ),
-        )
+        .tempdir_in(crate::common::base())
         .unwrap()
 }

@@ -6,6 +6,9 @@
 //! protected mode, AUTH), [`lifecycle`] (SHUTDOWN, graceful stop, kill -9 of a server child
 //! process), [`interop`] (the Rust `redis` crate, RESP2 and RESP3).
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod commands;
 mod interop;
 mod lifecycle;
@@ -35,13 +38,7 @@ pub struct TestServer {
 pub fn tempdir() -> TempDir {
     tempfile::Builder::new()
         .prefix("server")
-        .tempdir_in(
-            // TOYKV_TEST_DIR: run on another file system (CI uses a 4 KiB-sector device).
-            std::env::var_os("TOYKV_TEST_DIR").map_or_else(
-                || std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")),
-                std::path::PathBuf::from,
-            ),
-        )
+        .tempdir_in(crate::common::base())
         .unwrap()
 }
 
