@@ -1,13 +1,77 @@
 //! Settings for [`Store::open_with`](crate::Store::open_with).
 
 use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::format::{DEFAULT_SECTION_SLOTS, check_section_slots};
+use crate::format::{DEFAULT_SECTION_SLOTS, MAX_SHARDS, check_section_slots};
 use crate::io::{Os, Vfs};
 
 /// Default size of the read cache: 256 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+
+/// What a put or delete survives once it returns; see [`Options::durability`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// A crash of the process, not of the machine: writes are stores into shared maps, which
+    /// the kernel writes back on its own schedule. [`Store::sync`](crate::Store::sync) (or
+    /// `close`) makes everything before it survive power loss too.
+    None,
+    /// As `None`, and a background thread syncs every shard at this interval: a power loss
+    /// loses at most about the last interval of writes (Redis's `appendfsync everysec`).
+    Periodic(Duration),
+    /// Power loss too: a put returns only once its record and value are on stable storage.
+    /// Concurrent writers share syncs (group commit).
+    Always,
+}
+
+impl Default for Durability {
+    /// `Periodic(1 s)`.
+    fn default() -> Self {
+        Durability::Periodic(Duration::from_secs(1))
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Durability::None => f.write_str("none"),
+            Durability::Periodic(d) => write!(f, "periodic:{}ms", d.as_millis()),
+            Durability::Always => f.write_str("always"),
+        }
+    }
+}
+
+impl FromStr for Durability {
+    type Err = String;
+
+    /// `none`, `always`, `periodic` (1 s) or `periodic:MS` (milliseconds, at least 1).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("durability {s:?}: expected none, always, periodic or periodic:MS");
+        match s {
+            "none" => Ok(Durability::None),
+            "always" => Ok(Durability::Always),
+            "periodic" => Ok(Durability::default()),
+            _ => {
+                let ms = s
+                    .strip_prefix("periodic:")
+                    .and_then(|v| v.trim_end_matches("ms").parse::<u64>().ok())
+                    .filter(|&ms| ms > 0)
+                    .ok_or_else(bad)?;
+                Ok(Durability::Periodic(Duration::from_millis(ms)))
+            }
+        }
+    }
+}
+
+/// Default shard count for a new store: the machine's available parallelism, at least 1 and
+/// at most 64.
+pub fn default_shards() -> u32 {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get() as u32)
+        .clamp(1, 64)
+}
 
 /// How to open a store. Build with [`Options::new`] and the setters:
 ///
@@ -20,19 +84,50 @@ pub struct Options {
     pub(crate) direct_io: bool,
     pub(crate) section_slots: u32,
     pub(crate) cache_bytes: usize,
+    pub(crate) shards: Option<u32>,
+    pub(crate) durability: Durability,
+    pub(crate) gc: bool,
     pub(crate) vfs: Arc<dyn Vfs>,
 }
 
 impl Options {
-    /// Defaults: direct I/O on, 65,536 records per section, a 256 MiB read cache, the operating
-    /// system's files.
+    /// Defaults: direct I/O on, 65,536 records per section, a 256 MiB read cache, one shard
+    /// per core for a new store, durability `periodic` (1 s), garbage collection on, the
+    /// operating system's files.
     pub fn new() -> Self {
         Options {
             direct_io: true,
             section_slots: DEFAULT_SECTION_SLOTS,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            shards: None,
+            durability: Durability::default(),
+            gc: true,
             vfs: Arc::new(Os),
         }
+    }
+
+    /// Number of shards (1 to 256) of a new store; each has its own files, lock and
+    /// background write-outs, and a key goes to one by a hash of its bytes. Fixed when the
+    /// store is created (recorded in its `STORE` file): opening with another number is
+    /// refused; left unset, an existing store opens with its own and a new one gets
+    /// [`default_shards`].
+    pub fn shards(mut self, n: u32) -> Self {
+        self.shards = Some(n);
+        self
+    }
+
+    /// What a put or delete survives once it returns (default [`Durability::Periodic`], 1 s).
+    /// Not recorded: each open chooses.
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+
+    /// Runs garbage collection in a background thread (default `true`). Off, space is only
+    /// reclaimed by [`Store::gc`](crate::Store::gc).
+    pub fn gc(mut self, on: bool) -> Self {
+        self.gc = on;
+        self
     }
 
     /// Reads and writes value sections with `O_DIRECT` (default `true`). Turn it off on file
@@ -76,7 +171,22 @@ impl Options {
         check_section_slots(self.section_slots).map_err(|why| crate::Error::Option {
             what: "section_slots",
             why,
-        })
+        })?;
+        if let Some(n) = self.shards
+            && !(1..=MAX_SHARDS).contains(&n)
+        {
+            return Err(crate::Error::Option {
+                what: "shards",
+                why: format!("{n} is not from 1 to {MAX_SHARDS}"),
+            });
+        }
+        if self.durability == Durability::Periodic(Duration::ZERO) {
+            return Err(crate::Error::Option {
+                what: "durability",
+                why: "a periodic sync needs an interval above zero".into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -92,6 +202,9 @@ impl fmt::Debug for Options {
             .field("direct_io", &self.direct_io)
             .field("section_slots", &self.section_slots)
             .field("cache_bytes", &self.cache_bytes)
+            .field("shards", &self.shards)
+            .field("durability", &self.durability)
+            .field("gc", &self.gc)
             .field("vfs", &self.vfs)
             .finish()
     }

@@ -9,19 +9,20 @@
 //!
 //! | offset | size | field | meaning |
 //! |---|---|---|---|
-//! | 0 | 8 | `magic` | `toykv.k\0`, `toykv.v\0` or `toykv.b\0`: the file kind |
+//! | 0 | 8 | `magic` | `toykv.k\0`, `toykv.v\0`, `toykv.b\0` or `toykv.s\0`: the file kind |
 //! | 8 | 4 | `version` | format version, [`VERSION`] |
 //! | 12 | 4 | `page` | header page length, 4096 |
 //! | 16 | 4 | `section_slots` | records per key section = slots per value section |
 //! | 20 | 4 | `slot_size` | bytes per value slot, 256 |
 //! | 24 | 4 | `record_size` | bytes per key record, 32 |
-//! | 28 | 4 | `section` | this file's section number |
+//! | 28 | 4 | `section` | this file's section number; in `STORE`, the number of shards |
 //! | 32 | 28 | reserved | zero |
 //! | 60 | 4 | `crc` | CRC-32C of bytes 0..60 |
 //!
 //! A header never changes after its file is made durable. (The buffer carries, besides its own
 //! header, the header page of the value section it fills: that template is rewritten when the
-//! buffer moves on; see `store::buffer`.)
+//! buffer moves on; see `store::buffer`.) The `STORE` file at the top of a data directory is
+//! one header page of kind `toykv.s\0` whose `section` field is the store's shard count.
 //!
 //! # Sync marks (in `buffer.b`)
 //!
@@ -29,13 +30,14 @@
 //! recovery can tell a torn tail (records after the mark: dropped) from corruption or a lost
 //! file (records before it: reported). Two copies live in different 512-byte sectors of the
 //! buffer's header page, at [`MARK_A`] and [`MARK_B`]; a sync overwrites the older copy, so a
-//! write torn by power loss leaves the other intact. Each mark is 20 bytes:
+//! write torn by power loss leaves the other intact. Each mark is 24 bytes:
 //!
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | `generation`: higher is newer |
 //! | 8 | 8 | `synced`: key records 0..synced of the log are durable |
-//! | 16 | 4 | `crc`: CRC-32C of bytes 0..16 |
+//! | 16 | 4 | `first`: the lowest key section kept; garbage collection removed those below |
+//! | 20 | 4 | `crc`: CRC-32C of bytes 0..20 |
 //!
 //! A mark whose checksum fails (all zeros included) counts as absent.
 
@@ -44,7 +46,7 @@ use super::{RECORD_SIZE, SLOT_SIZE};
 /// Length of the header page at the start of every file.
 pub const PAGE: usize = 4096;
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 const MAGIC_LEN: usize = 8;
 const MAGIC_AT: usize = 0;
@@ -65,11 +67,12 @@ pub const MARK_A: usize = 512;
 pub const MARK_B: usize = 1024;
 const MARK_GEN_AT: usize = 0;
 const MARK_SYNCED_AT: usize = MARK_GEN_AT + size_of::<u64>();
-const MARK_CRC_AT: usize = MARK_SYNCED_AT + size_of::<u64>();
+const MARK_FIRST_AT: usize = MARK_SYNCED_AT + size_of::<u64>();
+const MARK_CRC_AT: usize = MARK_FIRST_AT + size_of::<u32>();
 /// Length of one sync mark.
 pub const MARK_LEN: usize = MARK_CRC_AT + size_of::<u32>();
 
-/// The three kinds of file.
+/// The kinds of file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// `.k`: a key section.
@@ -78,6 +81,8 @@ pub enum Kind {
     Values,
     /// `.b`: the write buffer.
     Buffer,
+    /// `STORE`: the store's description (its shard count).
+    Store,
 }
 
 impl Kind {
@@ -87,6 +92,7 @@ impl Kind {
             Kind::Keys => *b"toykv.k\0",
             Kind::Values => *b"toykv.v\0",
             Kind::Buffer => *b"toykv.b\0",
+            Kind::Store => *b"toykv.s\0",
         }
     }
 
@@ -96,6 +102,7 @@ impl Kind {
             Kind::Keys => "key section",
             Kind::Values => "value section",
             Kind::Buffer => "write buffer",
+            Kind::Store => "store file",
         }
     }
 }
@@ -200,13 +207,16 @@ impl Header {
     }
 }
 
-/// A sync mark: key records `0..synced` were durable at sync `generation`.
+/// A sync mark: key records `0..synced` were durable at sync `generation`, and key sections
+/// below `first` were removed by garbage collection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Mark {
     /// Increases with every sync of the section.
     pub generation: u64,
     /// Durable records at the start of the log.
     pub synced: u64,
+    /// The lowest key section the log keeps.
+    pub first: u32,
 }
 
 impl Mark {
@@ -214,7 +224,8 @@ impl Mark {
     pub fn encode(&self) -> [u8; MARK_LEN] {
         let mut b = [0u8; MARK_LEN];
         b[MARK_GEN_AT..MARK_SYNCED_AT].copy_from_slice(&self.generation.to_le_bytes());
-        b[MARK_SYNCED_AT..MARK_CRC_AT].copy_from_slice(&self.synced.to_le_bytes());
+        b[MARK_SYNCED_AT..MARK_FIRST_AT].copy_from_slice(&self.synced.to_le_bytes());
+        put_u32(&mut b, MARK_FIRST_AT, self.first);
         let crc = crc32c::crc32c(&b[..MARK_CRC_AT]);
         put_u32(&mut b, MARK_CRC_AT, crc);
         b
@@ -227,10 +238,11 @@ impl Mark {
         }
         let (mut g, mut n) = ([0; 8], [0; 8]);
         g.copy_from_slice(&b[MARK_GEN_AT..MARK_SYNCED_AT]);
-        n.copy_from_slice(&b[MARK_SYNCED_AT..MARK_CRC_AT]);
+        n.copy_from_slice(&b[MARK_SYNCED_AT..MARK_FIRST_AT]);
         Some(Mark {
             generation: u64::from_le_bytes(g),
             synced: u64::from_le_bytes(n),
+            first: u32_at(b, MARK_FIRST_AT),
         })
     }
 
@@ -325,12 +337,14 @@ mod tests {
         let m1 = Mark {
             generation: 1,
             synced: 10,
+            first: 0,
         };
         p[MARK_A..MARK_A + MARK_LEN].copy_from_slice(&m1.encode());
         assert_eq!(Mark::newest(&p), (m1, MARK_B));
         let m2 = Mark {
             generation: 2,
             synced: 20,
+            first: 3,
         };
         p[MARK_B..MARK_B + MARK_LEN].copy_from_slice(&m2.encode());
         assert_eq!(Mark::newest(&p), (m2, MARK_A));

@@ -2,26 +2,30 @@
 //!
 //! # Files of a data directory
 //!
+//! A data directory holds `STORE` (a header page naming the shard count), the `LOCK` file and
+//! one directory per shard, `shard-00` … `shard-ff`. A key belongs to shard
+//! [`shard_of`]`(key, shards)`. Each shard directory holds:
+//!
 //! | name | kind | layout |
 //! |---|---|---|
 //! | `%08x.k` | key section `n` | header page, then `section_slots` [records](record) |
 //! | `%08x.v` | value section `n` | header page, then `section_slots` slots of 256 bytes |
-//! | `buffer.b` | write buffer | its own header page, the header page of the value section it fills, then that section's slots |
-//! | `LOCK` | lock file | empty; held with `flock` while a store is open |
-//! | `*.tmp` | unfinished value section | removed at open |
+//! | `buffer.b` | write buffer | its own header page (with the sync marks), then [`BANKS`] banks, each the header page of the value section it fills followed by that section's slots |
+//! | `*.tmp` | unfinished file | removed at open |
 //!
 //! Section numbers are hexadecimal, eight digits. All sizes derive from [`PAGE`] (4096),
 //! [`SLOT_SIZE`] (256), [`RECORD_SIZE`] (32) and `section_slots` (65,536 by default; a power
 //! of two from [`MIN_SECTION_SLOTS`] so that a section is a whole number of pages).
 //!
-//! Value slot `g` (a `u32`, so at most 2^32 slots) lives in section `g / section_slots` at index
-//! `g % section_slots`, at byte `PAGE + index * SLOT_SIZE` of its `.v` file, or at
-//! [`BUFFER_DATA_AT`]` + index * SLOT_SIZE` of `buffer.b` while that section is being filled.
-//! A slot holds the value's bytes followed by zeros.
+//! Value slot `g` (a `u32`, so at most 2^32 slots per shard) lives in section
+//! `g / section_slots` at index `g % section_slots`, at byte `PAGE + index * SLOT_SIZE` of its
+//! `.v` file, or at [`bank_at`]` + PAGE + index * SLOT_SIZE` of `buffer.b` while that section is
+//! in a bank (being filled, or written out in the background). A slot holds the value's bytes
+//! followed by zeros. Garbage collection removes value sections whose values it moved, and
+//! their numbers are used again, so slots are not in write order.
 //!
-//! The buffer carries the finished value section's header page right before its slots, so a
-//! full buffer becomes a `.v` file with one aligned direct write of
-//! `[BUFFER_VALUES_AT, BUFFER_DATA_AT + section bytes)`.
+//! A bank carries its value section's header page right before its slots, so a full bank
+//! becomes a `.v` file with one aligned direct write of `[bank_at, bank_at + values_len)`.
 //!
 //! See [`header`] for the header page and sync marks and [`record`] for key records;
 //! `docs/FORMAT.md` has the same with a worked hex example.
@@ -45,10 +49,12 @@ pub const MAX_SECTION_SLOTS: u32 = 1 << 24;
 /// Value slots the format can address: a slot number is a `u32`.
 pub const MAX_SLOTS: u64 = 1 << 32;
 
-/// Offset in `buffer.b` of the header page of the value section being filled.
-pub const BUFFER_VALUES_AT: usize = PAGE;
-/// Offset in `buffer.b` of the first slot.
-pub const BUFFER_DATA_AT: usize = BUFFER_VALUES_AT + PAGE;
+/// Banks in the write buffer: one is filled while the other is written out.
+pub const BANKS: usize = 2;
+/// Offset in `buffer.b` of the first bank (after the buffer's own header page).
+pub const BUFFER_BANKS_AT: usize = PAGE;
+/// Most shards a store can have.
+pub const MAX_SHARDS: u32 = 256;
 /// Offset in a `.v` file of the first slot.
 pub const VALUES_DATA_AT: usize = PAGE;
 /// Offset in a `.k` file of the first record.
@@ -56,6 +62,8 @@ pub const KEYS_DATA_AT: usize = PAGE;
 
 /// Name of the write buffer file.
 pub const BUFFER_NAME: &str = "buffer.b";
+/// Name of the file that describes the store.
+pub const STORE_NAME: &str = "STORE";
 /// Name of the lock file.
 pub const LOCK_NAME: &str = "LOCK";
 /// Suffix of an unfinished value section.
@@ -82,9 +90,31 @@ pub const fn values_len(section_slots: u32) -> u64 {
     (VALUES_DATA_AT + section_slots as usize * SLOT_SIZE) as u64
 }
 
+/// Offset in `buffer.b` of bank `bank`: the header page of its value section, then its slots.
+pub const fn bank_at(section_slots: u32, bank: usize) -> usize {
+    BUFFER_BANKS_AT + bank * values_len(section_slots) as usize
+}
+
 /// Length of the buffer file.
 pub const fn buffer_len(section_slots: u32) -> u64 {
-    (BUFFER_DATA_AT + section_slots as usize * SLOT_SIZE) as u64
+    bank_at(section_slots, BANKS) as u64
+}
+
+/// Directory of shard `i`.
+pub fn shard_name(i: u32) -> String {
+    format!("shard-{i:02x}")
+}
+
+/// The shard of `key` in a store of `shards` shards: a fixed mix of the key's bytes (read
+/// big-endian), so that neighbouring keys spread evenly. Part of the format: changing it would
+/// lose keys.
+pub fn shard_of(key: [u8; 8], shards: u32) -> u32 {
+    // The finaliser of SplitMix64: every input bit affects every output bit.
+    let mut z = u64::from_be_bytes(key);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    ((u128::from(z) * u128::from(shards.max(1))) >> 64) as u32
 }
 
 /// File name of key section `n`.
@@ -148,7 +178,11 @@ mod tests {
         assert_eq!(SLOT_SIZE, 256);
         assert_eq!(values_len(DEFAULT_SECTION_SLOTS), 4096 + 16 * 1024 * 1024);
         assert_eq!(keys_len(DEFAULT_SECTION_SLOTS), 4096 + 2 * 1024 * 1024);
-        assert_eq!(buffer_len(DEFAULT_SECTION_SLOTS), 8192 + 16 * 1024 * 1024);
+        assert_eq!(
+            buffer_len(DEFAULT_SECTION_SLOTS),
+            4096 + 2 * (4096 + 16 * 1024 * 1024)
+        );
+        assert_eq!(bank_at(16, 1), 4096 + 4096 + 16 * 256);
         assert_eq!(MIN_SECTION_SLOTS, 16);
     }
 

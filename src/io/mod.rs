@@ -93,7 +93,7 @@ pub trait FileIo: Send + Sync + Debug {
     /// so that stores into a map of it cannot fail for lack of space (which would be SIGBUS).
     fn allocate(&self, len: u64) -> io::Result<()>;
     /// Maps the whole file into memory, shared and writable.
-    fn map(&self) -> io::Result<Box<dyn Map>>;
+    fn map(&self) -> io::Result<Arc<dyn Map>>;
     /// What direct I/O on this file requires ([`Align::NONE`] when it is buffered).
     fn align(&self) -> Align;
     /// Whether the file is open with `O_DIRECT`.
@@ -110,8 +110,11 @@ pub trait Map: Send + Sync + Debug {
     }
     /// Copies `buf.len()` bytes at `off` out of the map.
     fn read(&self, off: usize, buf: &mut [u8]) -> io::Result<()>;
-    /// Copies `buf` into the map at `off`.
-    fn write(&mut self, off: usize, buf: &[u8]) -> io::Result<()>;
+    /// Copies `buf` into the map at `off`. Takes `&self` so that one thread can write one part
+    /// of a map while others read or flush another (the store's write buffer fills one bank
+    /// while a background thread writes the other out). Callers must not write a range that
+    /// another thread reads or writes at the same time; the store's locking guarantees that.
+    fn write(&self, off: usize, buf: &[u8]) -> io::Result<()>;
     /// Makes `[off, off + len)` durable (`msync(MS_SYNC)`).
     fn flush(&self, off: usize, len: usize) -> io::Result<()>;
     /// Writes `[off, off + len)` of the map to `dst` at `dst_off` straight from the mapped pages

@@ -128,7 +128,7 @@ impl FileIo for OsFile {
         }
     }
 
-    fn map(&self) -> io::Result<Box<dyn Map>> {
+    fn map(&self) -> io::Result<Arc<dyn Map>> {
         // SAFETY: the map is shared and writable. Its memory stays valid while the map lives
         // (memmap2 unmaps on drop). Bytes are only copied in and out through `OsMap`'s
         // bounds-checked methods, never handed out as references that outlive a call, so
@@ -137,8 +137,9 @@ impl FileIo for OsFile {
         // cannot see is the file shrinking under the map (SIGBUS); the store maps only files
         // whose length it checked and holds the directory lock so no cooperating process
         // truncates them.
-        let map = unsafe { MmapMut::map_mut(&self.file)? };
-        Ok(Box::new(OsMap { map }))
+        let mut map = unsafe { MmapMut::map_mut(&self.file)? };
+        let base = map.as_mut_ptr();
+        Ok(Arc::new(OsMap { map, base }))
     }
 
     fn align(&self) -> Align {
@@ -150,11 +151,20 @@ impl FileIo for OsFile {
     }
 }
 
-/// A shared writable map.
+/// A shared writable map. Writes go through `base` (the map's first byte) so that they need
+/// only `&self`: see [`Map::write`] for the rule callers follow.
 #[derive(Debug)]
 struct OsMap {
     map: MmapMut,
+    base: *mut u8,
 }
+
+// SAFETY: `base` points into `map`, which the struct owns; the map is plain shared memory that
+// any thread may access. Which bytes each thread may write at a time is the callers' protocol
+// (see `Map::write`), exactly as for the `MmapMut` alone.
+unsafe impl Send for OsMap {}
+// SAFETY: as for `Send`: `&self` methods only copy bytes in or out of bounds-checked ranges.
+unsafe impl Sync for OsMap {}
 
 impl Map for OsMap {
     fn len(&self) -> usize {
@@ -167,9 +177,13 @@ impl Map for OsMap {
         Ok(())
     }
 
-    fn write(&mut self, off: usize, buf: &[u8]) -> io::Result<()> {
+    fn write(&self, off: usize, buf: &[u8]) -> io::Result<()> {
         let r = range(off, buf.len(), self.map.len())?;
-        self.map[r].copy_from_slice(buf);
+        // SAFETY: `r` lies inside the map (checked above), so the destination is valid for
+        // `buf.len()` bytes, and `buf` cannot overlap it (it is a separate borrow the caller
+        // holds). No reference into the map outlives a call, and the caller guarantees no
+        // other thread accesses these bytes concurrently (see `Map::write`).
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), self.base.add(r.start), buf.len()) };
         Ok(())
     }
 

@@ -1,36 +1,37 @@
-//! The write buffer (`buffer.b`): the value section being filled, memory-mapped.
+//! The write buffer (`buffer.b`): two banks of value slots, memory-mapped.
 //!
-//! Layout: the buffer's header page (with the store's sync marks), the header page of the value
-//! section it fills, then that section's slots. A put copies its value into a slot (a memory store, so it survives a
-//! process crash at once); `sync` msyncs the slots. When the section is full its header page
-//! and slots go to a new `.v` file in one aligned direct write straight from the map (see
-//! [`Store`](super::Store)); then the buffer is [`reset`](Buffer::reset) to the next section.
+//! Layout: the buffer's header page (with the shard's sync marks), then [`BANKS`] banks, each
+//! the header page of the value section it holds followed by that section's slots. One bank is
+//! filled by puts (a value is copied into its slot: a memory store, so it survives a process
+//! crash at once) while the other, once full, is written out to its `.v` file by a background
+//! thread in one aligned direct write straight from the map. A bank is then free for the next
+//! section: [`reset`](Buffer::reset) rewrites (and syncs) its header page first, so the page
+//! always names the section whose values the bank holds.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Context, Error, Result};
 use crate::format::{
-    BUFFER_DATA_AT, BUFFER_NAME, BUFFER_VALUES_AT, HEADER_LEN, Header, Kind, MARK_A, MARK_B,
-    MARK_LEN, Mark, PAGE, SLOT_SIZE, buffer_len,
+    BANKS, BUFFER_BANKS_AT, BUFFER_NAME, HEADER_LEN, Header, Kind, MARK_A, MARK_B, MARK_LEN,
+    Mark, PAGE, SLOT_SIZE, bank_at, buffer_len, values_len,
 };
 use crate::io::{FileIo, Map, Mode, Vfs};
 use crate::key::VALUE_MAX;
 
 use super::header_error;
 use super::keys::create_complete;
+use super::sync::Span;
 
 /// The open write buffer.
 #[derive(Debug)]
 pub(crate) struct Buffer {
     pub(crate) path: PathBuf,
     _file: Arc<dyn FileIo>,
-    map: Box<dyn Map>,
-    /// The value section being filled.
-    pub(crate) section: u32,
-    /// At open: the section the template header named, if it was intact.
-    pub(crate) template: Option<u32>,
+    map: Arc<dyn Map>,
     slots: u32,
+    /// The section each bank's header page names (`None` when never set, torn or stale).
+    pub(crate) banks: [Option<u32>; BANKS],
     /// The newest valid sync mark found or written.
     pub(crate) mark: Mark,
     /// Where the next mark goes (the older copy).
@@ -38,36 +39,33 @@ pub(crate) struct Buffer {
 }
 
 impl Buffer {
-    /// Creates the buffer for section 0, complete with both headers, under a temporary name
-    /// and renamed into place (see [`create_complete`]); the caller syncs the directory.
+    /// Creates the buffer, complete with its header, under a temporary name and renamed into
+    /// place (see [`create_complete`]); the caller syncs the directory. No bank holds a
+    /// section yet.
     pub(crate) fn create(vfs: &dyn Vfs, dir: &Path, slots: u32) -> Result<Buffer> {
         let path = dir.join(BUFFER_NAME);
-        let mut header = Header {
+        let own = Header {
             kind: Kind::Buffer,
             section_slots: slots,
             section: 0,
-        };
-        let own = header.encode();
-        header.kind = Kind::Values;
-        let template = header.encode();
-        let parts: [(u64, &[u8]); 2] = [(0, &own), (BUFFER_VALUES_AT as u64, &template)];
-        let file = create_complete(vfs, &path, buffer_len(slots), &parts)?;
+        }
+        .encode();
+        let file = create_complete(vfs, &path, buffer_len(slots), &[(0, &own)])?;
         let map = file.map().ctx("mmap", &path)?;
         Ok(Buffer {
             path,
             _file: file,
             map,
-            section: 0,
-            template: Some(0),
             slots,
+            banks: [None; BANKS],
             mark: Mark::default(),
             mark_at: MARK_A,
         })
     }
 
-    /// Opens the buffer and checks its header. [`template`](Self::template) is the section the
-    /// value-section template names (`None` when torn); the store checks it against the `.v`
-    /// files and resets the buffer. A buffer cut short after its headers is extended with zeros.
+    /// Opens the buffer and checks its header. [`banks`](Self::banks) holds the sections the
+    /// banks' header pages name; the store checks them against the log and the `.v` files. A
+    /// buffer cut short after its own header is extended with zeros.
     pub(crate) fn open(vfs: &dyn Vfs, dir: &Path) -> Result<Buffer> {
         let path = dir.join(BUFFER_NAME);
         let mode = Mode {
@@ -77,33 +75,20 @@ impl Buffer {
         };
         let file = vfs.open(&path, mode).ctx("open", &path)?;
         let len = file.len().ctx("stat", &path)?;
-        let mut pages = [0u8; BUFFER_DATA_AT];
-        if len < BUFFER_DATA_AT as u64 {
+        if len < PAGE as u64 {
             return Err(Error::corrupt(
                 &path,
                 len,
-                format!(
-                    "write buffer is {len} bytes, shorter than its {BUFFER_DATA_AT} bytes of headers"
-                ),
+                format!("write buffer is {len} bytes, shorter than its {PAGE}-byte header page"),
             ));
         }
-        file.read_at(&mut pages, 0).ctx("read header", &path)?;
         let mut page = [0u8; PAGE];
-        page.copy_from_slice(&pages[..PAGE]);
+        file.read_at(&mut page, 0).ctx("read header", &path)?;
         let (mark, mark_at) = Mark::newest(&page);
-        let own = Header::decode(&pages[..HEADER_LEN], Kind::Buffer)
+        let own = Header::decode(&page[..HEADER_LEN], Kind::Buffer)
             .map_err(|e| header_error(&path, Kind::Buffer, e))?;
-        // The value-section header page is a template rewritten at every reset; the section
-        // it names is only a hint (the store derives the section from the `.v` files and
-        // rewrites the template if it is torn or stale).
-        let template = Header::decode(
-            &pages[BUFFER_VALUES_AT..BUFFER_VALUES_AT + HEADER_LEN],
-            Kind::Values,
-        )
-        .ok()
-        .filter(|h| h.section_slots == own.section_slots)
-        .map(|h| h.section);
-        let want = buffer_len(own.section_slots);
+        let slots = own.section_slots;
+        let want = buffer_len(slots);
         if len > want {
             return Err(Error::corrupt(
                 &path,
@@ -115,13 +100,24 @@ impl Buffer {
             file.allocate(want).ctx("allocate", &path)?;
         }
         let map = file.map().ctx("mmap", &path)?;
+        let mut banks = [None; BANKS];
+        for (bank, named) in banks.iter_mut().enumerate() {
+            let mut h = [0u8; HEADER_LEN];
+            map.read(bank_at(slots, bank), &mut h)
+                .ctx("read header", &path)?;
+            // A bank's header page is rewritten whenever the bank takes a new section; a torn
+            // one names nothing (the log then shows whether the bank held live values).
+            *named = Header::decode(&h, Kind::Values)
+                .ok()
+                .filter(|h| h.section_slots == slots)
+                .map(|h| h.section);
+        }
         Ok(Buffer {
             path,
             _file: file,
             map,
-            section: template.unwrap_or(0),
-            template,
-            slots: own.section_slots,
+            slots,
+            banks,
             mark,
             mark_at,
         })
@@ -132,12 +128,13 @@ impl Buffer {
         self.slots
     }
 
-    fn slot_at(index: u32) -> usize {
-        BUFFER_DATA_AT + index as usize * SLOT_SIZE
+    /// Offset of slot `index` of bank `bank` in the file.
+    pub(crate) fn offset(&self, bank: usize, index: u32) -> usize {
+        bank_at(self.slots, bank) + PAGE + index as usize * SLOT_SIZE
     }
 
-    /// Writes `value` (zero-padded to a whole slot) into slot `index`.
-    pub(crate) fn write(&mut self, index: u32, value: &[u8]) -> Result<()> {
+    /// Writes `value` (zero-padded to a whole slot) into slot `index` of `bank`.
+    pub(crate) fn write(&self, bank: usize, index: u32, value: &[u8]) -> Result<()> {
         let mut slot = [0u8; SLOT_SIZE];
         let Some(dst) = slot.get_mut(..value.len()) else {
             return Err(Error::ValueTooLong {
@@ -147,70 +144,112 @@ impl Buffer {
         };
         dst.copy_from_slice(value);
         self.map
-            .write(Self::slot_at(index), &slot)
+            .write(self.offset(bank, index), &slot)
             .ctx("write value", &self.path)
     }
 
-    /// Reads slot `index` into `out`.
-    pub(crate) fn read(&self, index: u32, out: &mut [u8; SLOT_SIZE]) -> Result<()> {
+    /// Reads slot `index` of `bank` into `out`.
+    pub(crate) fn read(&self, bank: usize, index: u32, out: &mut [u8; SLOT_SIZE]) -> Result<()> {
         self.map
-            .read(Self::slot_at(index), out)
+            .read(self.offset(bank, index), out)
             .ctx("read value", &self.path)
     }
 
-    /// File offset of slot `index`, for error messages.
-    pub(crate) fn offset(index: u32) -> u64 {
-        Self::slot_at(index) as u64
-    }
-
-    /// Makes slots `0..used` durable.
-    pub(crate) fn sync(&self, used: u32) -> Result<()> {
-        if used == 0 {
-            return Ok(());
+    /// Slots `from..to` of `bank`, to make durable outside the store's lock.
+    pub(crate) fn span(&self, bank: usize, from: u32, to: u32) -> Span {
+        let at = self.offset(bank, from);
+        Span {
+            map: self.map.clone(),
+            path: self.path.clone(),
+            off: at,
+            len: (to - from) as usize * SLOT_SIZE,
         }
-        self.map
-            .flush(BUFFER_DATA_AT, used as usize * SLOT_SIZE)
-            .ctx("msync", &self.path)
     }
 
-    /// Records that key records `0..synced` are durable: writes the older sync mark copy and
-    /// syncs it.
-    pub(crate) fn set_mark(&mut self, generation: u64, synced: u64) -> Result<()> {
-        let mark = Mark { generation, synced };
-        let at = self.mark_at;
-        self.map
-            .write(at, &mark.encode())
-            .ctx("write sync mark", &self.path)?;
-        self.map.flush(at, MARK_LEN).ctx("msync", &self.path)?;
+    /// Writes `mark` over the older of the two copies and syncs it. Called only by the shard's
+    /// sync leader, so the mark's bytes have one writer.
+    pub(crate) fn mark_writer(&self) -> MarkWriter {
+        MarkWriter {
+            map: self.map.clone(),
+            path: self.path.clone(),
+            at: self.mark_at,
+        }
+    }
+
+    /// Records that `mark` was written by [`MarkWriter::write`].
+    pub(crate) fn marked(&mut self, mark: Mark) {
         self.mark = mark;
-        self.mark_at = if at == MARK_A { MARK_B } else { MARK_A };
-        Ok(())
+        self.mark_at = if self.mark_at == MARK_A {
+            MARK_B
+        } else {
+            MARK_A
+        };
     }
 
-    /// Writes the value section (its header page and all slots) to `dst` in one write.
-    pub(crate) fn copy_out(&self, dst: &dyn FileIo) -> Result<()> {
-        let len = PAGE + self.slots as usize * SLOT_SIZE;
-        self.map
-            .copy_to(BUFFER_VALUES_AT, len, dst, 0)
-            .ctx("write value section from", &self.path)
+    /// What a background thread needs to write bank `bank` out: the map, and the range of its
+    /// header page and slots.
+    pub(crate) fn outbound(&self, bank: usize) -> Outbound {
+        Outbound {
+            map: self.map.clone(),
+            path: self.path.clone(),
+            off: bank_at(self.slots, bank),
+            len: values_len(self.slots) as usize,
+        }
     }
 
-    /// Moves the buffer on to `section`: rewrites the value-section template page and syncs
-    /// it. The buffer's own header never changes after creation. Old slot contents stay until
-    /// overwritten; no record points at them.
-    pub(crate) fn reset(&mut self, section: u32) -> Result<()> {
+    /// Gives `bank` to `section`: rewrites its header page and syncs it, before any value of
+    /// the section goes in. Old slot contents stay until overwritten; no live record points
+    /// at them.
+    pub(crate) fn reset(&mut self, bank: usize, section: u32) -> Result<()> {
         let header = Header {
             kind: Kind::Values,
             section_slots: self.slots,
             section,
         };
+        let at = bank_at(self.slots, bank);
         self.map
-            .write(BUFFER_VALUES_AT, &header.encode())
+            .write(at, &header.encode())
             .ctx("write header", &self.path)?;
-        self.map
-            .flush(BUFFER_VALUES_AT, PAGE)
-            .ctx("msync", &self.path)?;
-        self.section = section;
+        self.map.flush(at, PAGE).ctx("msync", &self.path)?;
+        self.banks[bank] = Some(section);
         Ok(())
     }
 }
+
+/// Writes sync marks; see [`Buffer::mark_writer`].
+#[derive(Debug)]
+pub(crate) struct MarkWriter {
+    map: Arc<dyn Map>,
+    path: PathBuf,
+    at: usize,
+}
+
+impl MarkWriter {
+    /// Writes and syncs `mark`.
+    pub(crate) fn write(&self, mark: Mark) -> Result<()> {
+        self.map
+            .write(self.at, &mark.encode())
+            .ctx("write sync mark", &self.path)?;
+        self.map.flush(self.at, MARK_LEN).ctx("msync", &self.path)
+    }
+}
+
+/// A full bank on its way to a `.v` file; see [`Buffer::outbound`].
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    map: Arc<dyn Map>,
+    pub(crate) path: PathBuf,
+    off: usize,
+    len: usize,
+}
+
+impl Outbound {
+    /// Writes the bank (its header page and all slots) to `dst` in one write.
+    pub(crate) fn copy_to(&self, dst: &dyn FileIo) -> Result<()> {
+        self.map
+            .copy_to(self.off, self.len, dst, 0)
+            .ctx("write value section from", &self.path)
+    }
+}
+
+const _: () = assert!(BUFFER_BANKS_AT == PAGE && MARK_B + MARK_LEN <= PAGE);

@@ -66,14 +66,19 @@ impl Index {
         self.map.get(&key.as_u64()).copied()
     }
 
-    /// Points `key` at record `seq`.
-    pub(crate) fn insert(&mut self, key: Key, seq: u64) {
-        self.map.insert(key.as_u64(), seq);
+    /// Points `key` at record `seq`; returns the record it replaced.
+    pub(crate) fn insert(&mut self, key: Key, seq: u64) -> Option<u64> {
+        self.map.insert(key.as_u64(), seq)
     }
 
-    /// Forgets `key`; returns whether it was there.
-    pub(crate) fn remove(&mut self, key: Key) -> bool {
-        self.map.remove(&key.as_u64()).is_some()
+    /// Forgets `key`; returns its record, if it was there.
+    pub(crate) fn remove(&mut self, key: Key) -> Option<u64> {
+        self.map.remove(&key.as_u64())
+    }
+
+    /// The live records' sequence numbers, in key order.
+    pub(crate) fn seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.map.values().copied()
     }
 
     /// Number of live keys.

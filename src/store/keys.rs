@@ -16,6 +16,7 @@ use crate::format::{
 use crate::io::{FileIo, Map, Mode, Vfs};
 
 use super::header_error;
+use super::sync::Span;
 
 /// Creates `path` complete: writes `parts` (offset, bytes) into a preallocated file of `len`
 /// bytes under a temporary name, syncs it, and renames it into place. The caller syncs the
@@ -50,7 +51,7 @@ pub(crate) fn create_complete(
 pub(crate) struct Section {
     pub(crate) path: PathBuf,
     _file: Arc<dyn FileIo>,
-    pub(crate) map: Box<dyn Map>,
+    pub(crate) map: Arc<dyn Map>,
 }
 
 impl Section {
@@ -150,7 +151,7 @@ impl Section {
     }
 
     /// Writes record bytes at `index`.
-    pub(crate) fn write(&mut self, index: u32, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write(&self, index: u32, bytes: &[u8]) -> Result<()> {
         self.map
             .write(Self::offset(index), bytes)
             .ctx("write record", &self.path)
@@ -158,12 +159,22 @@ impl Section {
 
     /// Makes records `from..to` durable.
     pub(crate) fn flush(&self, from: u32, to: u32) -> Result<()> {
+        self.span(from, to).flush()
+    }
+
+    /// Records `from..to`, to make durable outside the store's lock.
+    pub(crate) fn span(&self, from: u32, to: u32) -> Span {
         let (a, b) = (Self::offset(from), Self::offset(to));
-        self.map.flush(a, b - a).ctx("msync", &self.path)
+        Span {
+            map: self.map.clone(),
+            path: self.path.clone(),
+            off: a,
+            len: b - a,
+        }
     }
 
     /// Zeroes records `from..slots` and makes that durable (dropping a torn tail).
-    pub(crate) fn zero_from(&mut self, from: u32, slots: u32) -> Result<()> {
+    pub(crate) fn zero_from(&self, from: u32, slots: u32) -> Result<()> {
         if from >= slots {
             return Ok(());
         }

@@ -1,69 +1,77 @@
-//! The store: put, get, delete, scan, sync over key sections, value sections and the buffer.
+//! The store: put, get, delete, scan, sync over shards, each with key sections, value
+//! sections and a write buffer.
+//!
+//! # Shards
+//! A store is made of N shards (fixed at creation, recorded in `STORE`), each a directory
+//! with its own files, lock, index and cache; a key goes to one by a hash of its bytes
+//! ([`shard_of`](crate::format::shard_of)). Operations on different shards run in parallel;
+//! scans merge the shards' ordered indexes. Each shard addresses 2^32 value slots.
 //!
 //! # Write path
-//! A put takes the next value slot and the next record number. The value is copied into the
-//! write buffer's slot, then the key record into the key section; both are stores into shared
-//! maps, so they survive a process crash as soon as `put` returns. When the buffer's section
-//! is full, the next put first writes it out as a `.v` file (one aligned direct write, then
-//! fdatasync, rename, directory fsync) and moves the buffer on.
+//! See [`write`]: a put copies its value into the active bank of the shard's buffer and its
+//! key record into the key section, both memory stores, so it survives a process crash as
+//! soon as it returns. A full bank is written out to a `.v` file by a background thread
+//! ([`flush`]) while puts fill the other bank.
 //!
 //! # Durability
-//! [`Store::sync`] makes everything before it survive power loss, in this order: the buffer's
-//! slots, then the key records, then the sync mark (in the buffer's header page) that says how
-//! many records are durable. A key record thus never becomes durable-and-marked before its
-//! value. Any failed fsync or msync poisons the
-//! store: the kernel may have dropped the pages, so further writes are refused until reopen.
+//! [`Durability`] chooses what a returned put survives; [`sync`] describes the ordering (values,
+//! then records, then the sync mark) and the group commit of `always`.
 //!
 //! # Reads
 //! A get finds the record number in the index, reads the record from the mapped key section,
-//! then reads the value from the buffer or with one aligned direct read from its value
-//! section, and checks it against the record's value checksum.
+//! then reads the value from its bank or with one aligned direct read from its value section
+//! (outside the lock), and checks it against the record's value checksum. Each shard keeps a
+//! read cache ([`cache`], S3-FIFO) that always agrees with its index: a put caches its value,
+//! a delete removes it, a read caches what it read only if the index still names the record
+//! it was read from. Scans use cached values but neither cache nor count what they find.
 //!
-//! # Read cache
-//! Direct reads bypass the kernel's page cache, so the store keeps its own
-//! ([`cache`], S3-FIFO), under the same lock as the index. A get looks there first; a miss
-//! reads the value as above and, once read, caches it if the index still names the record it
-//! was read from, so a put or delete made meanwhile is never shadowed. A put caches its value
-//! (a new key enters S3-FIFO's small queue, so a write-once bulk load does not displace the
-//! hot set) and a delete removes it, so the cache always agrees with the index. Scans use
-//! cached values but neither cache what they read nor count as uses of what they find.
+//! # Garbage collection
+//! See [`gc`]: value sections with the most dead slots are emptied by moving their live values
+//! and then removed; key sections whose records are all dead are removed.
 
 mod buffer;
 mod cache;
+mod flush;
+mod gc;
 mod index;
 mod keys;
 mod open;
 mod read;
 mod recover;
 mod scan;
+mod shard;
+mod sync;
+mod usage;
 mod values;
 mod write;
 
 use std::any::Any;
+use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use crate::error::{Error, Result};
-use crate::format::{HeaderError, Kind};
-use crate::io::Vfs;
+use crate::error::{Context, Error, Result};
+use crate::format::{
+    BUFFER_NAME, HEADER_LEN, Header, HeaderError, Kind, PAGE, STORE_NAME, shard_name, shard_of,
+};
+use crate::io::{Mode, Vfs};
 use crate::key::{Key, Value};
-use crate::options::Options;
+use crate::options::{Durability, Options, default_shards};
 
 pub use scan::Scan;
 
-use buffer::Buffer;
 use cache::Cache;
-use index::Index;
-use keys::Section;
+use flush::Background;
 use read::Fetch;
-use values::Values;
+use shard::Shard;
 
 /// A key/value store in one data directory. `Send + Sync`; share it with an `Arc`.
 ///
-/// Every `put` and `delete` that returned `Ok` survives a crash of the process. Call
-/// [`sync`](Self::sync) (or [`close`](Self::close)) to make them survive power loss too;
-/// dropping the store does not sync.
+/// What a returned `put` or `delete` survives depends on the [`Durability`] chosen at open: a
+/// crash of the process always; power loss with `always`, or once [`sync`](Self::sync) (or
+/// [`close`](Self::close)) returns, or (with `periodic`) once the next periodic sync ran.
+/// Dropping the store does not sync.
 ///
 /// ```
 /// # fn main() -> toykv::Result<()> {
@@ -85,57 +93,31 @@ use values::Values;
 /// ```
 #[derive(Debug)]
 pub struct Store {
-    state: Mutex<State>,
-}
-
-/// What the store's lock guards. A value in `cache` is always the value of the record `inner`'s
-/// index names for its key.
-#[derive(Debug)]
-struct State {
-    inner: Inner,
-    cache: Cache,
-}
-
-#[derive(Debug)]
-struct Inner {
     dir: PathBuf,
-    vfs: Arc<dyn Vfs>,
+    shards: Arc<[Shard]>,
+    durability: Durability,
+    background: Mutex<Background>,
     _lock: Box<dyn Any + Send + Sync>,
-    slots: u32,
-    /// Key sections, the first numbered `first`.
-    keys: Vec<Section>,
-    first: u32,
-    buffer: Buffer,
-    values: Values,
-    index: Index,
-    /// Next record number.
-    next_seq: u64,
-    /// Records below this are durable.
-    synced_seq: u64,
-    /// Next value slot; `MAX_SLOTS` when all are used.
-    next_slot: u64,
-    /// Generation of the next sync mark.
-    generation: u64,
-    /// What recovery dropped at open, if the log ended at a damaged record.
-    torn: Option<String>,
-    /// Set by a failed fsync or msync: (operation, file, error).
-    failed: Option<(&'static str, PathBuf, String)>,
 }
 
-/// Statistics of an open store.
+/// Statistics of an open store (sums over its shards).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
     /// Live keys.
     pub keys: u64,
-    /// Key records written, deletes included (the log's length).
+    /// Key records kept in key sections (the log's length since the oldest kept section).
     pub records: u64,
-    /// Value slots used.
+    /// Value slots holding live values.
     pub slots_used: u64,
-    /// Value sections written out to `.v` files.
+    /// Value sections in `.v` files.
     pub value_sections: u64,
     /// Key section files.
     pub key_sections: u64,
+    /// Shards.
+    pub shards: u64,
+    /// The durability chosen at open (`none`, `periodic:MS`, `always`).
+    pub durability: String,
     /// Whether value sections use `O_DIRECT`.
     pub direct_io: bool,
     /// What recovery dropped when the store was opened: set when the log ended at a damaged
@@ -149,6 +131,20 @@ pub struct Stats {
     pub cache_entries: u64,
     /// Bytes the read cache charges for them (see [`Options::cache_bytes`]).
     pub cache_bytes: u64,
+    /// Full banks written out to value sections since open.
+    pub flushes: u64,
+    /// Puts that had to wait for a bank's write-out since open.
+    pub stalls: u64,
+    /// Syncs since open (with durability `always`, each may cover many writers).
+    pub syncs: u64,
+    /// Value sections garbage collection removed since open.
+    pub gc_sections: u64,
+    /// Values garbage collection moved since open.
+    pub gc_moved: u64,
+    /// Key sections garbage collection removed since open.
+    pub gc_key_sections: u64,
+    /// Bytes of the store's files: value sections, key sections and buffers.
+    pub disk_bytes: u64,
 }
 
 impl Store {
@@ -157,32 +153,78 @@ impl Store {
         Self::open_with(dir, Options::new())
     }
 
-    /// Opens the store in `dir` with `options`, creating it if needed. Recovers from a crash:
-    /// see the crate docs.
+    /// Opens the store in `dir` with `options`, creating it if needed. Recovers every shard
+    /// from a crash (in parallel): see [`open`] and [`recover`].
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
-        let cache = Cache::new(options.cache_bytes);
-        let inner = open::open(dir.as_ref(), options)?;
+        options.check()?;
+        let dir = dir.as_ref();
+        let vfs = options.vfs.clone();
+        vfs.create_dir(dir).ctx("create directory", dir)?;
+        let lock = vfs.lock(dir).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock => Error::Locked {
+                dir: dir.to_path_buf(),
+            },
+            _ => Error::io("lock", dir, e),
+        })?;
+        if options.direct_io {
+            open::probe_direct(&*vfs, dir)?;
+        }
+        let count = describe(&*vfs, dir, &options)?;
+        let (jobs, queue) = crossbeam_channel::unbounded();
+        let per_shard = options.cache_bytes / count as usize;
+        let opened: Vec<Result<shard::Inner>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..count)
+                .map(|i| {
+                    let (path, options) = (dir.join(shard_name(i)), &options);
+                    s.spawn(move || open::open(&path, i as usize, options))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::corrupt(dir, 0, "opening a shard panicked"))
+                    })
+                })
+                .collect()
+        });
+        let mut shards = Vec::with_capacity(opened.len());
+        for inner in opened {
+            let mut inner = inner?;
+            inner.jobs = Some(jobs.clone());
+            shards.push(Shard::new(inner, Cache::new(per_shard)));
+        }
+        drop(jobs);
+        let shards: Arc<[Shard]> = shards.into();
+        let writers = shards.len().min(2);
+        let background = Background::start(
+            shards.clone(),
+            queue,
+            writers,
+            options.durability,
+            options.gc,
+        )?;
         Ok(Store {
-            state: Mutex::new(State { inner, cache }),
+            dir: dir.to_path_buf(),
+            shards,
+            durability: options.durability,
+            background: Mutex::new(background),
+            _lock: lock,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave the maps half-updated in a way the
-        // checksums would not catch, so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn shard(&self, key: Key) -> (usize, &Shard) {
+        let i = shard_of(key.0, self.shards.len() as u32) as usize;
+        (i, &self.shards[i])
     }
 
     /// Inserts or overwrites `key` with `value` (0 to 256 bytes).
     pub fn put(&self, key: impl Into<Key>, value: impl AsRef<[u8]>) -> Result<()> {
-        let (key, value) = (key.into(), value.as_ref());
-        let mut g = self.lock();
-        g.inner.put(key, value)?;
-        g.cache.write(key, value);
-        Ok(())
+        let key = key.into();
+        self.shard(key).1.put(key, value.as_ref(), self.durability)
     }
 
-    /// The value of `key`, or `None`. A value in a value section is read after the store's
+    /// The value of `key`, or `None`. A value in a value section is read after the shard's
     /// lock is released, so gets wait on the disk in parallel.
     pub fn get(&self, key: impl Into<Key>) -> Result<Option<Value>> {
         match self.lookup(key)? {
@@ -192,57 +234,43 @@ impl Store {
     }
 
     /// The first half of [`get`](Self::get): answers at once when no disk read is needed (the
-    /// key is absent, cached, or in the write buffer), else says which read is. For callers
-    /// that run disk reads somewhere else than their fast path (the server does).
+    /// key is absent, cached, or in a bank), else says which read is. For callers that run
+    /// disk reads somewhere else than their fast path (the server does).
     pub fn lookup(&self, key: impl Into<Key>) -> Result<Lookup> {
         let key = key.into();
-        let mut g = self.lock();
-        if let Some(value) = g.cache.get(key) {
-            return Ok(Lookup::Ready(Some(value)));
-        }
-        let Some(seq) = g.inner.index.get(key) else {
-            return Ok(Lookup::Ready(None));
-        };
-        let fetch = g.inner.fetch(key, seq)?;
-        if fetch.reads_disk() {
-            return Ok(Lookup::Pending(PendingRead(fetch)));
-        }
-        let value = fetch.finish()?;
-        g.cache.insert(key, &value);
-        Ok(Lookup::Ready(Some(value)))
+        let (i, shard) = self.shard(key);
+        Ok(match shard.lookup(key)? {
+            Ok(v) => Lookup::Ready(v),
+            Err(fetch) => Lookup::Pending(PendingRead(i, fetch)),
+        })
     }
 
     /// The second half of [`get`](Self::get): reads and checks the value (no lock held while
     /// waiting on the disk), and caches it unless a put or delete of the key came in between.
     pub fn read(&self, pending: PendingRead) -> Result<Value> {
-        let PendingRead(fetch) = pending;
-        let (key, seq) = (fetch.key, fetch.seq);
-        let value = fetch.finish()?;
-        let mut g = self.lock();
-        if g.inner.index.get(key) == Some(seq) {
-            g.cache.insert(key, &value);
+        let PendingRead(i, fetch) = pending;
+        match self.shards.get(i) {
+            Some(shard) => shard.read(fetch),
+            None => fetch.finish(),
         }
-        Ok(value)
     }
 
     /// Whether `key` exists (no value is read).
     pub fn contains(&self, key: impl Into<Key>) -> bool {
-        self.lock().inner.index.get(key.into()).is_some()
+        let key = key.into();
+        self.shard(key).1.lock().inner.index.get(key).is_some()
     }
 
     /// Deletes `key`; returns whether it existed.
     pub fn delete(&self, key: impl Into<Key>) -> Result<bool> {
         let key = key.into();
-        let mut g = self.lock();
-        let existed = g.inner.delete(key)?;
-        g.cache.remove(key);
-        Ok(existed)
+        self.shard(key).1.delete(key, self.durability)
     }
 
     /// Iterates over the keys in `range` (inclusive or exclusive bounds, as written) in key
-    /// order, with their values. Limit it with `.take(n)`: keys are fetched in small batches,
-    /// so nothing past the limit is read. The iterator does not hold the store's lock between
-    /// batches; writes made meanwhile may or may not be seen.
+    /// order, with their values, merging the shards. Limit it with `.take(n)`: keys are
+    /// fetched in small batches, so nothing past the limit is read. The iterator holds no
+    /// lock between batches; writes made meanwhile may or may not be seen.
     pub fn scan<K, R>(&self, range: R) -> Scan<'_>
     where
         K: Into<Key> + Copy,
@@ -259,13 +287,18 @@ impl Store {
         R: RangeBounds<K>,
     {
         let (from, to) = bounds(&range);
-        self.lock()
-            .inner
-            .index
-            .range(from, to, limit)
-            .into_iter()
+        let mut all: Vec<Key> = self
+            .shards
+            .iter()
+            .flat_map(|s| {
+                let g = s.lock();
+                g.inner.index.range(from, to, limit)
+            })
             .map(|(k, _)| k)
-            .collect()
+            .collect();
+        all.sort_unstable();
+        all.truncate(limit);
+        all
     }
 
     /// Iterates over every key in order, with its value (a [`scan`](Self::scan) of the whole
@@ -276,7 +309,7 @@ impl Store {
 
     /// Number of live keys.
     pub fn len(&self) -> usize {
-        self.lock().inner.index.len()
+        self.shards.iter().map(|s| s.lock().inner.index.len()).sum()
     }
 
     /// Whether the store holds no keys.
@@ -286,53 +319,105 @@ impl Store {
 
     /// Makes every earlier put and delete durable against power loss.
     pub fn sync(&self) -> Result<()> {
-        self.lock().inner.sync()
+        self.shards.iter().try_for_each(Shard::sync)
     }
 
-    /// Syncs and closes the store.
+    /// Runs garbage collection on every shard until none has work left (the background
+    /// collector does the same in small steps when [`Options::gc`] is on).
+    pub fn gc(&self) -> Result<()> {
+        self.shards.iter().try_for_each(Shard::gc)
+    }
+
+    /// Stops the background threads (pending write-outs finish), syncs and closes the store.
     pub fn close(self) -> Result<()> {
+        self.stop();
         self.sync()
+    }
+
+    fn stop(&self) {
+        for shard in self.shards.iter() {
+            shard.lock().inner.jobs = None;
+        }
+        self.background
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stop();
     }
 
     /// Counts describing the store.
     pub fn stats(&self) -> Stats {
-        let g = self.lock();
-        let (i, c) = (&g.inner, g.cache.stats());
-        Stats {
-            keys: i.index.len() as u64,
-            records: i.next_seq,
-            slots_used: i.next_slot,
-            value_sections: i.values.count() as u64,
-            key_sections: i.keys.len() as u64,
-            direct_io: i.values.direct(),
-            torn_tail: i.torn.clone(),
-            cache_hits: c.hits,
-            cache_misses: c.misses,
-            cache_entries: c.entries,
-            cache_bytes: c.bytes,
+        let mut st = Stats {
+            keys: 0,
+            records: 0,
+            slots_used: 0,
+            value_sections: 0,
+            key_sections: 0,
+            shards: self.shards.len() as u64,
+            durability: self.durability.to_string(),
+            direct_io: false,
+            torn_tail: None,
+            cache_hits: 0,
+            cache_misses: 0,
+            cache_entries: 0,
+            cache_bytes: 0,
+            flushes: 0,
+            stalls: 0,
+            syncs: 0,
+            gc_sections: 0,
+            gc_moved: 0,
+            gc_key_sections: 0,
+            disk_bytes: 0,
+        };
+        for shard in self.shards.iter() {
+            let g = shard.lock();
+            let (i, c, n) = (&g.inner, g.cache.stats(), &g.inner.counters);
+            let s = u64::from(i.slots);
+            st.keys += i.index.len() as u64;
+            st.records += i.next_seq - u64::from(i.first) * s;
+            st.slots_used += i.usage.live_values();
+            st.value_sections += i.values.count() as u64;
+            st.key_sections += i.keys.len() as u64;
+            st.direct_io = i.values.direct();
+            if st.torn_tail.is_none() {
+                st.torn_tail.clone_from(&i.torn);
+            }
+            st.cache_hits += c.hits;
+            st.cache_misses += c.misses;
+            st.cache_entries += c.entries;
+            st.cache_bytes += c.bytes;
+            st.flushes += n.flushes;
+            st.stalls += n.stalls;
+            st.syncs += n.syncs;
+            st.gc_sections += n.gc_sections;
+            st.gc_moved += n.gc_moved;
+            st.gc_key_sections += n.gc_key_sections;
+            st.disk_bytes += i.values.count() as u64 * crate::format::values_len(i.slots)
+                + i.keys.len() as u64 * crate::format::keys_len(i.slots)
+                + crate::format::buffer_len(i.slots);
         }
+        st
     }
 
     /// The data directory.
     pub fn dir(&self) -> PathBuf {
-        self.lock().inner.dir.clone()
+        self.dir.clone()
     }
 
-    /// Up to `n` entries in `(from, to)`, with values; used by [`Scan`]. Uses cached values
-    /// without counting them as uses, and caches nothing (see the module docs).
+    /// Up to `n` entries in `(from, to)`, with values, merged from the shards; used by
+    /// [`Scan`]. Uses cached values without counting them as uses, and caches nothing.
     fn batch(&self, from: Bound<Key>, to: Bound<Key>, n: usize) -> Result<Vec<(Key, Value)>> {
-        let fetches = {
-            let g = self.lock();
-            g.inner
-                .index
-                .range(from, to, n)
-                .into_iter()
-                .map(|(key, seq)| match g.cache.peek(key) {
-                    Some(value) => Ok(Fetch::cached(key, seq, value)),
-                    None => g.inner.fetch(key, seq),
-                })
-                .collect::<Result<Vec<_>>>()?
-        };
+        let mut fetches = Vec::new();
+        for shard in self.shards.iter() {
+            let g = shard.lock();
+            for (key, seq) in g.inner.index.range(from, to, n) {
+                fetches.push(match g.cache.peek(key) {
+                    Some(value) => Fetch::cached(key, seq, value),
+                    None => g.inner.fetch(key, seq)?,
+                });
+            }
+        }
+        fetches.sort_unstable_by_key(|f| f.key);
+        fetches.truncate(n);
         fetches
             .into_iter()
             .map(|f| Ok((f.key, f.finish()?)))
@@ -340,20 +425,73 @@ impl Store {
     }
 }
 
-impl Inner {
-    /// The key section index and record index of `seq`, which must exist.
-    fn locate(&self, seq: u64) -> Result<(usize, u32)> {
-        let s = u64::from(self.slots);
-        let sec = (seq / s).checked_sub(u64::from(self.first));
-        match sec {
-            Some(sec) if (sec as usize) < self.keys.len() => Ok((sec as usize, (seq % s) as u32)),
-            _ => Err(Error::corrupt(
-                &self.dir,
-                0,
-                format!("record {seq} is outside the key sections"),
-            )),
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Reads the store's `STORE` file, or writes it for a new store; returns the shard count.
+fn describe(vfs: &dyn Vfs, dir: &Path, options: &Options) -> Result<u32> {
+    let path = dir.join(STORE_NAME);
+    let names = vfs.list(dir).ctx("list", dir)?;
+    if !names.iter().any(|n| n == STORE_NAME) {
+        if names.iter().any(|n| n == BUFFER_NAME) {
+            return Err(Error::Version {
+                file: dir.join(BUFFER_NAME),
+                expected: crate::format::header::VERSION,
+                got: 1,
+            });
+        }
+        let shards = options.shards.unwrap_or_else(default_shards);
+        let header = Header {
+            kind: Kind::Store,
+            section_slots: options.section_slots,
+            section: shards,
+        };
+        keys::create_complete(vfs, &path, PAGE as u64, &[(0, &header.encode())])?;
+        vfs.sync_dir(dir).ctx("fsync", dir)?;
+        return Ok(shards);
+    }
+    let mode = Mode {
+        create: false,
+        write: false,
+        direct: false,
+    };
+    let file = vfs.open(&path, mode).ctx("open", &path)?;
+    let mut page = [0u8; HEADER_LEN];
+    file.read_at(&mut page, 0).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => {
+            Error::corrupt(&path, 0, "store file is shorter than its header")
+        }
+        _ => Error::io("read header", &path, e),
+    })?;
+    let header =
+        Header::decode(&page, Kind::Store).map_err(|e| header_error(&path, Kind::Store, e))?;
+    let shards = header.section;
+    if !(1..=crate::format::MAX_SHARDS).contains(&shards) {
+        return Err(Error::corrupt(
+            &path,
+            0,
+            format!("store file names {shards} shards"),
+        ));
+    }
+    for (what, stored, requested) in [
+        ("section_slots", header.section_slots, Some(options.section_slots)),
+        ("shards", shards, options.shards),
+    ] {
+        if let Some(req) = requested
+            && req != stored
+        {
+            return Err(Error::Mismatch {
+                dir: dir.to_path_buf(),
+                what,
+                stored: stored.into(),
+                requested: req.into(),
+            });
         }
     }
+    Ok(shards)
 }
 
 /// What [`Store::lookup`] found.
@@ -367,7 +505,7 @@ pub enum Lookup {
 
 /// A value still to be read from its value section; see [`Store::lookup`].
 #[derive(Debug)]
-pub struct PendingRead(Fetch);
+pub struct PendingRead(usize, Fetch);
 
 /// A range's bounds as keys.
 fn bounds<K: Into<Key> + Copy>(range: &impl RangeBounds<K>) -> (Bound<Key>, Bound<Key>) {

@@ -1,45 +1,38 @@
-//! Opening a data directory: create it, or check every file and recover.
+//! Opening a shard's directory: create it, or check every file and recover.
 //!
-//! 1. Take the directory lock; list the files; remove `*.tmp` left by an interrupted flush.
-//! 2. No buffer and nothing written: create key section 0 and the buffer (a fresh store).
-//! 3. Open the buffer and every value section, checking headers and lengths. The section the
-//!    buffer fills is one past the last value section; the buffer's template header is
-//!    rewritten if a crash interrupted a flush after its rename.
-//! 4. Open the key sections (numbered 0, 1, … without gaps) and walk the log
+//! 1. List the files; remove `*.tmp` left by an interrupted write-out or creation.
+//! 2. No buffer and nothing written: create key section 0 and the buffer (a fresh shard).
+//! 3. Open the buffer and every value section, checking headers and lengths.
+//! 4. Open the key sections from the one the sync mark names as first (numbered without gaps;
+//!    older ones left by an interrupted garbage collection are removed) and walk the log
 //!    ([`recover`](super::recover)). Zero a dropped tail and remove key sections after it.
-//! 5. Build the index.
+//! 5. Build the index and the usage counts; check that every live value's section exists.
+//! 6. Settle the banks: the one holding the last put's section goes on filling; one that holds
+//!    live values of a section never written out (a crash during its write-out) is written
+//!    out now; the other is free.
+//! 7. Sync, so that records recovered from a crash are below the mark before any section
+//!    number is used again.
 
-use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Context, Error, Result};
-use crate::format::{BUFFER_NAME, Entry, MAX_SLOTS, RECORD_SIZE, keys_name, parse_name};
+use crate::format::{BANKS, BUFFER_NAME, Entry, MAX_SLOTS, RECORD_SIZE, keys_name, parse_name};
 use crate::io::Vfs;
 use crate::options::Options;
 
-use super::Inner;
 use super::buffer::Buffer;
+use super::shard::{Counters, Inner};
+use super::usage::Usage;
 use super::keys::Section;
 use super::recover;
 use super::values::Values;
 
-/// Opens or creates the store in `dir`.
-pub(super) fn open(dir: &Path, options: Options) -> Result<Inner> {
-    options.check()?;
+/// Opens or creates shard `id` in `dir` (the store holds the directory lock).
+pub(super) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
     let vfs: Arc<dyn Vfs> = options.vfs.clone();
     let slots = options.section_slots;
     vfs.create_dir(dir).ctx("create directory", dir)?;
-    let lock = vfs.lock(dir).map_err(|e| match e.kind() {
-        io::ErrorKind::WouldBlock => Error::Locked {
-            dir: dir.to_path_buf(),
-        },
-        _ => Error::io("lock", dir, e),
-    })?;
-
-    if options.direct_io {
-        probe_direct(&*vfs, dir)?;
-    }
 
     let (mut key_files, mut value_files, mut has_buffer, mut tmp) = (vec![], vec![], false, vec![]);
     for name in vfs.list(dir).ctx("list", dir)? {
@@ -66,7 +59,7 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Inner> {
         vfs.sync_dir(dir).ctx("fsync", dir)?;
     }
 
-    let mut buffer = Buffer::open(&*vfs, dir)?;
+    let buffer = Buffer::open(&*vfs, dir)?;
     if buffer.slots() != slots {
         return Err(Error::Mismatch {
             dir: dir.to_path_buf(),
@@ -90,69 +83,146 @@ pub(super) fn open(dir: &Path, options: Options) -> Result<Inner> {
         }
         values.open(&*vfs, n)?;
     }
-    let filling = values.last().map_or(0, |n| n + 1);
-    if let Some(moved) = buffer.template.filter(|&t| t > filling) {
-        // A flush renames its `.v` into place durably before the buffer moves on.
-        return Err(Error::corrupt(
-            values.path(filling),
-            0,
-            format!("value section is missing: the buffer has moved on to section {moved}"),
-        ));
-    }
-    if buffer.template != Some(filling) {
-        buffer.reset(filling)?;
+
+    let first = buffer.mark.first;
+    let keys = open_keys(&*vfs, dir, slots, &buffer, &mut key_files)?;
+    let walk = recover::walk(&keys, first, slots, &buffer, &values)?;
+    drop_tail(&keys, first, walk.end, slots)?;
+    let mut keys = keys;
+    let keep = ((walk.end / u64::from(slots)).saturating_sub(u64::from(first)) + 1) as usize;
+    if keys.len() > keep {
+        for section in keys.drain(keep..) {
+            vfs.remove(&section.path).ctx("remove", &section.path)?;
+        }
+        vfs.sync_dir(dir).ctx("fsync", dir)?;
     }
 
+    let index = walk.log.build();
+    let mut usage = Usage::new(slots, first, walk.fills);
+    usage.count(index.seqs());
+    let mark = buffer.mark;
+    let mut inner = Inner {
+        id,
+        dir: dir.to_path_buf(),
+        vfs,
+        _lock: None,
+        slots,
+        keys,
+        first,
+        buffer,
+        active: 0,
+        fill: slots,
+        flushing: [false; BANKS],
+        dirty: [None; BANKS],
+        values,
+        index,
+        usage,
+        next_seq: walk.end,
+        synced_seq: mark.synced.min(walk.end),
+        generation: mark.generation,
+        jobs: None,
+        torn: walk.torn,
+        failed: None,
+        counters: Counters::default(),
+        gc_skip: Default::default(),
+    };
+    settle_banks(&mut inner, walk.last)?;
+    inner.sync_inline()?;
+    Ok(inner)
+}
+
+/// Opens the key sections from the mark's first one, removing older ones (left by garbage
+/// collection interrupted between its mark and its removal), and creating the first one of
+/// an empty log.
+fn open_keys(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    slots: u32,
+    buffer: &Buffer,
+    key_files: &mut Vec<u32>,
+) -> Result<Vec<Section>> {
+    let first = buffer.mark.first;
+    let old: Vec<u32> = key_files.iter().copied().filter(|&n| n < first).collect();
+    for &n in &old {
+        let path = dir.join(keys_name(n));
+        vfs.remove(&path).ctx("remove", &path)?;
+    }
+    if !old.is_empty() {
+        vfs.sync_dir(dir).ctx("fsync", dir)?;
+        key_files.retain(|&n| n >= first);
+    }
     if key_files.is_empty() {
-        if values.count() > 0 {
+        if buffer.mark.synced > u64::from(first) * u64::from(slots) {
             return Err(Error::corrupt(
-                dir.join(keys_name(0)),
+                dir.join(keys_name(first)),
                 0,
-                "key sections are missing but value sections exist",
+                format!(
+                    "key records up to {} were synced but no key section is left",
+                    buffer.mark.synced
+                ),
             ));
         }
-        Section::create(&*vfs, dir, 0, slots)?;
+        Section::create(vfs, dir, first, slots)?;
         vfs.sync_dir(dir).ctx("fsync", dir)?;
-        key_files.push(0);
+        key_files.push(first);
     }
     let mut keys = Vec::with_capacity(key_files.len());
-    for (want, &n) in key_files.iter().enumerate() {
-        if want as u64 != u64::from(n) {
+    for (i, &n) in key_files.iter().enumerate() {
+        let want = u64::from(first) + i as u64;
+        if want != u64::from(n) {
             return Err(Error::corrupt(
                 dir.join(keys_name(want as u32)),
                 0,
                 format!("key section is missing (next is {})", keys_name(n)),
             ));
         }
-        keys.push(Section::open(&*vfs, dir, n, slots)?);
+        keys.push(Section::open(vfs, dir, n, slots)?);
     }
+    Ok(keys)
+}
 
-    let walk = recover::walk(&keys, 0, slots, &buffer, &values)?;
-    drop_tail(&*vfs, dir, &mut keys, walk.end, slots)?;
-
-    let mark = buffer.mark;
-    let s = u64::from(slots);
-    let next_slot = walk
-        .last_slot
-        .map_or(0, |l| u64::from(l) + 1)
-        .max(u64::from(buffer.section) * s);
-    Ok(Inner {
-        dir: dir.to_path_buf(),
-        vfs,
-        _lock: lock,
-        slots,
-        keys,
-        first: 0,
-        buffer,
-        values,
-        index: walk.log.build(),
-        next_seq: walk.end,
-        synced_seq: mark.synced,
-        next_slot,
-        generation: mark.generation,
-        torn: walk.torn,
-        failed: None,
-    })
+/// Checks that every live value's section exists, and sets the banks up: the one holding the
+/// last put's section goes on filling; one whose section holds live values but was never
+/// written out (a crash during its write-out) is written out now; any other is free.
+fn settle_banks(inner: &mut Inner, last: Option<(u32, u32)>) -> Result<()> {
+    let sections: Vec<u32> = inner.values.sections().collect();
+    for n in sections {
+        inner.usage.track(n);
+    }
+    for bank in 0..BANKS {
+        let Some(t) = inner.buffer.banks[bank] else {
+            continue;
+        };
+        if inner.values.has(t) {
+            continue;
+        }
+        match last {
+            Some((l, index)) if l == t => {
+                inner.active = bank;
+                inner.fill = index + 1;
+                inner.dirty[bank] = Some((0, index + 1));
+                inner.usage.track(t);
+            }
+            _ if inner.usage.live(t) > 0 => {
+                inner.write_out(bank)?;
+                inner.usage.track(t);
+            }
+            _ => inner.buffer.banks[bank] = None,
+        }
+    }
+    if let Some(bad) = inner.usage.missing(|n| {
+        inner.values.has(n) || inner.buffer.banks.contains(&Some(n))
+    }) {
+        return Err(Error::corrupt(
+            inner.values.path(bad.0),
+            0,
+            format!(
+                "value section is missing but {} live keys point into it",
+                bad.1
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Creates a fresh store: key section 0 and the buffer, then syncs the directory. Refuses when
@@ -186,17 +256,16 @@ fn create(vfs: &dyn Vfs, dir: &Path, slots: u32, keys: &[u32], values: &[u32]) -
     vfs.sync_dir(dir).ctx("fsync", dir)
 }
 
-/// Zeroes what follows the log's end in its section and removes later key sections.
+/// Zeroes what follows the log's end in its key section.
 fn drop_tail(
-    vfs: &dyn Vfs,
-    dir: &Path,
-    keys: &mut Vec<Section>,
+    keys: &[Section],
+    first: u32,
     end: u64,
     slots: u32,
 ) -> Result<()> {
     let s = u64::from(slots);
-    let last = (end / s) as usize;
-    if let Some(section) = keys.get_mut(last) {
+    let last = (end / s).saturating_sub(u64::from(first)) as usize;
+    if let Some(section) = keys.get(last) {
         let from = (end % s) as u32;
         let mut rest = vec![0u8; (slots - from) as usize * RECORD_SIZE];
         section.read_raw(from, &mut rest)?;
@@ -204,18 +273,12 @@ fn drop_tail(
             section.zero_from(from, slots)?;
         }
     }
-    if keys.len() > last + 1 {
-        for section in keys.drain(last + 1..) {
-            vfs.remove(&section.path).ctx("remove", &section.path)?;
-        }
-        vfs.sync_dir(dir).ctx("fsync", dir)?;
-    }
     Ok(())
 }
 
 /// Fails early, with the option to turn it off, when the file system refuses `O_DIRECT`: opens
 /// the lock file with it.
-fn probe_direct(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+pub(super) fn probe_direct(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
     let path = dir.join(crate::format::LOCK_NAME);
     let mode = crate::io::Mode {
         create: false,

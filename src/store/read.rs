@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use super::buffer::Buffer;
 use super::values;
-use super::{Inner, Section};
+use super::keys::Section;
+use super::shard::Inner;
 use crate::error::{Error, Result};
 use crate::format::{Op, record::value_crc};
 use crate::key::{Key, Value};
@@ -13,7 +13,7 @@ use crate::key::{Key, Value};
 impl Inner {
     /// Finds the value of record `seq`, which the index holds for `key`: copied already when
     /// it is in the buffer, else a slot to read once the lock is released.
-    pub(super) fn fetch(&self, key: Key, seq: u64) -> Result<Fetch> {
+    pub(crate) fn fetch(&self, key: Key, seq: u64) -> Result<Fetch> {
         let (sec, at) = self.locate(seq)?;
         let section = &self.keys[sec];
         let rec = section.read(at, seq)?;
@@ -41,11 +41,16 @@ impl Inner {
         }
         let (vsec, index) = (slot / self.slots, slot % self.slots);
         let mut value = Value::empty();
-        let place = if vsec == self.buffer.section {
-            self.buffer.read(index, value.slot_mut())?;
-            Place::Buffer(self.buffer.path.clone(), Buffer::offset(index))
-        } else {
-            Place::Section(self.values.slot(vsec, index)?)
+        let bank = self.buffer.banks.iter().position(|&b| b == Some(vsec));
+        let place = match bank {
+            Some(bank) if !self.values.has(vsec) => {
+                self.buffer.read(bank, index, value.slot_mut())?;
+                Place::Buffer(
+                    self.buffer.path.clone(),
+                    self.buffer.offset(bank, index) as u64,
+                )
+            }
+            _ => Place::Section(self.values.slot(vsec, index)?),
         };
         Ok(Fetch {
             key,
@@ -60,9 +65,9 @@ impl Inner {
 
 /// A value located under the lock, to be read and checked after it.
 #[derive(Debug)]
-pub(super) struct Fetch {
-    pub(super) key: Key,
-    pub(super) seq: u64,
+pub(crate) struct Fetch {
+    pub(crate) key: Key,
+    pub(crate) seq: u64,
     pub(super) len: u16,
     pub(super) want: u32,
     /// The slot's bytes (already copied when the value is in the buffer).
@@ -83,7 +88,7 @@ pub(super) enum Place {
 
 impl Fetch {
     /// A value copied from the read cache.
-    pub(super) fn cached(key: Key, seq: u64, value: Value) -> Fetch {
+    pub(crate) fn cached(key: Key, seq: u64, value: Value) -> Fetch {
         Fetch {
             key,
             seq,
@@ -95,12 +100,12 @@ impl Fetch {
     }
 
     /// Whether [`finish`](Self::finish) reads from disk.
-    pub(super) fn reads_disk(&self) -> bool {
+    pub(crate) fn reads_disk(&self) -> bool {
         matches!(self.place, Place::Section(_))
     }
 
     /// Reads the value if needed and checks it against the record's checksum.
-    pub(super) fn finish(self) -> Result<Value> {
+    pub(crate) fn finish(self) -> Result<Value> {
         let mut value = self.value;
         let (file, offset) = match self.place {
             Place::Buffer(path, off) => (path, off),

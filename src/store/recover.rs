@@ -1,10 +1,12 @@
 //! Recovery: rebuilding the index from the key log at open.
 //!
-//! The log is read in sequence order, section by section. Each record must decode (checksum,
-//! sequence number equal to its position, known kind), its slot must come after the previous
-//! put's and lie in a value section that exists or in the buffer, and — for records after the
-//! sync mark whose value is in the buffer — the value must match `value_crc` (a
-//! key record can reach the disk before its value when power fails between syncs).
+//! The log is read in sequence order, section by section, from the first key section the sync
+//! mark keeps. Each record must decode (checksum, sequence number equal to its position, known
+//! kind). A record after the sync mark must also point into a value section that exists or
+//! that a bank of the buffer holds, and when its value is in a bank the value must match
+//! `value_crc` (a key record can reach the disk before its value when power fails between
+//! syncs). Records before the mark may point into sections garbage collection has removed
+//! since: only live records need their values, which open checks once the index is built.
 //!
 //! The first record that fails ends the log. If it lies before the sync mark (kept in the
 //! buffer: how many records were durable at the last sync), it was durable and acknowledged, so
@@ -34,8 +36,10 @@ pub(crate) struct Walk {
     pub(crate) log: Log,
     /// Sequence number of the first record that is not part of the log.
     pub(crate) end: u64,
-    /// Slot of the last valid put.
-    pub(crate) last_slot: Option<u32>,
+    /// Section and slot index of the last valid put.
+    pub(crate) last: Option<(u32, u32)>,
+    /// Where each value section's fill starts (see `usage`).
+    pub(crate) fills: Vec<(u64, u32)>,
     /// When the log ended at a damaged record (not at a never-written one): where and why.
     pub(crate) torn: Option<String>,
 }
@@ -52,7 +56,8 @@ pub(crate) fn walk(
     let s64 = u64::from(slots);
     let synced = buffer.mark.synced;
     let mut log = Log::with_capacity(sections.len().saturating_mul(slots as usize));
-    let mut last_slot: Option<u32> = None;
+    let mut last: Option<(u32, u32)> = None;
+    let mut fills: Vec<(u64, u32)> = Vec::new();
     let mut chunk = vec![0u8; CHUNK as usize * RECORD_SIZE];
     let mut value = [0u8; SLOT_SIZE];
     for (i, sec) in sections.iter().enumerate() {
@@ -71,7 +76,7 @@ pub(crate) fn walk(
                     Err(RecordError::Bad(why)) => Err(why),
                     Ok(rec) => {
                         let unsynced = seq >= synced;
-                        match check(&rec, unsynced, last_slot, slots, buffer, values, &mut value)? {
+                        match check(&rec, unsynced, slots, buffer, values, &mut value)? {
                             Some(why) => Err(why),
                             None => Ok(rec),
                         }
@@ -93,7 +98,8 @@ pub(crate) fn walk(
                         return Ok(Walk {
                             log,
                             end: seq,
-                            last_slot,
+                            last,
+                            fills,
                             torn: (why != NEVER_WRITTEN).then(|| {
                                 format!(
                                     "dropped the unsynced tail from {} offset {off}: {why}",
@@ -106,7 +112,11 @@ pub(crate) fn walk(
                 match rec.op {
                     Op::Put { slot, .. } => {
                         log.put(rec.key, seq);
-                        last_slot = Some(slot);
+                        let section = slot / slots;
+                        if fills.last().map(|f| f.1) != Some(section) {
+                            fills.push((seq, section));
+                        }
+                        last = Some((section, slot % slots));
                     }
                     Op::Delete => log.delete(rec.key, seq),
                 }
@@ -131,7 +141,8 @@ pub(crate) fn walk(
     Ok(Walk {
         log,
         end,
-        last_slot,
+        last,
+        fills,
         torn: None,
     })
 }
@@ -145,7 +156,6 @@ fn keys_name_of(n: u64) -> String {
 fn check(
     rec: &Record,
     unsynced: bool,
-    last_slot: Option<u32>,
     slots: u32,
     buffer: &Buffer,
     values: &Values,
@@ -159,39 +169,27 @@ fn check(
     else {
         return Ok(None);
     };
-    if last_slot.is_some_and(|last| slot <= last) {
-        return Ok(Some(format!(
-            "its slot {slot} does not follow the previous put's slot {}",
-            last_slot.unwrap_or_default()
-        )));
-    }
-    let (section, index) = (slot / slots, slot % slots);
-    if section > buffer.section {
-        return Ok(Some(format!(
-            "its slot {slot} is in value section {section}, past the one being filled ({}); \
-             value section {} is missing",
-            buffer.section,
-            values.path(buffer.section).display()
-        )));
-    }
-    if section < buffer.section {
-        return Ok((!values.has(section)).then(|| {
-            format!(
-                "its value section {} is missing",
-                values.path(section).display()
-            )
-        }));
-    }
     if !unsynced {
         return Ok(None);
     }
-    buffer.read(index, value)?;
+    let (section, index) = (slot / slots, slot % slots);
+    if values.has(section) {
+        return Ok(None);
+    }
+    let Some(bank) = buffer.banks.iter().position(|&b| b == Some(section)) else {
+        return Ok(Some(format!(
+            "its slot {slot} is in value section {section}, which neither exists ({}) nor is \
+             in the buffer",
+            values.path(section).display()
+        )));
+    };
+    buffer.read(bank, index, value)?;
     let got = value_crc(&value[..usize::from(len)]);
     Ok((got != want).then(|| {
         format!(
             "its value in {} at offset {} has checksum {got:08x}, the record says {want:08x}",
             buffer.path.display(),
-            Buffer::offset(index)
+            buffer.offset(bank, index)
         )
     }))
 }

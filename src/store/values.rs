@@ -14,7 +14,7 @@ use crate::format::{
 };
 use crate::io::{AlignedBuf, FileIo, Mode, Vfs};
 
-use super::buffer::Buffer;
+use super::buffer::Outbound;
 use super::header_error;
 
 /// The open value sections.
@@ -57,6 +57,42 @@ impl Slot {
         out.copy_from_slice(&block.bytes()[at..at + SLOT_SIZE]);
         Ok(())
     }
+}
+
+/// Writes a full bank out as value section `n` of `dir`: to a temporary file in one aligned
+/// write, fdatasync, rename, directory sync. Afterwards the section is durable; the returned
+/// handle reads it.
+pub(crate) fn write_file(
+    vfs: &dyn Vfs,
+    dir: &Path,
+    direct: bool,
+    n: u32,
+    out: &Outbound,
+) -> Result<(PathBuf, Arc<dyn FileIo>)> {
+    let path = dir.join(values_name(n));
+    let tmp = dir.join(format!("{}{TMP_SUFFIX}", values_name(n)));
+    let mode = Mode {
+        create: true,
+        write: true,
+        direct,
+    };
+    let file = open(vfs, &tmp, mode)?;
+    file.set_len(0).ctx("truncate", &tmp)?;
+    out.copy_to(&*file)?;
+    file.sync().ctx("fdatasync", &tmp)?;
+    vfs.rename(&tmp, &path).ctx("rename", &tmp)?;
+    vfs.sync_dir(dir).ctx("fsync", dir)?;
+    Ok((path, file))
+}
+
+/// Reads all of value section `file` (header page and slots) in one aligned read.
+pub(crate) fn read_all(path: &Path, file: &dyn FileIo, slots: u32) -> Result<AlignedBuf> {
+    let len = values_len(slots) as usize;
+    let a = file.align();
+    let mut buf = AlignedBuf::new(len, a.mem);
+    file.read_at(buf.bytes_mut(), 0)
+        .ctx("read value section", path)?;
+    Ok(buf)
 }
 
 /// Opens a value file, turning a refusal of `O_DIRECT` into a clear error.
@@ -127,31 +163,47 @@ impl Values {
         self.files.contains_key(&n)
     }
 
-    /// The highest section number.
-    pub(crate) fn last(&self) -> Option<u32> {
-        self.files.keys().next_back().copied()
+
+    /// Writes a full bank out as section `n` (see [`write_file`]); the caller registers the
+    /// file with [`insert`](Self::insert).
+    pub(crate) fn write(
+        &self,
+        vfs: &dyn Vfs,
+        n: u32,
+        out: &Outbound,
+    ) -> Result<(PathBuf, Arc<dyn FileIo>)> {
+        write_file(vfs, &self.dir, self.direct, n, out)
     }
 
-    /// Writes the full buffer out as section `buffer.section`: to a temporary file in one
-    /// aligned write, fdatasync, rename, directory sync. Afterwards the section is readable
-    /// here and durable.
-    pub(crate) fn flush(&mut self, vfs: &dyn Vfs, buffer: &Buffer) -> Result<()> {
-        let n = buffer.section;
-        let path = self.dir.join(values_name(n));
-        let tmp = self.dir.join(format!("{}{TMP_SUFFIX}", values_name(n)));
-        let mode = Mode {
-            create: true,
-            write: true,
-            direct: self.direct,
-        };
-        let file = open(vfs, &tmp, mode)?;
-        file.set_len(0).ctx("truncate", &tmp)?;
-        buffer.copy_out(&*file)?;
-        file.sync().ctx("fdatasync", &tmp)?;
-        vfs.rename(&tmp, &path).ctx("rename", &tmp)?;
-        vfs.sync_dir(&self.dir).ctx("fsync", &self.dir)?;
+    /// Registers section `n`, just written.
+    pub(crate) fn insert(&mut self, n: u32, path: PathBuf, file: Arc<dyn FileIo>) {
         self.files.insert(n, (path, file));
-        Ok(())
+    }
+
+    /// Removes section `n` (garbage collection moved its live values) and syncs the
+    /// directory, so that the number can be used again. Readers holding a [`Slot`] of it still
+    /// read the old file.
+    pub(crate) fn remove(&mut self, vfs: &dyn Vfs, n: u32) -> Result<()> {
+        let Some((path, _)) = self.files.remove(&n) else {
+            return Ok(());
+        };
+        vfs.remove(&path).ctx("remove", &path)?;
+        vfs.sync_dir(&self.dir).ctx("fsync", &self.dir)
+    }
+
+    /// The section numbers, in order.
+    pub(crate) fn sections(&self) -> impl Iterator<Item = u32> + '_ {
+        self.files.keys().copied()
+    }
+
+    /// The file of section `n`, to read whole.
+    pub(crate) fn file(&self, n: u32) -> Option<(PathBuf, Arc<dyn FileIo>)> {
+        self.files.get(&n).cloned()
+    }
+
+    /// What a background thread needs to write sections: the I/O layer is passed separately.
+    pub(crate) fn place(&self) -> (PathBuf, bool) {
+        (self.dir.clone(), self.direct)
     }
 
     /// A handle on slot `index` of section `n`, to read without holding the store's lock

@@ -1,35 +1,31 @@
-//! The write path: put, delete, the buffer flush, sync, and poisoning after a failed sync.
+//! The write path of a shard: put, delete, and moving on to a new bank when one is full.
+//!
+//! A put copies its value into the next slot of the active bank, then writes its key record
+//! into the key section; both are stores into shared maps, so they survive a process crash as
+//! soon as the put returns. When the active bank is full, the put hands it to the background
+//! writer and moves on to the other bank — unless that one is still being written out, in
+//! which case the put waits ([`Step::Wait`]). The new bank's header page names the section it
+//! now holds before any value goes in: the lowest section number not in use, since garbage
+//! collection frees numbers.
 
-use super::{Inner, Section};
+use super::shard::{Inner, Job};
 use crate::error::{Context, Error, Result};
-use crate::format::{MAX_SLOTS, Op, Record, record::value_crc};
+use crate::format::{BANKS, MAX_SLOTS, Op, Record, record::value_crc};
 use crate::key::{Key, VALUE_MAX};
 
+use super::keys::Section;
+
+/// What a write step did.
+#[derive(Debug)]
+pub(crate) enum Step<T> {
+    /// Done, with the record written.
+    Done(T, u64),
+    /// Both banks are busy: wait for a write-out to finish, then try again.
+    Wait,
+}
+
 impl Inner {
-    fn writable(&self) -> Result<()> {
-        match &self.failed {
-            None => Ok(()),
-            Some((op, path, why)) => Err(Error::Failed {
-                op,
-                path: path.clone(),
-                why: why.clone(),
-            }),
-        }
-    }
-
-    /// Runs a step that syncs: if a sync fails, the kernel may have dropped the data it held,
-    /// so the store is poisoned.
-    fn guard<T>(&mut self, step: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        let r = step(self);
-        if let Err(Error::Io { op, path, source }) = &r
-            && matches!(*op, "fdatasync" | "msync" | "fsync")
-        {
-            self.failed = Some((op, path.clone(), source.to_string()));
-        }
-        r
-    }
-
-    pub(super) fn put(&mut self, key: Key, value: &[u8]) -> Result<()> {
+    pub(crate) fn put(&mut self, key: Key, value: &[u8]) -> Result<Step<()>> {
         self.writable()?;
         if value.len() > VALUE_MAX {
             return Err(Error::ValueTooLong {
@@ -37,17 +33,18 @@ impl Inner {
                 max: VALUE_MAX,
             });
         }
-        if self.next_slot >= MAX_SLOTS {
-            return Err(Error::Full {
-                what: "value slots",
-                limit: MAX_SLOTS,
-            });
+        if self.fill >= self.slots && !self.advance()? {
+            return Ok(Step::Wait);
         }
-        let slot = self.next_slot as u32;
-        let (section, index) = (slot / self.slots, slot % self.slots);
-        if section != self.buffer.section {
-            self.guard(|s| s.flush(section))?;
-        }
+        let Some(section) = self.buffer.banks[self.active] else {
+            return Err(Error::corrupt(
+                &self.buffer.path,
+                0,
+                "the active bank holds no section",
+            ));
+        };
+        let index = self.fill;
+        let slot = section * self.slots + index;
         let seq = self.next_seq;
         let rec = Record {
             key,
@@ -59,19 +56,25 @@ impl Inner {
             },
         };
         let (sec, at) = self.section_for(seq)?;
-        self.buffer.write(index, value)?;
+        self.buffer.write(self.active, index, value)?;
         self.keys[sec].write(at, &rec.encode())?;
-        self.index.insert(key, seq);
+        if let Some(old) = self.index.insert(key, seq) {
+            self.usage.kill(old);
+        }
+        self.usage.put(seq, section);
+        let d = &mut self.dirty[self.active];
+        *d = Some(d.map_or((index, index + 1), |(lo, _)| (lo, index + 1)));
         self.next_seq += 1;
-        self.next_slot += 1;
-        Ok(())
+        self.fill += 1;
+        Ok(Step::Done((), seq))
     }
 
-    pub(super) fn delete(&mut self, key: Key) -> Result<bool> {
+    /// Deletes `key`: whether it existed, and the record written (if any).
+    pub(crate) fn delete(&mut self, key: Key) -> Result<(bool, u64)> {
         self.writable()?;
-        if self.index.get(key).is_none() {
-            return Ok(false);
-        }
+        let Some(old) = self.index.get(key) else {
+            return Ok((false, 0));
+        };
         let seq = self.next_seq;
         let rec = Record {
             key,
@@ -81,12 +84,14 @@ impl Inner {
         let (sec, at) = self.section_for(seq)?;
         self.keys[sec].write(at, &rec.encode())?;
         self.index.remove(key);
+        self.usage.kill(old);
+        self.usage.delete(seq);
         self.next_seq += 1;
-        Ok(true)
+        Ok((true, seq))
     }
 
-    /// Like [`locate`](Self::locate), creating the section when `seq` starts a new one.
-    pub(super) fn section_for(&mut self, seq: u64) -> Result<(usize, u32)> {
+    /// Like [`locate`](Self::locate), creating the key section when `seq` starts a new one.
+    pub(crate) fn section_for(&mut self, seq: u64) -> Result<(usize, u32)> {
         let s = u64::from(self.slots);
         let want = seq / s;
         let have = u64::from(self.first) + self.keys.len() as u64;
@@ -98,41 +103,75 @@ impl Inner {
                 });
             };
             let section = Section::create(&*self.vfs, &self.dir, n, self.slots)?;
-            self.vfs.sync_dir(&self.dir).ctx("fsync", &self.dir)?;
+            let r = self.vfs.sync_dir(&self.dir).ctx("fsync", &self.dir);
+            self.guard(r)?;
             self.keys.push(section);
         }
         self.locate(seq)
     }
 
-    /// Writes the full buffer out as a value section and moves the buffer on to `next`.
-    pub(super) fn flush(&mut self, next: u32) -> Result<()> {
-        self.values.flush(&*self.vfs, &self.buffer)?;
-        self.buffer.reset(next)
+    /// Moves puts on to the other bank: hands the full one to the background writer (when
+    /// its section is not written out yet) and gives the other a new section. `false` when
+    /// the other bank is still being written out.
+    fn advance(&mut self) -> Result<bool> {
+        let full = self.active;
+        let next = (full + 1) % BANKS;
+        if self.flushing[next] {
+            return Ok(false);
+        }
+        let n = self.free_section()?;
+        let r = self.buffer.reset(next, n);
+        self.guard(r)?;
+        self.usage.track(n);
+        if let Some(s) = self.buffer.banks[full]
+            && !self.values.has(s)
+            && self.fill > 0
+        {
+            self.flushing[full] = true;
+            let job = Job {
+                shard: self.id,
+                bank: full,
+            };
+            let sent = self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok());
+            if !sent {
+                let r = self.write_out(full);
+                self.flushing[full] = false;
+                r?;
+            }
+        }
+        self.active = next;
+        self.fill = 0;
+        Ok(true)
     }
 
-    pub(super) fn sync(&mut self) -> Result<()> {
-        self.writable()?;
-        self.guard(Self::sync_steps)
-    }
-
-    fn sync_steps(&mut self) -> Result<()> {
-        let s = u64::from(self.slots);
-        let base = u64::from(self.buffer.section) * s;
-        let used = self.next_slot.saturating_sub(base).min(s) as u32;
-        self.buffer.sync(used)?;
-        if self.next_seq == self.synced_seq {
+    /// Writes bank `bank` out to its value section here and now (recovery, or no background
+    /// writer), and registers the file.
+    pub(crate) fn write_out(&mut self, bank: usize) -> Result<()> {
+        let Some(n) = self.buffer.banks[bank] else {
             return Ok(());
-        }
-        let (from, to) = (self.synced_seq, self.next_seq);
-        for n in (from / s)..=((to - 1) / s) {
-            let (sec, _) = self.locate(n * s)?;
-            let a = from.saturating_sub(n * s).min(s) as u32;
-            let b = (to - n * s).min(s) as u32;
-            self.keys[sec].flush(a, b)?;
-        }
-        self.generation += 1;
-        self.buffer.set_mark(self.generation, to)?;
-        self.synced_seq = to;
+        };
+        let out = self.buffer.outbound(bank);
+        let r = self.values.write(&*self.vfs, n, &out);
+        let (path, file) = self.guard(r)?;
+        self.values.insert(n, path, file);
+        self.counters.flushes += 1;
         Ok(())
+    }
+
+    /// The lowest value section number in use by neither a value file nor a bank.
+    fn free_section(&self) -> Result<u32> {
+        let limit = MAX_SLOTS / u64::from(self.slots);
+        let mut n: u64 = 0;
+        while n < limit {
+            let c = n as u32;
+            if !self.values.has(c) && !self.buffer.banks.contains(&Some(c)) {
+                return Ok(c);
+            }
+            n += 1;
+        }
+        Err(Error::Full {
+            what: "value slots",
+            limit: MAX_SLOTS,
+        })
     }
 }

@@ -143,9 +143,9 @@ impl FileIo for SimFile {
         Ok(())
     }
 
-    fn map(&self) -> io::Result<Box<dyn Map>> {
+    fn map(&self) -> io::Result<Arc<dyn Map>> {
         let len = lock(&self.node).live.len();
-        Ok(Box::new(SimMap {
+        Ok(Arc::new(SimMap {
             fs: self.fs.clone(),
             node: self.node.clone(),
             len,
@@ -185,7 +185,7 @@ impl Map for SimMap {
         Ok(())
     }
 
-    fn write(&mut self, off: usize, buf: &[u8]) -> io::Result<()> {
+    fn write(&self, off: usize, buf: &[u8]) -> io::Result<()> {
         let r = range(off, buf.len(), self.len)?;
         let mut d = lock(&self.node);
         let dst = d

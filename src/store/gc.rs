@@ -1,0 +1,227 @@
+//! Garbage collection: reclaiming the space of overwritten and deleted values and records.
+//!
+//! **Value sections.** When a shard's value files hold more than [`SPACE_LIMIT`] times its
+//! live values, the section with the fewest live values is collected: it is read whole (one
+//! direct read), the records of its latest fill are scanned for those the index still names,
+//! and each such value is put again (a normal put: new slot, new record, same value). Then the
+//! shard is synced, and only then is the `.v` file removed (and the directory synced), so a
+//! crash at any point leaves either the old value or the moved one reachable, never neither.
+//! The section number is then free for a new fill.
+//!
+//! **Key sections.** The first key section is removed once none of its records is live: the
+//! shard syncs with a mark that names the next section as first, then removes the file (a
+//! crash in between leaves a file that open removes). When the first section holds few live
+//! records but pins many sections behind it, its live records are moved (their values put
+//! again) so it can go: open time follows the live keys, not the history.
+//!
+//! Work is done in small steps ([`Shard::gc_step`]), each taking the shard's lock only for
+//! memory work, so puts and gets go on meanwhile.
+
+use crate::error::{Error, Result};
+use crate::format::{Op, PAGE, RECORD_SIZE, Record, SLOT_SIZE, record::value_crc};
+use crate::key::Key;
+
+use super::shard::Shard;
+use super::values;
+
+/// Value files may hold this many times the live values before collection starts.
+pub(crate) const SPACE_LIMIT: f64 = 1.2;
+/// Records scanned per lock hold.
+const CHUNK: u64 = 1024;
+
+/// A live record found by a scan: key, record, slot index, length, value checksum.
+type Found = (Key, u64, u32, u16, u32);
+
+impl Shard {
+    /// Does one unit of collection, if any is due; returns whether it did.
+    pub(crate) fn gc_step(&self) -> Result<bool> {
+        if self.drop_first_keys()? {
+            return Ok(true);
+        }
+        if let Some(n) = self.victim() {
+            self.collect_section(n)?;
+            return Ok(true);
+        }
+        self.compact_keys()
+    }
+
+    /// Runs collection until nothing is due.
+    pub(crate) fn gc(&self) -> Result<()> {
+        while self.gc_step()? {}
+        Ok(())
+    }
+
+    /// The value section to collect, if the shard's value files are over the limit.
+    fn victim(&self) -> Option<u32> {
+        let g = self.lock();
+        let i = &g.inner;
+        if i.failed.is_some() {
+            return None;
+        }
+        let on_disk: Vec<(u32, u32)> = i
+            .values
+            .sections()
+            .filter(|n| !i.buffer.banks.contains(&Some(*n)) && !i.gc_skip.contains(n))
+            .map(|n| (n, i.usage.live(n)))
+            .collect();
+        let live: u64 = on_disk.iter().map(|&(_, c)| u64::from(c)).sum();
+        let space = on_disk.len() as u64 * u64::from(i.slots);
+        if (space as f64) <= live as f64 * SPACE_LIMIT + f64::from(i.slots) {
+            return None;
+        }
+        on_disk
+            .into_iter()
+            .filter(|&(_, c)| c < i.slots)
+            .min_by_key(|&(_, c)| c)
+            .map(|(n, _)| n)
+    }
+
+    /// Moves the live values out of section `n`, syncs, and removes it.
+    fn collect_section(&self, n: u32) -> Result<()> {
+        let (window, file) = {
+            let g = self.lock();
+            let window = g.inner.usage.window(n, g.inner.next_seq);
+            (window, g.inner.values.file(n))
+        };
+        let (Some(window), Some((path, file))) = (window, file) else {
+            self.skip(n);
+            return Ok(());
+        };
+        let slots = self.lock().inner.slots;
+        let data = values::read_all(&path, &*file, slots)?;
+        let bytes = data.bytes();
+        let mut moved = 0u64;
+        let mut at = window.start;
+        while at < window.end {
+            let to = (at + CHUNK).min(window.end);
+            for (key, seq, index, len, want) in self.live_in(at..to, Some(n))? {
+                let off = PAGE + index as usize * SLOT_SIZE;
+                let value = &bytes[off..off + usize::from(len)];
+                let got = value_crc(value);
+                if got != want {
+                    return Err(Error::corrupt(
+                        &path,
+                        off as u64,
+                        format!("value of {key:?} has checksum {got:08x}, its record {seq} says {want:08x}"),
+                    ));
+                }
+                moved += u64::from(self.relocate(key, seq, value)?);
+            }
+            at = to;
+        }
+        self.sync()?;
+        let mut g = self.lock();
+        g.inner.counters.gc_moved += moved;
+        if g.inner.usage.live(n) > 0 {
+            // Some live value was not found in the section's fill: leave the section alone.
+            tracing::warn!(
+                "garbage collection left {}: {} live values not found in its records",
+                path.display(),
+                g.inner.usage.live(n)
+            );
+            g.inner.gc_skip.insert(n);
+            return Ok(());
+        }
+        let vfs = g.inner.vfs.clone();
+        g.inner.values.remove(&*vfs, n)?;
+        g.inner.usage.forget(n);
+        g.inner.counters.gc_sections += 1;
+        Ok(())
+    }
+
+    fn skip(&self, n: u32) {
+        self.lock().inner.gc_skip.insert(n);
+    }
+
+    /// The live put records among records `range` (those into value section `only`, if
+    /// given). Records of removed key sections are skipped: none of them was live.
+    fn live_in(&self, range: std::ops::Range<u64>, only: Option<u32>) -> Result<Vec<Found>> {
+        let g = self.lock();
+        let i = &g.inner;
+        let mut found = Vec::new();
+        for seq in range {
+            let Ok((sec, at)) = i.locate(seq) else {
+                continue;
+            };
+            let mut raw = [0u8; RECORD_SIZE];
+            i.keys[sec].read_raw(at, &mut raw)?;
+            let Ok(rec) = Record::decode(&raw, seq) else {
+                continue;
+            };
+            let Op::Put {
+                slot,
+                len,
+                value_crc,
+            } = rec.op
+            else {
+                continue;
+            };
+            if only.is_some_and(|n| slot / i.slots != n) || i.index.get(rec.key) != Some(seq) {
+                continue;
+            }
+            found.push((rec.key, seq, slot % i.slots, len, value_crc));
+        }
+        Ok(found)
+    }
+
+    /// Removes the first key section when none of its records is live.
+    fn drop_first_keys(&self) -> Result<bool> {
+        let held = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+        let next = {
+            let g = self.lock();
+            let i = &g.inner;
+            if i.failed.is_some() || i.keys.len() < 2 || i.usage.first_live() > 0 {
+                return Ok(false);
+            }
+            i.first + 1
+        };
+        self.sync_locked(&held, Some(next))?;
+        let mut g = self.lock();
+        let section = g.inner.keys.remove(0);
+        g.inner.first = next;
+        g.inner.usage.drop_first();
+        g.inner.counters.gc_key_sections += 1;
+        let (vfs, dir) = (g.inner.vfs.clone(), g.inner.dir.clone());
+        drop(g);
+        vfs.remove(&section.path)
+            .map_err(|e| Error::io("remove", &section.path, e))?;
+        vfs.sync_dir(&dir).map_err(|e| Error::io("fsync", &dir, e))?;
+        Ok(true)
+    }
+
+    /// Moves the live records out of the first key section when it holds few but pins many
+    /// sections behind it; returns whether it moved any.
+    fn compact_keys(&self) -> Result<bool> {
+        let range = {
+            let g = self.lock();
+            let i = &g.inner;
+            let s = u64::from(i.slots);
+            let live = i.usage.first_live();
+            let pinned = i.keys.len() > 2 && i.usage.live_records() * 2 < i.keys.len() as u64 * s;
+            if i.failed.is_some() || live == 0 || live > i.slots / 4 || !pinned {
+                return Ok(false);
+            }
+            let start = u64::from(i.first) * s;
+            start..start + s
+        };
+        let mut moved = 0u64;
+        let mut at = range.start;
+        while at < range.end {
+            let to = (at + CHUNK).min(range.end);
+            for (key, seq, ..) in self.live_in(at..to, None)? {
+                let fetch = {
+                    let g = self.lock();
+                    if g.inner.index.get(key) != Some(seq) {
+                        continue;
+                    }
+                    g.inner.fetch(key, seq)?
+                };
+                let value = fetch.finish()?;
+                moved += u64::from(self.relocate(key, seq, &value)?);
+            }
+            at = to;
+        }
+        self.lock().inner.counters.gc_moved += moved;
+        Ok(moved > 0)
+    }
+}

@@ -1,0 +1,264 @@
+//! One shard: its files, index and cache behind one lock, and the waits around that lock.
+//!
+//! A shard's state (key sections, buffer, value sections, index, usage, cache) sits behind a
+//! mutex held only for memory work: index and map updates, never a disk wait. Disk waits
+//! happen outside it: direct reads of values (see [`read`](super::read)), the background
+//! write-out of a full bank (see [`flush`](super::flush)), and syncs (see [`sync`](super::sync)).
+//! A put that finds both banks busy waits on [`Shard::freed`] for the write-out to finish.
+
+use std::any::Any;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use crossbeam_channel::Sender;
+
+use crate::error::{Error, Result};
+use crate::format::BANKS;
+use crate::io::Vfs;
+use crate::key::{Key, Value};
+use crate::options::Durability;
+
+use super::buffer::Buffer;
+use super::cache::Cache;
+use super::index::Index;
+use super::keys::Section;
+use super::read::Fetch;
+use super::usage::Usage;
+use super::values::Values;
+use super::write::Step;
+
+/// A bank's write-out, for the background thread: shard number and bank.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Job {
+    pub(crate) shard: usize,
+    pub(crate) bank: usize,
+}
+
+/// One shard of a store.
+#[derive(Debug)]
+pub(crate) struct Shard {
+    state: Mutex<State>,
+    /// Signalled when a bank's write-out ends (done or failed).
+    pub(crate) freed: Condvar,
+    /// Held by the thread that syncs; the others wait for it (group commit).
+    pub(crate) syncing: Mutex<()>,
+    /// Records below this are durable.
+    pub(crate) synced: AtomicU64,
+}
+
+/// What the shard's lock guards. A value in `cache` is always the value of the record
+/// `inner`'s index names for its key.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) inner: Inner,
+    pub(crate) cache: Cache,
+}
+
+/// Counters shown in [`Stats`](super::Stats).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counters {
+    /// Banks written out to value sections.
+    pub(crate) flushes: u64,
+    /// Puts that waited for a bank's write-out.
+    pub(crate) stalls: u64,
+    /// Syncs done (each may cover many writers' records).
+    pub(crate) syncs: u64,
+    /// Value sections garbage collection removed.
+    pub(crate) gc_sections: u64,
+    /// Values garbage collection moved.
+    pub(crate) gc_moved: u64,
+    /// Key sections garbage collection removed.
+    pub(crate) gc_key_sections: u64,
+}
+
+/// A shard's files and in-memory state.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) id: usize,
+    pub(crate) dir: PathBuf,
+    pub(crate) vfs: Arc<dyn Vfs>,
+    /// Held by the store as a whole; shards of a store opened on its own keep theirs here.
+    pub(crate) _lock: Option<Box<dyn Any + Send + Sync>>,
+    pub(crate) slots: u32,
+    /// Key sections, the first numbered `first`.
+    pub(crate) keys: Vec<Section>,
+    pub(crate) first: u32,
+    pub(crate) buffer: Buffer,
+    /// The bank puts fill.
+    pub(crate) active: usize,
+    /// Next free slot index in the active bank (`slots` when full or when it holds no section).
+    pub(crate) fill: u32,
+    /// Banks being written out.
+    pub(crate) flushing: [bool; BANKS],
+    /// Per bank, slot indexes written since the last sync plan.
+    pub(crate) dirty: [Option<(u32, u32)>; BANKS],
+    pub(crate) values: Values,
+    pub(crate) index: Index,
+    pub(crate) usage: Usage,
+    /// Next record number.
+    pub(crate) next_seq: u64,
+    /// Records below this are durable.
+    pub(crate) synced_seq: u64,
+    /// Generation of the last sync mark.
+    pub(crate) generation: u64,
+    /// Where write-outs go.
+    pub(crate) jobs: Option<Sender<Job>>,
+    /// What recovery dropped at open, if the log ended at a damaged record.
+    pub(crate) torn: Option<String>,
+    /// Set by a failed sync or write-out: (operation, file, error).
+    pub(crate) failed: Option<(&'static str, PathBuf, String)>,
+    pub(crate) counters: Counters,
+    /// Value sections garbage collection gave up on (see `gc`).
+    pub(crate) gc_skip: std::collections::BTreeSet<u32>,
+}
+
+impl Inner {
+    /// The key section index and record index of `seq`, if its section is kept.
+    pub(crate) fn locate(&self, seq: u64) -> Result<(usize, u32)> {
+        let s = u64::from(self.slots);
+        let sec = (seq / s).checked_sub(u64::from(self.first));
+        match sec {
+            Some(sec) if (sec as usize) < self.keys.len() => Ok((sec as usize, (seq % s) as u32)),
+            _ => Err(Error::corrupt(
+                &self.dir,
+                0,
+                format!("record {seq} is outside the key sections"),
+            )),
+        }
+    }
+
+    /// Refuses writes after a failed sync or write-out.
+    pub(crate) fn writable(&self) -> Result<()> {
+        match &self.failed {
+            None => Ok(()),
+            Some((op, path, why)) => Err(Error::Failed {
+                op,
+                path: path.clone(),
+                why: why.clone(),
+            }),
+        }
+    }
+
+    /// Poisons the shard if `r` is a failed sync: the kernel may have dropped the data it held.
+    pub(crate) fn guard<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(Error::Io { op, path, source }) = &r
+            && matches!(*op, "fdatasync" | "msync" | "fsync")
+        {
+            self.failed = Some((op, path.clone(), source.to_string()));
+        }
+        r
+    }
+}
+
+impl Shard {
+    pub(crate) fn new(inner: Inner, cache: Cache) -> Shard {
+        let synced = AtomicU64::new(inner.synced_seq);
+        Shard {
+            state: Mutex::new(State { inner, cache }),
+            freed: Condvar::new(),
+            syncing: Mutex::new(()),
+            synced,
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way the
+        // checksums would not catch, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs a write step, waiting while both banks are busy.
+    fn write<T>(
+        &self,
+        mut step: impl FnMut(&mut State) -> Result<Step<T>>,
+    ) -> Result<(T, u64, MutexGuard<'_, State>)> {
+        let mut g = self.lock();
+        loop {
+            match step(&mut g)? {
+                Step::Done(t, seq) => return Ok((t, seq, g)),
+                Step::Wait => {
+                    g.inner.counters.stalls += 1;
+                    g = self.freed.wait(g).unwrap_or_else(|p| p.into_inner());
+                }
+            }
+        }
+    }
+
+    /// Inserts or overwrites `key`; with `durability` [`Always`](Durability::Always) returns
+    /// once the put is durable.
+    pub(crate) fn put(&self, key: Key, value: &[u8], durability: Durability) -> Result<()> {
+        let ((), seq, g) = self.write(|s| {
+            let step = s.inner.put(key, value)?;
+            if let Step::Done(..) = step {
+                s.cache.write(key, value);
+            }
+            Ok(step)
+        })?;
+        drop(g);
+        if durability == Durability::Always {
+            self.sync_to(seq + 1)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `key`; returns whether it existed.
+    pub(crate) fn delete(&self, key: Key, durability: Durability) -> Result<bool> {
+        let (existed, seq, g) = {
+            let mut g = self.lock();
+            let (existed, seq) = g.inner.delete(key)?;
+            g.cache.remove(key);
+            (existed, seq, g)
+        };
+        drop(g);
+        if existed && durability == Durability::Always {
+            self.sync_to(seq + 1)?;
+        }
+        Ok(existed)
+    }
+
+    /// Moves the value of `key` to a new slot if record `seq` still holds it (garbage
+    /// collection); returns whether it moved.
+    pub(crate) fn relocate(&self, key: Key, seq: u64, value: &[u8]) -> Result<bool> {
+        let (moved, _, _g) = self.write(|s| {
+            if s.inner.index.get(key) != Some(seq) {
+                return Ok(Step::Done(false, seq));
+            }
+            Ok(match s.inner.put(key, value)? {
+                Step::Done((), seq) => Step::Done(true, seq),
+                Step::Wait => Step::Wait,
+            })
+        })?;
+        Ok(moved)
+    }
+
+    /// First half of a get: the answer, or the read to do outside the lock.
+    pub(crate) fn lookup(&self, key: Key) -> Result<std::result::Result<Option<Value>, Fetch>> {
+        let mut g = self.lock();
+        if let Some(value) = g.cache.get(key) {
+            return Ok(Ok(Some(value)));
+        }
+        let Some(seq) = g.inner.index.get(key) else {
+            return Ok(Ok(None));
+        };
+        let fetch = g.inner.fetch(key, seq)?;
+        if fetch.reads_disk() {
+            return Ok(Err(fetch));
+        }
+        let value = fetch.finish()?;
+        g.cache.insert(key, &value);
+        Ok(Ok(Some(value)))
+    }
+
+    /// Second half of a get: reads and checks the value without the lock, then caches it
+    /// unless a put or delete of the key came in between.
+    pub(crate) fn read(&self, fetch: Fetch) -> Result<Value> {
+        let (key, seq) = (fetch.key, fetch.seq);
+        let value = fetch.finish()?;
+        let mut g = self.lock();
+        if g.inner.index.get(key) == Some(seq) {
+            g.cache.insert(key, &value);
+        }
+        Ok(value)
+    }
+}

@@ -1,0 +1,161 @@
+//! Syncing a shard, with group commit.
+//!
+//! A sync makes every record written before it durable, in this order: the values those
+//! records point at (slots of the banks written since the last sync), then the key records,
+//! then the sync mark that says how many records are durable. A key record thus never
+//! becomes durable-and-marked before its value. The disk waits happen outside the shard's
+//! lock: the lock is taken only to capture what to flush (a *plan*) and to record the result,
+//! so puts go on meanwhile.
+//!
+//! One thread syncs at a time (it holds [`Shard::syncing`]). A writer that needs its record
+//! durable (durability `always`) takes that lock in turn; if a sync that started after its
+//! put covered it meanwhile, it returns at once. So while one sync waits on the disk, the
+//! writers that arrive queue up and the next sync covers all of them: group commit.
+//!
+//! Any failed msync poisons the shard: the kernel may have dropped the pages, so further
+//! writes are refused until reopen.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
+
+use crate::error::{Context, Result};
+use crate::format::Mark;
+use crate::io::Map;
+
+use super::buffer::MarkWriter;
+use super::shard::{Inner, Shard};
+
+/// A range of a map to make durable.
+#[derive(Debug)]
+pub(crate) struct Span {
+    pub(crate) map: Arc<dyn Map>,
+    pub(crate) path: PathBuf,
+    pub(crate) off: usize,
+    pub(crate) len: usize,
+}
+
+impl Span {
+    /// msyncs the range.
+    pub(crate) fn flush(&self) -> Result<()> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        self.map
+            .flush(self.off, self.len)
+            .ctx("msync", &self.path)
+    }
+}
+
+/// What one sync flushes, captured under the lock.
+#[derive(Debug)]
+struct Plan {
+    spans: Vec<Span>,
+    mark: Mark,
+    writer: MarkWriter,
+}
+
+impl Inner {
+    /// Captures what a sync must flush, with the mark that ends it (keeping key sections from
+    /// `first`); `None` when nothing changed since the last sync.
+    fn plan(&mut self, first: u32) -> Result<Option<Plan>> {
+        let to = self.next_seq;
+        let mut spans = Vec::new();
+        for (bank, dirty) in self.dirty.iter_mut().enumerate() {
+            if let Some((lo, hi)) = dirty.take() {
+                spans.push(self.buffer.span(bank, lo, hi));
+            }
+        }
+        if to == self.synced_seq && first == self.buffer.mark.first {
+            return Ok(None);
+        }
+        let (from, s) = (self.synced_seq, u64::from(self.slots));
+        if to > from {
+            for n in (from / s)..=((to - 1) / s) {
+                let (sec, _) = self.locate(n * s)?;
+                let a = from.saturating_sub(n * s).min(s) as u32;
+                let b = (to - n * s).min(s) as u32;
+                spans.push(self.keys[sec].span(a, b));
+            }
+        }
+        let mark = Mark {
+            generation: self.generation + 1,
+            synced: to,
+            first,
+        };
+        Ok(Some(Plan {
+            spans,
+            mark,
+            writer: self.buffer.mark_writer(),
+        }))
+    }
+}
+
+impl Inner {
+    /// Syncs with the lock held (at open, before the shard is shared).
+    pub(crate) fn sync_inline(&mut self) -> Result<()> {
+        let Some(plan) = self.plan(self.buffer.mark.first)? else {
+            return Ok(());
+        };
+        let r = plan
+            .spans
+            .iter()
+            .try_for_each(Span::flush)
+            .and_then(|()| plan.writer.write(plan.mark));
+        self.guard(r)?;
+        self.done(plan.mark);
+        Ok(())
+    }
+
+    fn done(&mut self, mark: Mark) {
+        self.buffer.marked(mark);
+        self.synced_seq = mark.synced;
+        self.generation = mark.generation;
+        self.counters.syncs += 1;
+    }
+}
+
+impl Shard {
+    /// Makes every earlier put and delete of this shard durable.
+    pub(crate) fn sync(&self) -> Result<()> {
+        let to = self.lock().inner.next_seq;
+        self.sync_to(to)
+    }
+
+    /// Makes records below `to` durable, sharing the sync with other writers.
+    pub(crate) fn sync_to(&self, to: u64) -> Result<()> {
+        if self.synced.load(Ordering::Acquire) >= to {
+            return Ok(());
+        }
+        let guard = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
+        if self.synced.load(Ordering::Acquire) >= to {
+            return Ok(());
+        }
+        self.sync_locked(&guard, None)
+    }
+
+    /// Syncs everything written so far; with `first`, the mark also says that key sections
+    /// below it are gone. The caller holds [`syncing`](Shard::syncing).
+    pub(crate) fn sync_locked(&self, _held: &MutexGuard<'_, ()>, first: Option<u32>) -> Result<()> {
+        let plan = {
+            let mut g = self.lock();
+            g.inner.writable()?;
+            let first = first.unwrap_or(g.inner.buffer.mark.first);
+            g.inner.plan(first)?
+        };
+        let Some(plan) = plan else {
+            return Ok(());
+        };
+        let r = plan
+            .spans
+            .iter()
+            .try_for_each(Span::flush)
+            .and_then(|()| plan.writer.write(plan.mark));
+        let mut g = self.lock();
+        g.inner.guard(r)?;
+        g.inner.done(plan.mark);
+        drop(g);
+        self.synced.store(plan.mark.synced, Ordering::Release);
+        Ok(())
+    }
+}

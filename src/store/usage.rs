@@ -1,0 +1,203 @@
+//! What garbage collection needs to know: how many live values each value section holds, how
+//! many live records each key section holds, and which records wrote into which section.
+//!
+//! A bank fills one section at a time, so every put from the first into a section up to the
+//! first into the next one wrote into that section: a short list of *fills* — (first record,
+//! section) — maps any record to its value section without reading the record. Garbage
+//! collection moves a section's live values by scanning just the records of its latest fill.
+//! All of it lives in memory; open rebuilds it from the log and the index.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
+
+/// Live counts and fills of one shard.
+#[derive(Debug, Default)]
+pub(crate) struct Usage {
+    slots: u32,
+    /// (first record, section), by record: from that record on, puts went to that section.
+    fills: Vec<(u64, u32)>,
+    /// Live values per value section (sections in a bank included).
+    live: BTreeMap<u32, u32>,
+    /// Live records per key section, from key section `first`.
+    klive: VecDeque<u32>,
+    first: u32,
+}
+
+impl Usage {
+    /// Usage of a log whose first key section is `first`, from the fills the walk found.
+    pub(crate) fn new(slots: u32, first: u32, fills: Vec<(u64, u32)>) -> Usage {
+        Usage {
+            slots,
+            fills,
+            first,
+            ..Usage::default()
+        }
+    }
+
+    /// Counts the live records, given their sequence numbers in any order.
+    pub(crate) fn count(&mut self, seqs: impl Iterator<Item = u64>) {
+        let mut seqs: Vec<u64> = seqs.collect();
+        radsort::sort(&mut seqs);
+        let mut at = 0;
+        for seq in seqs {
+            while at + 1 < self.fills.len() && self.fills[at + 1].0 <= seq {
+                at += 1;
+            }
+            if let Some(&(start, section)) = self.fills.get(at)
+                && start <= seq
+            {
+                *self.live.entry(section).or_default() += 1;
+            }
+            self.count_key(seq, 1);
+        }
+    }
+
+    fn count_key(&mut self, seq: u64, add: i64) {
+        let n = seq / u64::from(self.slots);
+        let Some(i) = n.checked_sub(u64::from(self.first)) else {
+            return;
+        };
+        let i = i as usize;
+        if self.klive.len() <= i {
+            self.klive.resize(i + 1, 0);
+        }
+        let c = &mut self.klive[i];
+        *c = (i64::from(*c) + add).max(0) as u32;
+    }
+
+    /// The value section record `seq` wrote into, if it was a put.
+    pub(crate) fn section_of(&self, seq: u64) -> Option<u32> {
+        let i = self.fills.partition_point(|f| f.0 <= seq);
+        i.checked_sub(1).map(|i| self.fills[i].1)
+    }
+
+    /// Notes a put by record `seq` into `section`.
+    pub(crate) fn put(&mut self, seq: u64, section: u32) {
+        if self.fills.last().map(|f| f.1) != Some(section) {
+            self.fills.push((seq, section));
+        }
+        *self.live.entry(section).or_default() += 1;
+        self.count_key(seq, 1);
+    }
+
+    /// Notes a delete record `seq`: it is dead as soon as written (nothing points at it).
+    pub(crate) fn delete(&mut self, seq: u64) {
+        self.count_key(seq, 0);
+    }
+
+    /// Notes that put record `seq` is no longer live (overwritten or deleted).
+    pub(crate) fn kill(&mut self, seq: u64) {
+        if let Some(section) = self.section_of(seq)
+            && let Some(c) = self.live.get_mut(&section)
+        {
+            *c = c.saturating_sub(1);
+        }
+        self.count_key(seq, -1);
+    }
+
+    /// Live values in `section`.
+    pub(crate) fn live(&self, section: u32) -> u32 {
+        self.live.get(&section).copied().unwrap_or(0)
+    }
+
+    /// Forgets `section` (its file is gone).
+    pub(crate) fn forget(&mut self, section: u32) {
+        self.live.remove(&section);
+    }
+
+    /// Makes sure `section` is counted (as a section that exists) even with no live value.
+    pub(crate) fn track(&mut self, section: u32) {
+        self.live.entry(section).or_default();
+    }
+
+    /// A section with live values that `exists` denies, with its count.
+    pub(crate) fn missing(&self, exists: impl Fn(u32) -> bool) -> Option<(u32, u32)> {
+        self.live
+            .iter()
+            .find(|&(&n, &c)| c > 0 && !exists(n))
+            .map(|(&n, &c)| (n, c))
+    }
+
+    /// Total live values.
+    pub(crate) fn live_values(&self) -> u64 {
+        self.live.values().map(|&c| u64::from(c)).sum()
+    }
+
+    /// The records of `section`'s latest fill: `start..end`, `end` bounded by `next_seq`.
+    pub(crate) fn window(&self, section: u32, next_seq: u64) -> Option<Range<u64>> {
+        let i = self.fills.iter().rposition(|f| f.1 == section)?;
+        let end = self.fills.get(i + 1).map_or(next_seq, |f| f.0);
+        Some(self.fills[i].0..end)
+    }
+
+    /// Live records in the first key section.
+    pub(crate) fn first_live(&self) -> u32 {
+        self.klive.front().copied().unwrap_or(0)
+    }
+
+    /// Live records in all key sections.
+    pub(crate) fn live_records(&self) -> u64 {
+        self.klive.iter().map(|&c| u64::from(c)).sum()
+    }
+
+    /// Notes that the first key section is gone; drops fills that only it used.
+    pub(crate) fn drop_first(&mut self) {
+        self.klive.pop_front();
+        self.first += 1;
+        let start = u64::from(self.first) * u64::from(self.slots);
+        let keep = self.fills.partition_point(|f| f.0 <= start);
+        if keep > 1 {
+            self.fills.drain(..keep - 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_map_records_to_sections() {
+        let mut u = Usage::new(16, 0, vec![]);
+        for seq in 0..5 {
+            u.put(seq, 3);
+        }
+        u.delete(5);
+        for seq in 6..9 {
+            u.put(seq, 0);
+        }
+        assert_eq!(u.section_of(4), Some(3));
+        assert_eq!(u.section_of(7), Some(0));
+        assert_eq!((u.live(3), u.live(0)), (5, 3));
+        u.kill(2);
+        u.kill(7);
+        assert_eq!((u.live(3), u.live(0)), (4, 2));
+        assert_eq!(u.window(3, 9), Some(0..6));
+        assert_eq!(u.window(0, 9), Some(6..9));
+        assert_eq!(u.live_records(), 6);
+        assert_eq!(u.live_values(), 6);
+    }
+
+    #[test]
+    fn count_matches_incremental_tracking() {
+        let fills = vec![(0, 1), (20, 0), (40, 2)];
+        let mut u = Usage::new(16, 0, fills);
+        u.count([45u64, 3, 21, 22, 4, 39].into_iter());
+        assert_eq!((u.live(1), u.live(0), u.live(2)), (2, 3, 1));
+        assert_eq!(u.live_records(), 6);
+        assert_eq!(u.first_live(), 2);
+    }
+
+    #[test]
+    fn dropping_key_sections_prunes_fills() {
+        let mut u = Usage::new(16, 0, vec![(0, 1), (10, 2), (20, 3), (40, 4)]);
+        u.count([41u64].into_iter());
+        u.drop_first();
+        u.drop_first();
+        // Records from 32 on remain: fill (20, 3) still covers 32..40.
+        assert_eq!(u.section_of(35), Some(3));
+        assert_eq!(u.section_of(41), Some(4));
+        assert_eq!(u.first_live(), 1);
+        assert_eq!(u.live_records(), 1);
+    }
+}
