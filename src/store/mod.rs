@@ -334,6 +334,17 @@ impl Store {
         self.sync()
     }
 
+    /// Waits until no bank is being written out.
+    #[cfg(test)]
+    pub(crate) fn settle(&self) {
+        for shard in self.shards.iter() {
+            let mut g = shard.lock();
+            while g.inner.flushing.iter().any(|&f| f) {
+                g = shard.freed.wait(g).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+    }
+
     fn stop(&self) {
         for shard in self.shards.iter() {
             shard.lock().inner.jobs = None;

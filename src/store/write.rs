@@ -161,17 +161,30 @@ impl Inner {
     /// The lowest value section number in use by neither a value file nor a bank.
     fn free_section(&self) -> Result<u32> {
         let limit = MAX_SLOTS / u64::from(self.slots);
-        let mut n: u64 = 0;
-        while n < limit {
-            let c = n as u32;
-            if !self.values.has(c) && !self.buffer.banks.contains(&Some(c)) {
-                return Ok(c);
-            }
-            n += 1;
-        }
-        Err(Error::Full {
+        lowest_free(limit, |n| {
+            self.values.has(n) || self.buffer.banks.contains(&Some(n))
+        })
+        .ok_or(Error::Full {
             what: "value slots",
             limit: MAX_SLOTS,
         })
+    }
+}
+
+/// The lowest number below `limit` that is not `taken`.
+fn lowest_free(limit: u64, taken: impl Fn(u32) -> bool) -> Option<u32> {
+    (0..limit).map(|n| n as u32).find(|&n| !taken(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lowest_free;
+
+    #[test]
+    fn section_numbers_run_out_with_none_not_a_wraparound() {
+        assert_eq!(lowest_free(4, |n| n == 0 || n == 2), Some(1));
+        assert_eq!(lowest_free(4, |n| n < 3), Some(3));
+        assert_eq!(lowest_free(4, |_| true), None);
+        assert_eq!(lowest_free(0, |_| false), None);
     }
 }
