@@ -71,7 +71,7 @@
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-// TEMP-ADMIN pub mod admin;
+pub mod admin;
 pub mod client;
 pub mod error;
 pub mod format;

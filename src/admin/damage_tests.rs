@@ -4,31 +4,41 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::tests::{SLOTS, build, flip, found, opts, record_at, snapshot, step};
+use super::tests::{
+    SHARDS, SLOTS, agrees_with_store, build, flip, found, named, opts, per_shard, place,
+    record_at, shard_dir, snapshot, step,
+};
 use super::*;
 use crate::Store;
 use crate::format::{
-    BUFFER_DATA_AT, HEADER_LEN, MARK_A, PAGE, VALUES_DATA_AT, keys_len, keys_name, values_name,
+    HEADER_LEN, MARK_A, MARK_B, PAGE, VALUES_DATA_AT, bank_at, keys_len, keys_name, values_name,
 };
 
 use ProblemKind as K;
 use Severity::{Error as E, Warning as W};
 
-/// The value slot of the put at step `seq` of the reference store.
-fn slot_of(seq: usize) -> u64 {
-    (0..seq).filter(|&i| step(i).1).count() as u64
-}
-
-/// File and offset of the value of the put at step `seq`, given the section being filled.
-fn value_at(dir: &Path, seq: usize, filling: u64) -> (PathBuf, u64) {
-    let slot = slot_of(seq);
-    let (section, index) = (slot / u64::from(SLOTS), slot % u64::from(SLOTS));
-    if section == filling {
-        (dir.join("buffer.b"), BUFFER_DATA_AT as u64 + index * 256)
-    } else {
-        let path = dir.join(values_name(section as u32));
-        (path, VALUES_DATA_AT as u64 + index * 256)
+/// File and offset of the value of the put at step `i`: its `.v` file if it exists, else the
+/// bank of the buffer that holds its section.
+fn value_at(dir: &Path, i: usize) -> (PathBuf, u64) {
+    let (shard, _, slot) = place(i);
+    let slot = slot.unwrap();
+    let (section, index) = ((slot / u64::from(SLOTS)) as u32, slot % u64::from(SLOTS));
+    let sdir = shard_dir(dir, shard);
+    let v = sdir.join(values_name(section));
+    if v.exists() {
+        return (v, VALUES_DATA_AT as u64 + index * 256);
     }
+    let buffer = sdir.join("buffer.b");
+    let b = fs::read(&buffer).unwrap();
+    for bank in 0..2 {
+        let at = bank_at(SLOTS, bank);
+        if let Ok(h) = Header::decode(&b[at..at + HEADER_LEN], Kind::Values)
+            && h.section == section
+        {
+            return (buffer, (at + PAGE) as u64 + index * 256);
+        }
+    }
+    panic!("the value of step {i} is nowhere");
 }
 
 fn synced_store() -> tempfile::TempDir {
@@ -37,129 +47,116 @@ fn synced_store() -> tempfile::TempDir {
     d
 }
 
+fn truncate(path: &Path, len: u64) {
+    let f = fs::File::options().write(true).open(path).unwrap();
+    f.set_len(len).unwrap();
+}
+
 #[test]
 fn every_damaged_synced_record_is_reported() {
     let d = synced_store();
-    let (f1, o1) = record_at(d.path(), 5);
-    let (f2, o2) = record_at(d.path(), 40);
+    let (s1, q1, _) = place(5);
+    let (s2, q2, _) = place(40);
+    let (f1, o1) = record_at(d.path(), s1, q1);
+    let (f2, o2) = record_at(d.path(), s2, q2);
     flip(&f1, o1 + 30, 0x01);
     flip(&f2, o2 + 22, 0x07); // kind
     let r = check(d.path()).unwrap();
-    assert_eq!(
-        found(&r),
-        vec![
-            (E, K::Record, keys_name(0), o1),
-            (E, K::Record, keys_name(2), o2)
-        ],
-        "{r}"
-    );
-    assert!(
-        r.problems[0].what.contains("key record 5 was synced"),
-        "{r}"
-    );
+    let mut want = vec![
+        (E, K::Record, show::short(&f1), o1),
+        (E, K::Record, show::short(&f2), o2),
+    ];
+    want.sort_by(|a, b| (&a.2, a.3).cmp(&(&b.2, b.3)));
+    let mut got = found(&r);
+    got.sort_by(|a, b| (&a.2, a.3).cmp(&(&b.2, b.3)));
+    assert_eq!(got, want, "{r}");
+    assert!(r.to_string().contains(&format!("key record {q1} was synced")), "{r}");
     assert_eq!(r.counts.bad_records, 2);
     assert!(!r.opens());
-    let e = Store::open_with(d.path(), opts()).unwrap_err();
-    assert!(
-        e.to_string()
-            .contains(&format!("{} at offset {o1}", f1.display())),
-        "{e}"
-    );
+    let e = Store::open_with(d.path(), opts()).unwrap_err().to_string();
+    let at = |f: &PathBuf, o| format!("{} at offset {o}", f.display());
+    assert!(e.contains(&at(&f1, o1)) || e.contains(&at(&f2, o2)), "{e}");
 }
 
 #[test]
 fn a_zeroed_run_of_synced_records_is_one_problem() {
     let d = synced_store();
-    let (file, off) = record_at(d.path(), 3);
+    let (file, off) = record_at(d.path(), 0, 3);
     let mut b = fs::read(&file).unwrap();
     b[off as usize..off as usize + 6 * 32].fill(0);
     fs::write(&file, b).unwrap();
     let r = check(d.path()).unwrap();
-    assert_eq!(found(&r), vec![(E, K::Record, keys_name(0), off)], "{r}");
-    assert!(
-        r.problems[0].what.contains("key records 3..9 were synced"),
-        "{r}"
-    );
+    assert_eq!(found(&r), vec![(E, K::Record, named(0, &keys_name(0)), off)], "{r}");
+    assert!(r.problems[0].what.contains("key records 3..9 were synced"), "{r}");
     assert_eq!(r.counts.bad_records, 6);
+    assert!(Store::open_with(d.path(), opts()).is_err());
 }
 
 #[test]
 fn an_unsynced_hole_is_a_torn_tail() {
     let d = crate::testing::tempdir();
     build(d.path(), 90, 60);
-    let (file, off) = record_at(d.path(), 70);
+    let seq = per_shard(60)[1] + 3;
+    let (file, off) = record_at(d.path(), 1, seq);
     let mut b = fs::read(&file).unwrap();
     b[off as usize..off as usize + 32].fill(0);
     fs::write(&file, b).unwrap();
     let r = check(d.path()).unwrap();
-    assert_eq!(found(&r)[0], (W, K::TornTail, keys_name(4), off), "{r}");
+    assert_eq!(found(&r)[0], (W, K::TornTail, show::short(&file), off), "{r}");
     assert!(r.problems[0].what.contains("later ones were"), "{r}");
     assert!(r.is_ok());
-    assert_eq!((r.counts.records, r.counts.dropped), (70, 19));
+    let dropped = per_shard(90)[1] - seq - 1;
+    assert_eq!((r.counts.records, r.counts.dropped), (90 - dropped - 1, dropped));
+    let store = Store::open_with(d.path(), opts()).unwrap();
+    agrees_with_store(&r, &store);
 }
 
 #[test]
-fn damaged_values_are_errors_but_open_succeeds() {
+fn damaged_live_values_are_errors_but_open_succeeds() {
     let d = synced_store();
-    let filling = 4;
-    // Step 85 puts key 25 (live at the end); step 0 put key 0, overwritten at step 30.
-    let (live_file, live_off) = value_at(d.path(), 85, filling);
-    let (dead_file, dead_off) = value_at(d.path(), 0, filling);
+    // Step 85 puts key 25 (live at the end); step 0 put key 0, overwritten at step 30: a dead
+    // value is never read, so damage to it is not reported.
+    let (live_file, live_off) = value_at(d.path(), 85);
+    let (dead_file, dead_off) = value_at(d.path(), 0);
     flip(&live_file, live_off + 1, 0x20);
     flip(&dead_file, dead_off, 0x20);
     let r = check(d.path()).unwrap();
-    assert_eq!(
-        found(&r),
-        vec![
-            (E, K::Value, values_name(0), dead_off),
-            (E, K::Value, "buffer.b".into(), live_off)
-        ],
-        "{r}"
-    );
-    assert!(r.problems[0].what.contains("older version"), "{r}");
-    assert!(
-        r.problems[1].what.contains("a get of this key fails"),
-        "{r}"
-    );
+    let want = vec![(E, K::Value, show::short(&live_file), live_off)];
+    assert_eq!(found(&r), want, "{r}");
+    assert!(r.problems[0].what.contains("a get of this key fails"), "{r}");
     assert!(r.opens() && !r.is_ok());
-    assert!(
-        r.to_string()
-            .contains("open succeeds but gets of damaged values fail")
-    );
+    assert!(r.to_string().contains("open succeeds but"), "{r}");
     let store = Store::open_with(d.path(), opts()).unwrap();
-    assert!(matches!(
-        store.get(25u64),
-        Err(crate::Error::Corrupt { .. })
-    ));
+    assert!(matches!(store.get(25u64), Err(crate::Error::Corrupt { .. })));
     assert!(store.get(0u64).is_ok());
 }
 
 #[test]
-fn an_unsynced_damaged_value_in_the_buffer_ends_the_log() {
+fn an_unsynced_damaged_value_in_a_bank_ends_the_log() {
     let d = crate::testing::tempdir();
     build(d.path(), 90, 80);
-    let (file, off) = value_at(d.path(), 85, 4);
+    let (file, off) = value_at(d.path(), 85);
+    assert!(file.ends_with("buffer.b"), "{}", file.display());
     flip(&file, off, 0x01);
     let r = check(d.path()).unwrap();
-    let (kfile, koff) = record_at(d.path(), 85);
-    let kname = kfile.file_name().unwrap().to_string_lossy().into_owned();
-    assert_eq!(found(&r), vec![(W, K::TornTail, kname, koff)], "{r}");
+    let (shard, seq, _) = place(85);
+    let (kfile, koff) = record_at(d.path(), shard, seq);
+    assert_eq!(found(&r), vec![(W, K::TornTail, show::short(&kfile), koff)], "{r}");
     assert!(r.problems[0].what.contains("its value in buffer.b"), "{r}");
-    assert_eq!(
-        Store::open_with(d.path(), opts()).unwrap().stats().records,
-        85
-    );
+    let store = Store::open_with(d.path(), opts()).unwrap();
+    agrees_with_store(&r, &store);
 }
 
 #[test]
 fn bad_headers_are_named() {
     let d = synced_store();
-    flip(&d.path().join(keys_name(1)), 20, 0x01); // checksum fails
-    let v0 = d.path().join(values_name(0));
+    let k1 = shard_dir(d.path(), 0).join(keys_name(1));
+    flip(&k1, 20, 0x01); // checksum fails
+    let v0 = shard_dir(d.path(), 1).join(values_name(0));
     flip(&v0, 0, b't' ^ b'x'); // foreign magic
-    let v1 = d.path().join(values_name(1));
-    let mut h = crate::format::Header {
-        kind: crate::format::Kind::Values,
+    let v1 = shard_dir(d.path(), 0).join(values_name(1));
+    let mut h = Header {
+        kind: Kind::Values,
         section_slots: SLOTS,
         section: 1,
     }
@@ -173,15 +170,12 @@ fn bad_headers_are_named() {
     let r = check(d.path()).unwrap();
     let mut got = found(&r);
     got.sort_by(|a, b| a.2.cmp(&b.2));
-    assert_eq!(
-        got,
-        vec![
-            (E, K::Header, values_name(0), 0),
-            (E, K::Header, keys_name(1), 0),
-            (E, K::Header, values_name(1), 0),
-        ],
-        "{r}"
-    );
+    let want = vec![
+        (E, K::Header, named(0, &keys_name(1)), 0),
+        (E, K::Header, named(0, &values_name(1)), 0),
+        (E, K::Header, named(1, &values_name(0)), 0),
+    ];
+    assert_eq!(got, want, "{r}");
     let text = r.to_string();
     assert!(text.contains("header checksum"), "{text}");
     assert!(text.contains("not a toykv value section file"), "{text}");
@@ -192,145 +186,189 @@ fn bad_headers_are_named() {
 #[test]
 fn wrong_lengths_are_named() {
     let d = synced_store();
-    let v2 = d.path().join(values_name(2));
-    fs::File::options()
-        .write(true)
-        .open(&v2)
-        .unwrap()
-        .set_len(5000)
-        .unwrap();
-    let k1 = d.path().join(keys_name(1));
-    fs::File::options()
-        .write(true)
-        .open(&k1)
-        .unwrap()
-        .set_len(keys_len(SLOTS) + 1)
-        .unwrap();
-    // Key section 5 cut after 3 of its 10 records: the rest read as never written.
-    let k5 = d.path().join(keys_name(5));
-    fs::File::options()
-        .write(true)
-        .open(&k5)
-        .unwrap()
-        .set_len(PAGE as u64 + 96)
-        .unwrap();
+    let s0 = shard_dir(d.path(), 0);
+    truncate(&s0.join(values_name(0)), 5000);
+    truncate(&s0.join(keys_name(0)), keys_len(SLOTS) + 1);
+    // The last key section cut after 3 of its records: the rest read as never written.
+    let n = per_shard(90)[0];
+    let last = (n - 1) / 16;
+    let kl = s0.join(keys_name(last as u32));
+    truncate(&kl, PAGE as u64 + 96);
     let r = check(d.path()).unwrap();
-    let (_, first_lost) = record_at(d.path(), 83);
+    let (_, first_lost) = record_at(d.path(), 0, last * 16 + 3);
     assert_eq!(
         found(&r),
         vec![
-            (E, K::Length, values_name(2), 5000),
-            (E, K::Length, keys_name(1), keys_len(SLOTS)),
-            (W, K::Length, keys_name(5), PAGE as u64 + 96),
-            (E, K::Record, keys_name(5), first_lost),
+            (E, K::Length, named(0, &values_name(0)), 5000),
+            (E, K::Length, named(0, &keys_name(0)), keys_len(SLOTS)),
+            (W, K::Length, show::short(&kl), PAGE as u64 + 96),
+            (E, K::Record, show::short(&kl), first_lost),
         ],
         "{r}"
     );
-    assert!(
-        r.problems[3]
-            .what
-            .contains("key records 83..90 were synced"),
-        "{r}"
-    );
+    let lost = format!("key records {}..{n} were synced", last * 16 + 3);
+    assert!(r.problems[3].what.contains(&lost), "{r}");
+    assert!(Store::open_with(d.path(), opts()).is_err());
 }
 
 #[test]
 fn missing_files_are_named() {
     let d = synced_store();
-    fs::remove_file(d.path().join(keys_name(2))).unwrap();
-    fs::remove_file(d.path().join(values_name(1))).unwrap();
+    fs::remove_file(shard_dir(d.path(), 0).join(keys_name(1))).unwrap();
     let r = check(d.path()).unwrap();
-    let got = found(&r);
-    assert_eq!(got[0], (E, K::Missing, keys_name(2), 0), "{r}");
-    // Every synced put whose value was in section 1 (records 18..=36) is reported.
-    let (_, first) = record_at(d.path(), 18);
-    assert_eq!(got[1], (E, K::Record, keys_name(1), first), "{r}");
-    assert!(r.problems[1].what.contains("00000001.v is missing"), "{r}");
+    assert_eq!(found(&r)[0], (E, K::Missing, named(0, &keys_name(1)), 0), "{r}");
     assert!(!r.opens());
+    assert!(Store::open_with(d.path(), opts()).is_err());
 
     let d = synced_store();
-    fs::remove_file(d.path().join(keys_name(5))).unwrap();
+    let last = (per_shard(90)[1] - 1) / 16;
+    fs::remove_file(shard_dir(d.path(), 1).join(keys_name(last as u32))).unwrap();
     let r = check(d.path()).unwrap();
-    assert_eq!(found(&r), vec![(E, K::Missing, keys_name(5), 0)], "{r}");
-    assert!(
-        r.problems[0]
-            .what
-            .contains("synced but the key log ends at 80"),
-        "{r}"
-    );
+    assert_eq!(found(&r), vec![(E, K::Missing, named(1, &keys_name(last as u32)), 0)], "{r}");
+    let ends = format!("synced but the key log ends at {}", last * 16);
+    assert!(r.problems[0].what.contains(&ends), "{r}");
+    assert!(Store::open_with(d.path(), opts()).is_err());
+
+    // A value section that live keys point into: the last put of a key, in a `.v` file.
+    let d = synced_store();
+    let live = |i: usize| step(i).1 && (i + 1..90).all(|j| step(j).0 != step(i).0);
+    let (file, _) = (0..90)
+        .filter(|&i| live(i))
+        .map(|i| value_at(d.path(), i))
+        .find(|(f, _)| f.extension().is_some_and(|e| e == "v"))
+        .unwrap();
+    assert!(file.extension().is_some_and(|e| e == "v"), "{}", file.display());
+    fs::remove_file(&file).unwrap();
+    let r = check(d.path()).unwrap();
+    let missing = found(&r).into_iter().find(|p| p.2 == show::short(&file));
+    assert_eq!(missing, Some((E, K::Missing, show::short(&file), 0)), "{r}");
+    assert!(r.to_string().contains("live keys point into it"), "{r}");
+    assert!(Store::open_with(d.path(), opts()).is_err());
 
     let d = synced_store();
-    fs::remove_file(d.path().join(values_name(3))).unwrap();
+    fs::remove_file(shard_dir(d.path(), 1).join("buffer.b")).unwrap();
     let r = check(d.path()).unwrap();
-    assert_eq!(found(&r)[0], (E, K::Missing, values_name(3), 0), "{r}");
-    assert!(r.problems[0].what.contains("moved on to section 4"), "{r}");
-
-    let d = synced_store();
-    fs::remove_file(d.path().join("buffer.b")).unwrap();
-    let r = check(d.path()).unwrap();
-    assert_eq!(found(&r)[0], (E, K::Missing, "buffer.b".into(), 0), "{r}");
+    assert_eq!(found(&r)[0], (E, K::Missing, named(1, "buffer.b"), 0), "{r}");
+    assert!(Store::open_with(d.path(), opts()).is_err());
 }
 
 #[test]
-fn leftovers_foreign_names_marks_and_templates_are_warnings() {
+fn a_lost_shard_is_an_error_although_open_succeeds() {
+    let d = synced_store();
+    fs::remove_dir_all(shard_dir(d.path(), 1)).unwrap();
+    let r = check(d.path()).unwrap();
+    let want = vec![(E, K::LostShard, "shard-01".to_string(), 0)];
+    assert_eq!(found(&r), want, "{r}");
+    assert!(r.opens() && !r.is_ok());
+    let store = Store::open_with(d.path(), opts()).unwrap();
+    assert_eq!(store.stats().records, r.counts.records);
+    assert_eq!(store.len() as u64, r.counts.live_keys);
+}
+
+#[test]
+fn store_file_damage_and_version_1_are_named() {
+    let d = synced_store();
+    let store = d.path().join("STORE");
+    flip(&store, 0, 1);
+    let r = check(d.path()).unwrap();
+    assert_eq!(found(&r), vec![(E, K::Header, "STORE".into(), 0)], "{r}");
+    assert!(r.to_string().contains("not a toykv store file"), "{r}");
+    assert!(Store::open_with(d.path(), opts()).is_err());
+
+    let d = synced_store();
+    let h = Header {
+        kind: Kind::Store,
+        section_slots: SLOTS,
+        section: 0,
+    };
+    fs::write(d.path().join("STORE"), h.encode()).unwrap();
+    let r = check(d.path()).unwrap();
+    assert!(r.to_string().contains("store file names 0 shards"), "{r}");
+    assert!(!r.opens());
+    assert!(Store::open_with(d.path(), opts()).is_err());
+
+    // Without a store file, the shards are still checked, but that is an error: see the
+    // report (open with explicit options writes a new store file and goes on).
+    let d = synced_store();
+    fs::remove_file(d.path().join("STORE")).unwrap();
+    let r = check(d.path()).unwrap();
+    assert_eq!(found(&r), vec![(E, K::Missing, "STORE".into(), 0)], "{r}");
+    assert_eq!(r.counts.records, 90);
+
+    // Version 1: a flat directory with the buffer at its top.
+    let d = crate::testing::tempdir();
+    let v1 = fs::read(shard_dir(synced_store().path(), 0).join("buffer.b")).unwrap();
+    fs::write(d.path().join("buffer.b"), v1).unwrap();
+    fs::write(d.path().join("00000000.k"), b"").unwrap();
+    let r = check(d.path()).unwrap();
+    assert_eq!(found(&r), vec![(E, K::Header, "buffer.b".into(), 0)], "{r}");
+    assert!(r.to_string().contains("format version 1"), "{r}");
+    let e = Store::open_with(d.path(), opts()).unwrap_err();
+    assert!(matches!(e, Error::Version { got: 1, .. }), "{e}");
+}
+
+#[test]
+fn leftovers_foreign_names_marks_and_banks_are_warnings() {
     let d = synced_store();
     let store = Store::open_with(d.path(), opts()).unwrap();
-    store.put(99u64, b"x").unwrap();
-    store.sync().unwrap(); // the second sync: copy B says 91, copy A still 90
+    let key = (0..).find(|&k: &u64| place(0).0 == crate::format::shard_of(k.to_be_bytes(), SHARDS));
+    store.put(key.unwrap() + 1000 * u64::from(SHARDS), b"x").unwrap();
+    store.sync().unwrap();
     drop(store);
-    fs::write(d.path().join("00000004.v.tmp"), b"half").unwrap();
-    fs::write(d.path().join("notes"), b"").unwrap();
+    let s0 = shard_dir(d.path(), 0);
+    fs::write(s0.join("00000004.v.tmp"), b"half").unwrap();
+    fs::write(s0.join("notes"), b"").unwrap();
     fs::write(d.path().join("KEYMODE"), b"octal\n").unwrap();
-    let buffer = d.path().join("buffer.b");
-    // The copy written last is torn: the other one is used.
+    // The newest copy of shard 0's mark is torn: the other one is used.
+    let buffer = s0.join("buffer.b");
     let newest = {
         let b = fs::read(&buffer).unwrap();
         let mut page = [0u8; PAGE];
         page.copy_from_slice(&b[..PAGE]);
-        Mark::newest(&page).1 ^ (MARK_A ^ crate::format::MARK_B)
+        Mark::newest(&page).1 ^ (MARK_A ^ MARK_B)
     };
     flip(&buffer, newest as u64 + 9, 0x01);
     let r = check(d.path()).unwrap();
     assert_eq!(
         found(&r),
         vec![
-            (W, K::Name, "00000004.v.tmp".into(), 0),
             (W, K::Name, "KEYMODE".into(), 0),
-            (W, K::Name, "notes".into(), 0),
-            (W, K::SyncMark, "buffer.b".into(), newest as u64),
+            (W, K::Name, named(0, "00000004.v.tmp"), 0),
+            (W, K::Name, named(0, "notes"), 0),
+            (W, K::SyncMark, named(0, "buffer.b"), newest as u64),
         ],
         "{r}"
     );
-    assert_eq!((r.counts.mark.synced, r.counts.records), (90, 91));
     assert!(r.is_ok() && r.opens());
+    let store = Store::open_with(d.path(), opts()).unwrap();
+    agrees_with_store(&r, &store);
+    drop(store);
 
-    // A template still naming the section before: a flush interrupted after its rename.
+    // A write-out interrupted before its rename: a bank still holds the section's values.
     let d = synced_store();
-    let t = crate::format::Header {
-        kind: crate::format::Kind::Values,
-        section_slots: SLOTS,
-        section: 3,
-    };
-    let mut b = fs::read(buffer_of(&d)).unwrap();
-    b[PAGE..PAGE + HEADER_LEN].copy_from_slice(&t.encode());
-    fs::write(buffer_of(&d), b).unwrap();
     let r = check(d.path()).unwrap();
-    assert_eq!(
-        found(&r),
-        vec![(W, K::Header, "buffer.b".into(), PAGE as u64)],
-        "{r}"
-    );
-}
-
-fn buffer_of(d: &tempfile::TempDir) -> PathBuf {
-    d.path().join("buffer.b")
+    let s = &r.shards[0];
+    let full = s.banks.iter().position(|b| {
+        b.is_some_and(|n| s.dir.join(values_name(n)).exists())
+    });
+    let bank = full.unwrap();
+    let n = s.banks[bank].unwrap();
+    fs::remove_file(s.dir.join(values_name(n))).unwrap();
+    let r = check(d.path()).unwrap();
+    let at = bank_at(SLOTS, bank) as u64;
+    assert_eq!(found(&r), vec![(W, K::Missing, named(0, "buffer.b"), at)], "{r}");
+    assert!(r.problems[0].what.contains("open writes it out"), "{r}");
+    let store = Store::open_with(d.path(), opts()).unwrap();
+    agrees_with_store(&r, &store);
+    drop(store);
+    assert!(s.dir.join(values_name(n)).exists());
 }
 
 /// A small xorshift generator, so the damage is the same on every run.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -339,14 +377,17 @@ impl Rng {
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
     for (name, bytes) in snapshot(from) {
-        fs::write(to.join(name), bytes).unwrap();
+        let path = to.join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, bytes).unwrap();
     }
 }
 
-/// Random damage (flipped bytes, truncations, removed files) to copies of a store: check never
-/// fails or panics, and says open succeeds exactly when it does, with the same log length.
+/// Random damage (flipped bytes, truncations, removed files and shards) to copies of a store:
+/// check never fails or panics, and says open succeeds exactly when it does, with the same
+/// log length and live keys. (Removing `STORE` is left out: see
+/// `store_file_damage_and_version_1_are_named`.)
 #[test]
 fn check_agrees_with_open_on_random_damage() {
     let base = crate::testing::tempdir();
@@ -363,23 +404,30 @@ fn check_agrees_with_open_on_random_damage() {
             let (name, bytes) = &files[rng.below(files.len() as u64) as usize];
             let path = dir.join(name);
             let len = bytes.len() as u64;
-            match rng.below(10) {
-                0 => {
+            match rng.below(20) {
+                0 | 1 => {
                     let to = rng.below(len + 1);
                     what.push(format!("truncate {name} to {to}"));
                     if let Ok(f) = fs::File::options().write(true).open(&path) {
                         f.set_len(to).unwrap();
                     }
                 }
-                1 if name != "LOCK" => {
+                2 | 3 if name != "LOCK" && name != "STORE" => {
                     what.push(format!("remove {name}"));
                     let _ = fs::remove_file(&path);
                 }
+                4 => {
+                    let shard = shard_dir(&dir, rng.below(u64::from(SHARDS)) as u32);
+                    what.push(format!("remove {}", shard.display()));
+                    let _ = fs::remove_dir_all(&shard);
+                }
                 _ => {
-                    // Mostly where it matters: headers, marks and records.
-                    let off = match rng.below(3) {
+                    // Mostly where it matters: headers, marks, banks and records.
+                    let off = match rng.below(5) {
                         0 => rng.below(HEADER_LEN as u64),
                         1 => PAGE as u64 + rng.below(16 * 32),
+                        2 => [MARK_A, MARK_B][rng.below(2) as usize] as u64 + rng.below(24),
+                        3 => bank_at(SLOTS, rng.below(2) as usize) as u64 + rng.below(64),
                         _ => rng.below(len),
                     };
                     let mask = 1 + rng.below(255) as u8;
@@ -395,39 +443,22 @@ fn check_agrees_with_open_on_random_damage() {
         }
         let before = snapshot(&dir);
         let r = check(&dir).unwrap_or_else(|e| panic!("case {case} {what:?}: {e}"));
-        assert_eq!(
-            before,
-            snapshot(&dir),
-            "case {case} {what:?}: check changed files"
-        );
+        assert_eq!(before, snapshot(&dir), "case {case} {what:?}: check changed files");
         match Store::open_with(&dir, opts()) {
             Ok(store) => {
                 opened += 1;
                 assert!(r.opens(), "case {case} {what:?}: open succeeded but\n{r}");
-                assert_eq!(
-                    store.stats().records,
-                    r.counts.records,
-                    "case {case} {what:?}\n{r}"
-                );
-                assert_eq!(
-                    store.len() as u64,
-                    r.counts.live_keys,
-                    "case {case} {what:?}"
-                );
+                let st = store.stats();
+                assert_eq!(st.records, r.counts.records, "case {case} {what:?}\n{r}");
+                assert_eq!(store.len() as u64, r.counts.live_keys, "case {case} {what:?}");
             }
             Err(e) => {
                 refused += 1;
-                assert!(
-                    !r.opens(),
-                    "case {case} {what:?}: open failed ({e}) but\n{r}"
-                );
+                assert!(!r.opens(), "case {case} {what:?}: open failed ({e}) but\n{r}");
             }
         }
     }
-    assert!(
-        opened > 50 && refused > 50,
-        "opened {opened}, refused {refused}"
-    );
+    assert!(opened > 50 && refused > 50, "opened {opened}, refused {refused}");
 }
 
 /// Garbage of every length under toykv names: check reports, never panics.
@@ -436,15 +467,17 @@ fn garbage_files_never_panic() {
     let base = crate::testing::tempdir();
     let mut rng = Rng(12345);
     let names = [
-        "buffer.b",
-        "00000000.k",
-        "00000001.k",
-        "00000000.v",
-        "ffffffff.v",
+        "STORE",
+        "shard-00/buffer.b",
+        "shard-00/00000000.k",
+        "shard-00/00000001.k",
+        "shard-00/00000000.v",
+        "shard-01/ffffffff.v",
     ];
     for case in 0..200 {
         let dir = base.path().join(format!("g{case}"));
-        fs::create_dir(&dir).unwrap();
+        fs::create_dir_all(dir.join("shard-00")).unwrap();
+        fs::create_dir_all(dir.join("shard-01")).unwrap();
         for name in names {
             if rng.below(3) == 0 {
                 continue;
@@ -458,15 +491,17 @@ fn garbage_files_never_panic() {
             if rng.below(2) == 0 && b.len() >= HEADER_LEN {
                 // A valid header under some of the garbage.
                 let kind = match name.rsplit('.').next() {
-                    Some("k") => crate::format::Kind::Keys,
-                    Some("v") => crate::format::Kind::Values,
-                    _ => crate::format::Kind::Buffer,
+                    Some("k") => Kind::Keys,
+                    Some("v") => Kind::Values,
+                    Some("b") => Kind::Buffer,
+                    _ => Kind::Store,
                 };
                 let section_slots = [16, 64, 1 << 24][rng.below(3) as usize];
-                let h = crate::format::Header {
+                let section = if kind == Kind::Store { 1 + rng.below(3) as u32 } else { 0 };
+                let h = Header {
                     kind,
                     section_slots,
-                    section: 0,
+                    section,
                 };
                 b[..HEADER_LEN].copy_from_slice(&h.encode());
             }
@@ -475,6 +510,15 @@ fn garbage_files_never_panic() {
         if let Ok(r) = check(&dir) {
             let _ = r.to_string();
             dump(&dir, &mut Vec::new()).unwrap();
+            let _ = stats(&dir).unwrap().to_string();
         }
     }
+}
+
+#[test]
+fn steps_land_in_both_shards() {
+    // The fixtures above assume the reference store spreads over both shards.
+    let each = per_shard(90);
+    assert!(each.iter().all(|&n| n > 32), "{each:?}");
+    assert!(step(6) == (5, false));
 }

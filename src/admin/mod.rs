@@ -6,28 +6,32 @@
 //! [`Store::open`](crate::Store::open), which repairs a torn tail. Instead they repeat, read-only
 //! and with plain buffered reads, what open checks:
 //!
-//! 1. every file name (`*.tmp` leftovers and foreign names are warnings: open removes or
-//!    ignores them);
-//! 2. the write buffer: its length, its header, both sync marks, and the template header of
-//!    the value section it fills;
-//! 3. every value section's length and header (magic, version, checksum, section number,
-//!    `section_slots` equal to the buffer's);
-//! 4. every key section's length and header, and that they are numbered 0, 1, … without gaps;
-//! 5. every key record in log order: it decodes ([`Record::decode`](crate::format::Record::decode):
-//!    checksum, sequence number, kind), the slots of successive puts strictly increase, and each
-//!    slot's value section exists or is the one the buffer fills;
-//! 6. every put's value bytes against its `value_crc` (open checks only unsynced values in the
-//!    buffer; a get checks the rest).
+//! 1. the `STORE` file (its header names the shard count and section size; a directory with a
+//!    `buffer.b` at its top and no `STORE` is format version 1, which open refuses), the names
+//!    at the top, and that every shard directory exists (open would create a missing one empty);
+//! 2. in each shard directory: every file name (`*.tmp` leftovers and foreign names are
+//!    warnings: open removes or ignores them); the write buffer: its length, its header, both
+//!    sync marks and the header pages of its two banks; every value section's length and
+//!    header; every key section's length and header, from the first one the sync mark keeps
+//!    (older ones are warnings: open removes them), numbered without gaps;
+//! 3. every key record of each shard in log order: it decodes
+//!    ([`Record::decode`](crate::format::Record::decode): checksum, sequence number, kind); at or
+//!    after the sync mark, a put's value section must exist or be held by a bank, and a value
+//!    in a bank must match its `value_crc`;
+//! 4. after the walk, every live value's section must exist (as a `.v` file or in a bank), and
+//!    every live value's bytes must match its `value_crc` (open checks only unsynced values in
+//!    the buffer; a get checks the rest).
 //!
 //! A record that fails before the sync mark is **corruption** ([`Severity::Error`]): open would
 //! refuse the store. The first failing record at or after the mark ends the log, and it and
 //! every later record form the **torn tail** of unsynced writes that open drops
 //! ([`Severity::Warning`], [`ProblemKind::TornTail`]). A damaged value is an error too, although
-//! open succeeds: a get of that key fails. [`Report::opens`] says whether open would succeed.
+//! open succeeds: a get of that key fails; so is a lost shard directory, which open recreates
+//! empty. [`Report::opens`] says whether open would succeed.
 //!
-//! Since the store's own readers are private, the walk is reimplemented here on the public
-//! [`format`](crate::format) API, mirroring `store/open.rs` and `store/recover.rs`; the unit
-//! tests check that both agree on damaged stores.
+//! Since the store's own readers are private and open files for writing, the walk is
+//! reimplemented here on the public [`format`](crate::format) API, mirroring `store/open.rs` and
+//! `store/recover.rs`; the unit tests check that both agree on damaged stores.
 
 mod show;
 mod survey;
@@ -38,16 +42,24 @@ mod damage_tests;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Context, Error, Result};
-use crate::format::{BUFFER_NAME, Entry, Header, Kind, Mark, parse_name};
+use crate::format::{
+    BANKS, BUFFER_NAME, Entry, HEADER_LEN, Header, Kind, Mark, STORE_NAME, parse_name, shard_name,
+};
 use crate::io::{Os, Vfs};
-use crate::server::keymode::KeyMode;
+use crate::server::keymode::{KEYMODE_FILE, KeyMode};
 
 pub use show::{readable, show_key};
+
+use ProblemKind as K;
+use show::Problems;
+use survey::{
+    ShardSurvey, Tally, is_ours, parse_shard, read_at_most, store_header, survey_shard,
+};
 
 /// How serious a problem is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,7 +67,7 @@ pub enum Severity {
     /// Harmless or expected after a crash (a torn unsynced tail, a leftover temporary file);
     /// open repairs or ignores it.
     Warning,
-    /// Corruption: open would refuse the store, or a get would fail.
+    /// Corruption: open would refuse the store, a get would fail, or keys are lost.
     Error,
 }
 
@@ -76,6 +88,9 @@ pub enum ProblemKind {
     Record,
     /// A value whose bytes do not match their record's `value_crc`.
     Value,
+    /// A shard directory that is gone while other shards hold data: open recreates it empty,
+    /// losing its keys.
+    LostShard,
     /// Unsynced records that open drops.
     TornTail,
     /// A file that could not be read.
@@ -97,12 +112,14 @@ pub struct Problem {
     pub what: String,
 }
 
-/// Counts and sizes of a data directory, as the walk of [`check`] and [`stats`] found them.
+/// Counts and sizes of a shard, or of the whole data directory, as the walk found them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     /// Records per key section and slots per value section (0 when no header says).
     pub section_slots: u32,
-    /// Entries in the directory, toykv files or not.
+    /// Shard directories walked.
+    pub shards: u64,
+    /// Files, toykv files or not (the top directory's and the shards').
     pub files: u64,
     /// Their apparent size in bytes.
     pub bytes: u64,
@@ -112,41 +129,85 @@ pub struct Counts {
     pub key_sections: u64,
     /// Value section files.
     pub value_sections: u64,
-    /// The value section the buffer fills (one past the last `.v` file).
-    pub filling: u64,
-    /// The newest valid sync mark (generation 0, synced 0 when none is valid).
-    pub mark: Mark,
-    /// Records in the log that open would keep.
+    /// Records in the logs that open would keep.
     pub records: u64,
     /// Puts among them.
     pub puts: u64,
     /// Deletes among them.
     pub deletes: u64,
-    /// Live keys.
+    /// Live keys (as many live values).
     pub live_keys: u64,
     /// Records that no longer hold a live key: overwritten puts and deletes.
     pub dead_records: u64,
-    /// Records of the log after the sync mark (kept, but not yet durable against power loss).
+    /// Records of the logs before the sync marks (durable against power loss).
+    pub synced: u64,
+    /// Records of the logs after the sync marks (kept, but not yet durable against power loss).
     pub unsynced: u64,
-    /// Records before the sync mark that fail their checks (corruption).
+    /// Records before the sync marks that fail their checks (corruption).
     pub bad_records: u64,
-    /// Written records after the end of the log, which open drops.
+    /// Written records after the end of the logs, which open drops.
     pub dropped: u64,
-    /// Value slots used (the next put's slot).
-    pub slots_used: u64,
-    /// Values read and checked against their checksum.
+    /// Live values read and checked against their checksum.
     pub values_checked: u64,
 }
 
-/// What [`check`] found: every problem, and the counts.
+impl Counts {
+    /// Adds the counts of a shard (not the section size).
+    fn add(&mut self, o: &Counts) {
+        self.shards += o.shards;
+        self.files += o.files;
+        self.bytes += o.bytes;
+        self.allocated += o.allocated;
+        self.key_sections += o.key_sections;
+        self.value_sections += o.value_sections;
+        self.records += o.records;
+        self.puts += o.puts;
+        self.deletes += o.deletes;
+        self.live_keys += o.live_keys;
+        self.dead_records += o.dead_records;
+        self.synced += o.synced;
+        self.unsynced += o.unsynced;
+        self.bad_records += o.bad_records;
+        self.dropped += o.dropped;
+        self.values_checked += o.values_checked;
+    }
+}
+
+/// What the walk found in one shard directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardReport {
+    /// The shard directory.
+    pub dir: PathBuf,
+    /// Its name, `shard-xx`.
+    pub name: String,
+    /// The newest valid sync mark (all zero when none is valid).
+    pub mark: Mark,
+    /// The value section each bank of the buffer holds, by its header page.
+    pub banks: [Option<u32>; BANKS],
+    /// The shard's counts.
+    pub counts: Counts,
+}
+
+/// What [`check`] found: every problem, and the counts per shard and in total.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
     /// The data directory.
     pub dir: PathBuf,
-    /// Every problem, in the order found (files, then the log).
+    /// Every problem, in the order found (the top directory, then each shard's files and log).
     pub problems: Vec<Problem>,
-    /// Counts of files and records.
+    /// The totals over the shards (and the files at the top).
     pub counts: Counts,
+    /// Each shard directory that exists, in order.
+    pub shards: Vec<ShardReport>,
+}
+
+/// What [`stats`] found: the totals, and each shard's counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// The totals over the shards (and the files at the top).
+    pub counts: Counts,
+    /// Each shard directory that exists, in order.
+    pub shards: Vec<ShardReport>,
 }
 
 impl Report {
@@ -170,12 +231,13 @@ impl Report {
     }
 
     /// Whether [`Store::open`](crate::Store::open) would accept the store: no errors other than
-    /// damaged values (which only make gets of their keys fail).
+    /// damaged values (which only make gets of their keys fail) and lost shards (which open
+    /// recreates empty).
     pub fn opens(&self) -> bool {
-        !self
-            .problems
-            .iter()
-            .any(|p| p.severity == Severity::Error && p.kind != ProblemKind::Value)
+        !self.problems.iter().any(|p| {
+            p.severity == Severity::Error
+                && !matches!(p.kind, ProblemKind::Value | ProblemKind::LostShard)
+        })
     }
 }
 
@@ -185,62 +247,71 @@ impl Report {
 /// or is locked by an open store ([`Error::Locked`]). Everything wrong with the files is in the
 /// [`Report`].
 pub fn check(dir: impl AsRef<Path>) -> Result<Report> {
-    run(dir.as_ref(), true, &mut |_| Ok(()))
+    run(dir.as_ref(), Run::Check)
 }
 
-/// Counts and sizes of the data directory `dir`, without changing it. Like [`check`] but
-/// without reading the values.
-pub fn stats(dir: impl AsRef<Path>) -> Result<Counts> {
-    run(dir.as_ref(), false, &mut |_| Ok(())).map(|r| r.counts)
+/// Counts and sizes of the data directory `dir`, in total and per shard, without changing it.
+/// Like [`check`] but without reading the values.
+pub fn stats(dir: impl AsRef<Path>) -> Result<Summary> {
+    let r = run(dir.as_ref(), Run::Stats)?;
+    Ok(Summary {
+        counts: r.counts,
+        shards: r.shards,
+    })
 }
 
-/// Writes every written key record of `dir`, in log order, one line each, to `out`; read-only.
+/// Writes every written key record of `dir`, shard by shard in log order, one line each, to
+/// `out`; read-only.
 ///
-/// A line holds the sequence number, `put` or `del`, the key in hex and as the directory's
-/// [`KeyMode`] shows it (bytes when none is recorded), and for a put the slot, length and a
-/// preview of the value (quoted text if printable, else `0x` hex; `…` when cut). Records that are
-/// not part of the log as open would keep it are flagged at the end of their line:
-/// `[unsynced]` (kept, after the sync mark), `[value checksum mismatch]`,
-/// `[corrupt: …]` (synced but failing) and `[dropped at open: …]` (the torn tail). A record
-/// that does not decode is shown as `bad` with its file, offset and reason. Key sections after
-/// a missing one are not part of the log and are not shown ([`check`] reports the gap).
+/// A line holds the shard, the sequence number, `put` or `del`, the key in hex and as the
+/// directory's [`KeyMode`] shows it (bytes when none is recorded), and for a put the slot,
+/// length and a preview of the value (quoted text if printable, else `0x` hex; `…` when cut;
+/// `(gone)` when the slot no longer holds it: garbage collection moved it and reused the
+/// slot). Records that are not part of the log as open would keep it are flagged at the end of
+/// their line: `[unsynced]` (kept, after the sync mark), `[value checksum mismatch]` (a live
+/// value), `[corrupt: …]` (synced but failing) and `[dropped at open: …]` (the torn tail). A
+/// record that does not decode is shown as `bad` with its file, offset and reason.
 pub fn dump(dir: impl AsRef<Path>, out: &mut impl Write) -> Result<()> {
     let dir = dir.as_ref();
     let mode = KeyMode::recorded(dir).ok().flatten().unwrap_or_default();
     let mut visit = |seen: &walk::Seen<'_>| show::dump_line(out, mode, seen);
-    run(dir, true, &mut visit).map(|_| ())
+    run(dir, Run::Dump(&mut visit)).map(|_| ())
 }
 
-/// The `section_slots` recorded in the write buffer's header of `dir`, if it decodes; for
-/// opening an existing store with matching [`Options`](crate::Options).
+/// The store header of `dir` (its `STORE` file), if it decodes.
+fn store_file(dir: &Path) -> Option<Header> {
+    let head = read_at_most(&dir.join(STORE_NAME), 0, HEADER_LEN).ok()?;
+    Header::decode(&head, Kind::Store).ok()
+}
+
+/// The `section_slots` recorded in the `STORE` file of `dir`, if it decodes; for opening an
+/// existing store with matching [`Options`](crate::Options).
 pub fn section_slots(dir: impl AsRef<Path>) -> Option<u32> {
-    let path = dir.as_ref().join(BUFFER_NAME);
-    let head = survey::read_at_most(&path, 0, crate::format::HEADER_LEN).ok()?;
-    Header::decode(&head, Kind::Buffer)
-        .ok()
-        .map(|h| h.section_slots)
+    store_file(dir.as_ref()).map(|h| h.section_slots)
 }
 
-/// Locks `dir`, surveys its files and walks its log, calling `visit` for every written record.
-fn run(
-    dir: &Path,
-    values: bool,
-    visit: &mut dyn FnMut(&walk::Seen<'_>) -> io::Result<()>,
-) -> Result<Report> {
+/// The shard count recorded in the `STORE` file of `dir`, if it decodes.
+pub fn shards(dir: impl AsRef<Path>) -> Option<u32> {
+    store_file(dir.as_ref()).map(|h| h.section)
+}
+
+/// What [`run`] does.
+enum Run<'a> {
+    Check,
+    Stats,
+    Dump(&'a mut dyn FnMut(&walk::Seen<'_>) -> io::Result<()>),
+}
+
+/// Locks `dir`, surveys its files and walks each shard's log.
+fn run(dir: &Path, how: Run<'_>) -> Result<Report> {
     let names = Os.list(dir).ctx("list", dir)?;
-    let ours = names.iter().any(|n| {
-        matches!(
-            parse_name(n),
-            Entry::Keys(_) | Entry::Values(_) | Entry::Buffer | Entry::Lock
-        )
-    });
-    if !ours {
+    if !is_ours(&names) {
         return Err(Error::io(
             "check",
             dir,
             io::Error::new(
                 io::ErrorKind::NotFound,
-                "not a toykv data directory (no buffer.b, key or value section)",
+                "not a toykv data directory (no STORE, shard directory or LOCK)",
             ),
         ));
     }
@@ -250,216 +321,181 @@ fn run(
         },
         _ => Error::io("lock", dir, e),
     })?;
-    let mut problems = Problems::default();
-    let survey = survey::survey(dir, &mut problems)?;
-    let mut counts = survey.counts();
-    walk::walk(&survey, values, &mut problems, &mut counts, visit)
+    let mut p = Problems::default();
+    let sv = survey(dir, &names, &mut p);
+    let mut counts = Counts {
+        section_slots: sv.slots.unwrap_or(0),
+        files: sv.top.files,
+        bytes: sv.top.bytes,
+        allocated: sv.top.allocated,
+        ..Counts::default()
+    };
+    let mut how = how;
+    let mut shards = Vec::with_capacity(sv.present.len());
+    for shard in &sv.present {
+        let walked = match &mut how {
+            Run::Check => walk::walk(shard, check_values(), &mut p, &mut |_| Ok(())),
+            Run::Stats => walk::walk(shard, Default::default(), &mut p, &mut |_| Ok(())),
+            Run::Dump(visit) => {
+                let first = walk::walk(shard, Default::default(), &mut Problems::default(), &mut |_| {
+                    Ok(())
+                });
+                let live = first.map(|w| w.live).unwrap_or_default();
+                let mode = walk::Mode {
+                    values: false,
+                    live: Some(&live),
+                };
+                walk::walk(shard, mode, &mut p, *visit)
+            }
+        }
         .map_err(|e| Error::io("write", "output", e))?;
+        let mut c = walked.counts;
+        c.section_slots = shard.slots.unwrap_or(0);
+        c.shards = 1;
+        c.files = shard.tally.files;
+        c.bytes = shard.tally.bytes;
+        c.allocated = shard.tally.allocated;
+        c.key_sections = shard.key_files;
+        c.value_sections = shard.values.len() as u64;
+        counts.add(&c);
+        shards.push(ShardReport {
+            dir: shard.dir.clone(),
+            name: shard.name.clone(),
+            mark: shard.mark,
+            banks: shard.banks,
+            counts: c,
+        });
+    }
+    for path in &sv.missing {
+        if counts.records > 0 || counts.value_sections > 0 {
+            let what = "shard directory is missing while other shards hold data: open creates \
+                        it empty, so the keys it held are lost";
+            p.error(ProblemKind::LostShard, path, 0, what);
+        } else {
+            p.warn(ProblemKind::Missing, path, 0, "shard directory is missing; open creates it");
+        }
+    }
     Ok(Report {
         dir: dir.to_path_buf(),
-        problems: problems.finish(),
+        problems: p.finish(),
         counts,
+        shards,
     })
 }
 
-/// Most problems shown for one file; the rest are counted in one summary line.
-const PER_FILE: usize = 50;
+/// The walk of `check`: values read.
+fn check_values() -> walk::Mode<'static> {
+    walk::Mode {
+        values: true,
+        live: None,
+    }
+}
 
-/// Collects problems, capping how many are listed per file.
+/// What the survey of the whole directory found.
 #[derive(Debug, Default)]
-pub(crate) struct Problems {
-    list: Vec<Problem>,
-    per_file: std::collections::HashMap<PathBuf, Tally>,
+pub(crate) struct Survey {
+    /// Records per key section, from `STORE`, else from the shards' headers.
+    pub(crate) slots: Option<u32>,
+    /// The shard count, from `STORE`, else guessed from the shard directories.
+    pub(crate) shards: u32,
+    /// The shards present, in order.
+    pub(crate) present: Vec<ShardSurvey>,
+    /// Shard directories `STORE` names that do not exist (open creates them empty).
+    pub(crate) missing: Vec<PathBuf>,
+    /// Files at the top of the directory.
+    pub(crate) top: Tally,
 }
 
-/// Problems of one file: how many were pushed, how many left off, the first left off, and the
-/// worst left off (an error that stops open over a damaged value over a warning).
-#[derive(Debug, Default)]
-struct Tally {
-    pushed: usize,
-    cut: usize,
-    first_cut: u64,
-    worst: Option<(Severity, bool, ProblemKind)>,
-}
-
-impl Problems {
-    /// Adds a problem.
-    pub(crate) fn push(
-        &mut self,
-        severity: Severity,
-        kind: ProblemKind,
-        file: &Path,
-        offset: u64,
-        what: impl Into<String>,
-    ) {
-        let t = self.per_file.entry(file.to_path_buf()).or_default();
-        t.pushed += 1;
-        if t.pushed > PER_FILE {
-            if t.cut == 0 {
-                t.first_cut = offset;
+/// Surveys `dir` and every shard, reporting into `p`.
+pub(crate) fn survey(dir: &Path, names: &[String], p: &mut Problems) -> Survey {
+    let mut s = Survey::default();
+    let mut names = names.to_vec();
+    names.sort();
+    let (mut has_store, mut v1, mut dirs) = (false, Vec::new(), BTreeMap::new());
+    for name in &names {
+        let path = dir.join(name);
+        if let Some(i) = parse_shard(name)
+            && path.is_dir()
+        {
+            dirs.insert(i, path);
+            continue;
+        }
+        s.top.add(&path, p);
+        match parse_name(name) {
+            _ if name == STORE_NAME => has_store = true,
+            Entry::Lock => {}
+            Entry::Keys(_) | Entry::Values(_) | Entry::Buffer => v1.push(path),
+            Entry::Other if name == KEYMODE_FILE => {
+                if let Err(e) = KeyMode::recorded(dir) {
+                    let what = format!("the recorded key mode is unreadable: {e}");
+                    p.warn(K::Name, &path, 0, what);
+                }
             }
-            t.cut += 1;
-            let rank = (severity, kind != ProblemKind::Value, kind);
-            if t.worst.is_none_or(|(s, v, _)| (s, v) < (rank.0, rank.1)) {
-                t.worst = Some(rank);
+            Entry::Tmp => p.warn(K::Name, &path, 0, "a leftover temporary file; open ignores it"),
+            Entry::Other => p.warn(K::Name, &path, 0, "not a toykv file name; open ignores it"),
+        }
+    }
+    let store = dir.join(STORE_NAME);
+    let header = if has_store {
+        store_header(&store, p)
+    } else {
+        None
+    };
+    if !has_store {
+        let buffer = dir.join(BUFFER_NAME);
+        if v1.contains(&buffer) || (!v1.is_empty() && dirs.is_empty()) {
+            let at = if v1.contains(&buffer) { buffer } else { v1[0].clone() };
+            let what = "format version 1: a flat data directory written by an older build (its \
+                        sections at the top, no STORE file, no shard directories); this build \
+                        reads version 2 only, so open refuses it";
+            p.error(K::Header, &at, 0, what);
+            return s;
+        }
+        if dirs.is_empty() {
+            let what = "no store file: open creates a new store here";
+            p.warn(K::Missing, &store, 0, what);
+            return s;
+        }
+        let what = "the store file is missing but shard directories exist: the shard count and \
+                    section size are unknown (open would write a new store file from its options, \
+                    which may not match the shards)";
+        p.error(K::Missing, &store, 0, what);
+    }
+    for path in &v1 {
+        let what = "a version 1 file at the top of a version 2 store; open ignores it";
+        p.warn(K::Name, path, 0, what);
+    }
+    s.slots = header.map(|h| h.section_slots);
+    s.shards = match header {
+        Some(h) => h.section,
+        None => dirs.keys().next_back().map_or(0, |&i| i + 1),
+    };
+    for (&i, path) in &dirs {
+        if i >= s.shards {
+            let what = format!(
+                "not one of the store's {} shards; open ignores it",
+                s.shards
+            );
+            p.warn(K::Name, path, 0, what);
+        }
+    }
+    for i in 0..s.shards {
+        let name = shard_name(i);
+        let path = dir.join(&name);
+        if !dirs.contains_key(&i) {
+            if path.exists() {
+                p.error(K::Io, &path, 0, "a shard's name, but not a directory");
+            } else {
+                s.missing.push(path);
             }
-            return;
+            continue;
         }
-        self.list.push(Problem {
-            severity,
-            kind,
-            file: file.to_path_buf(),
-            offset,
-            what: what.into(),
-        });
-    }
-
-    /// Adds an error.
-    pub(crate) fn error(
-        &mut self,
-        kind: ProblemKind,
-        file: &Path,
-        offset: u64,
-        what: impl Into<String>,
-    ) {
-        self.push(Severity::Error, kind, file, offset, what);
-    }
-
-    /// Adds a warning.
-    pub(crate) fn warn(
-        &mut self,
-        kind: ProblemKind,
-        file: &Path,
-        offset: u64,
-        what: impl Into<String>,
-    ) {
-        self.push(Severity::Warning, kind, file, offset, what);
-    }
-
-    /// The list, with one line per file whose problems were cut.
-    fn finish(mut self) -> Vec<Problem> {
-        let mut cut: Vec<_> = self.per_file.into_iter().collect();
-        cut.sort_by(|a, b| a.0.cmp(&b.0));
-        for (file, t) in cut {
-            if let Some((severity, _, kind)) = t.worst {
-                self.list.push(Problem {
-                    severity,
-                    kind,
-                    file,
-                    offset: t.first_cut,
-                    what: format!(
-                        "and {} more problems in this file from here on, not listed",
-                        t.cut
-                    ),
-                });
-            }
+        let shard = survey_shard(&path, name, s.slots, p);
+        if s.slots.is_none() {
+            s.slots = shard.slots;
         }
-        self.list
+        s.present.push(shard);
     }
+    s
 }
 
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sev = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        let name = self.file.file_name().map_or_else(
-            || self.file.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        write!(f, "{sev}: {name} at offset {}: {}", self.offset, self.what)
-    }
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &self.counts;
-        writeln!(f, "checked {}", self.dir.display())?;
-        writeln!(
-            f,
-            "  {} key sections, {} value sections, section_slots {}, buffer fills section {}",
-            c.key_sections, c.value_sections, c.section_slots, c.filling
-        )?;
-        let mut log = format!(
-            "  {} records ({} puts, {} deletes",
-            c.records, c.puts, c.deletes
-        );
-        if c.bad_records > 0 {
-            log += &format!(", {} corrupt", c.bad_records);
-        }
-        log += &format!(
-            "), {} live keys; sync mark at {} (generation {})",
-            c.live_keys, c.mark.synced, c.mark.generation
-        );
-        if c.unsynced > 0 {
-            log += &format!(", {} unsynced records kept", c.unsynced);
-        }
-        if c.dropped > 0 {
-            log += &format!(", {} dropped at open", c.dropped);
-        }
-        writeln!(f, "{log}; {} values checked", c.values_checked)?;
-        for p in &self.problems {
-            writeln!(f, "{p}")?;
-        }
-        let (e, w) = (self.errors(), self.warnings());
-        let verdict = if e > 0 && self.opens() {
-            "CORRUPT: open succeeds but gets of damaged values fail"
-        } else if e > 0 {
-            "CORRUPT: open would refuse this store"
-        } else if c.dropped > 0 || w > 0 {
-            "ok: open repairs the warnings"
-        } else {
-            "ok"
-        };
-        write!(
-            f,
-            "{e} error{}, {w} warning{}: {verdict}",
-            plural(e),
-            plural(w)
-        )
-    }
-}
-
-impl fmt::Display for Counts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rows: [(&str, String); 17] = [
-            ("files", self.files.to_string()),
-            ("bytes", self.bytes.to_string()),
-            ("allocated bytes", self.allocated.to_string()),
-            ("section_slots", self.section_slots.to_string()),
-            ("key sections", self.key_sections.to_string()),
-            ("value sections", self.value_sections.to_string()),
-            ("buffer fills section", self.filling.to_string()),
-            ("slots used", self.slots_used.to_string()),
-            ("records", self.records.to_string()),
-            ("puts", self.puts.to_string()),
-            ("deletes", self.deletes.to_string()),
-            ("live keys", self.live_keys.to_string()),
-            ("dead records", self.dead_records.to_string()),
-            (
-                "sync mark",
-                format!(
-                    "{} records (generation {})",
-                    self.mark.synced, self.mark.generation
-                ),
-            ),
-            ("unsynced records", self.unsynced.to_string()),
-            ("corrupt records", self.bad_records.to_string()),
-            ("dropped at open", self.dropped.to_string()),
-        ];
-        let mut first = true;
-        for (name, value) in rows {
-            if !first {
-                writeln!(f)?;
-            }
-            first = false;
-            write!(f, "{name:<21} {value}")?;
-        }
-        Ok(())
-    }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}

@@ -1,14 +1,17 @@
 //! Showing keys, values and records to people: in [`dump`](super::dump) and by the `toykv`
 //! command-line tool.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use crate::format::{Op, Record};
 use crate::key::Key;
 use crate::server::keymode::KeyMode;
 
+use super::survey::parse_shard;
 use super::walk::{Seen, Status};
+use super::{Counts, Problem, ProblemKind, Report, Severity, Summary};
 
 /// Longest value preview in a dump, in bytes.
 const PREVIEW: usize = 48;
@@ -79,7 +82,7 @@ fn preview(value: &[u8]) -> String {
 
 /// One line of a dump for `seen`.
 pub(crate) fn dump_line(out: &mut impl Write, mode: KeyMode, seen: &Seen<'_>) -> io::Result<()> {
-    let mut line = format!("{} ", seen.seq);
+    let mut line = format!("{} {} ", seen.shard, seen.seq);
     match seen.record {
         Some(Record { key, op, .. }) => match op {
             Op::Put { slot, len, .. } => {
@@ -95,10 +98,7 @@ pub(crate) fn dump_line(out: &mut impl Write, mode: KeyMode, seen: &Seen<'_>) ->
             }
         },
         None => {
-            let name = seen
-                .file
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            let name = short(seen.file);
             let why = seen.why.unwrap_or("does not decode");
             let _ = write!(line, "bad {name} offset {}: {why}", seen.offset);
         }
@@ -120,6 +120,269 @@ pub(crate) fn dump_line(out: &mut impl Write, mode: KeyMode, seen: &Seen<'_>) ->
         (Status::Dropped, None) => line.push_str(" [dropped at open]"),
     }
     writeln!(out, "{line}")
+}
+
+/// Most problems shown for one file; the rest are counted in one summary line.
+pub(crate) const PER_FILE: usize = 50;
+
+/// Collects problems, capping how many are listed per file.
+#[derive(Debug, Default)]
+pub(crate) struct Problems {
+    list: Vec<Problem>,
+    per_file: std::collections::HashMap<PathBuf, Tally>,
+}
+
+/// Problems of one file: how many were pushed, how many left off, the first left off, and the
+/// worst left off (an error that stops open over a damaged value over a warning).
+#[derive(Debug, Default)]
+struct Tally {
+    pushed: usize,
+    cut: usize,
+    first_cut: u64,
+    worst: Option<(Severity, bool, ProblemKind)>,
+}
+
+impl Problems {
+    /// Adds a problem.
+    pub(crate) fn push(
+        &mut self,
+        severity: Severity,
+        kind: ProblemKind,
+        file: &Path,
+        offset: u64,
+        what: impl Into<String>,
+    ) {
+        let t = self.per_file.entry(file.to_path_buf()).or_default();
+        t.pushed += 1;
+        if t.pushed > PER_FILE {
+            if t.cut == 0 {
+                t.first_cut = offset;
+            }
+            t.cut += 1;
+            let rank = (severity, kind != ProblemKind::Value, kind);
+            if t.worst.is_none_or(|(s, v, _)| (s, v) < (rank.0, rank.1)) {
+                t.worst = Some(rank);
+            }
+            return;
+        }
+        self.list.push(Problem {
+            severity,
+            kind,
+            file: file.to_path_buf(),
+            offset,
+            what: what.into(),
+        });
+    }
+
+    /// Adds an error.
+    pub(crate) fn error(
+        &mut self,
+        kind: ProblemKind,
+        file: &Path,
+        offset: u64,
+        what: impl Into<String>,
+    ) {
+        self.push(Severity::Error, kind, file, offset, what);
+    }
+
+    /// Adds a warning.
+    pub(crate) fn warn(
+        &mut self,
+        kind: ProblemKind,
+        file: &Path,
+        offset: u64,
+        what: impl Into<String>,
+    ) {
+        self.push(Severity::Warning, kind, file, offset, what);
+    }
+
+    /// The list, with one line per file whose problems were cut.
+    pub(crate) fn finish(mut self) -> Vec<Problem> {
+        let mut cut: Vec<_> = self.per_file.into_iter().collect();
+        cut.sort_by(|a, b| a.0.cmp(&b.0));
+        for (file, t) in cut {
+            if let Some((severity, _, kind)) = t.worst {
+                self.list.push(Problem {
+                    severity,
+                    kind,
+                    file,
+                    offset: t.first_cut,
+                    what: format!(
+                        "and {} more problems in this file from here on, not listed",
+                        t.cut
+                    ),
+                });
+            }
+        }
+        self.list
+    }
+}
+
+
+/// A file as reports name it: `shard-xx/name` inside a shard directory, else its name.
+pub(crate) fn short(path: &Path) -> String {
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    match path.parent().map(name) {
+        Some(shard) if parse_shard(&shard).is_some() => format!("{shard}/{}", name(path)),
+        _ if path.file_name().is_none() => path.display().to_string(),
+        _ => name(path),
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let name = short(&self.file);
+        write!(f, "{sev}: {name} at offset {}: {}", self.offset, self.what)
+    }
+}
+
+/// The log part of a report line: records, live keys, sync state.
+fn log_line(c: &Counts) -> String {
+    let mut log = format!(
+        "{} records ({} puts, {} deletes",
+        c.records, c.puts, c.deletes
+    );
+    if c.bad_records > 0 {
+        log += &format!(", {} corrupt", c.bad_records);
+    }
+    log += &format!("), {} live keys", c.live_keys);
+    if c.unsynced > 0 {
+        log += &format!(", {} unsynced records kept", c.unsynced);
+    }
+    if c.dropped > 0 {
+        log += &format!(", {} dropped at open", c.dropped);
+    }
+    log
+}
+
+/// A bank's section, or `-`.
+fn bank(b: Option<u32>) -> String {
+    b.map_or_else(|| "-".to_string(), |n| n.to_string())
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.counts;
+        writeln!(f, "checked {}", self.dir.display())?;
+        writeln!(
+            f,
+            "  {} shards, section_slots {}",
+            self.shards.len(),
+            c.section_slots
+        )?;
+        for s in &self.shards {
+            let n = &s.counts;
+            writeln!(
+                f,
+                "  {}: {} key sections, {} value sections, banks hold {} and {}; {}; sync mark at \
+                 {} (generation {})",
+                s.name,
+                n.key_sections,
+                n.value_sections,
+                bank(s.banks[0]),
+                bank(s.banks[1]),
+                log_line(n),
+                s.mark.synced,
+                s.mark.generation
+            )?;
+        }
+        writeln!(
+            f,
+            "  total: {}; {} values checked",
+            log_line(c),
+            c.values_checked
+        )?;
+        for p in &self.problems {
+            writeln!(f, "{p}")?;
+        }
+        let (e, w) = (self.errors(), self.warnings());
+        let verdict = if e > 0 && self.opens() {
+            "CORRUPT: open succeeds but keys are lost or gets of damaged values fail"
+        } else if e > 0 {
+            "CORRUPT: open would refuse this store"
+        } else if c.dropped > 0 || w > 0 {
+            "ok: open repairs the warnings"
+        } else {
+            "ok"
+        };
+        write!(
+            f,
+            "{e} error{}, {w} warning{}: {verdict}",
+            plural(e),
+            plural(w)
+        )
+    }
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rows: [(&str, u64); 16] = [
+            ("shards", self.shards),
+            ("files", self.files),
+            ("bytes", self.bytes),
+            ("allocated bytes", self.allocated),
+            ("section_slots", u64::from(self.section_slots)),
+            ("key sections", self.key_sections),
+            ("value sections", self.value_sections),
+            ("records", self.records),
+            ("puts", self.puts),
+            ("deletes", self.deletes),
+            ("live keys", self.live_keys),
+            ("dead records", self.dead_records),
+            ("synced records", self.synced),
+            ("unsynced records", self.unsynced),
+            ("corrupt records", self.bad_records),
+            ("dropped at open", self.dropped),
+        ];
+        for (i, (name, value)) in rows.into_iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{name:<21} {value}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.counts)?;
+        write!(
+            f,
+            "\n{:<9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6}  {:<12} sync mark",
+            "shard", "records", "live", "dead", "unsynced", ".k", ".v", "banks"
+        )?;
+        for s in &self.shards {
+            let c = &s.counts;
+            let banks = format!("{}, {}", bank(s.banks[0]), bank(s.banks[1]));
+            write!(
+                f,
+                "\n{:<9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6}  {banks:<12} {} (generation {})",
+                s.name,
+                c.records,
+                c.live_keys,
+                c.dead_records,
+                c.unsynced,
+                c.key_sections,
+                c.value_sections,
+                s.mark.synced,
+                s.mark.generation
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 #[cfg(test)]

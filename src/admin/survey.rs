@@ -1,7 +1,8 @@
-//! The survey of a data directory before its log is walked: file names, lengths, headers, the
-//! buffer's sync marks and template. It mirrors, read-only, the checks of `store/open.rs`,
-//! `store/buffer.rs`, `store/keys.rs` and `store/values.rs`, but reports every failure instead
-//! of stopping at the first.
+//! The survey of a data directory before the shards' logs are walked: the `STORE` file, the
+//! shard directories, and in each shard its file names, lengths, headers, the buffer's sync
+//! marks and banks. It mirrors, read-only, the checks of `Store::open_with` (`store/mod.rs`),
+//! `store/open.rs`, `store/buffer.rs`, `store/keys.rs` and `store/values.rs`, but reports every
+//! failure instead of stopping at the first.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -9,65 +10,37 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
 use crate::format::{
-    BUFFER_DATA_AT, BUFFER_NAME, BUFFER_VALUES_AT, Entry, HEADER_LEN, Header, HeaderError, Kind,
-    MARK_A, MARK_B, MARK_LEN, MAX_SLOTS, Mark, PAGE, RECORD_SIZE, buffer_len, keys_len, keys_name,
-    parse_name, values_len, values_name,
+    BANKS, BUFFER_NAME, Entry, HEADER_LEN, Header, HeaderError, Kind, MARK_A, MARK_B, MARK_LEN,
+    MAX_SHARDS, MAX_SLOTS, Mark, PAGE, RECORD_SIZE, buffer_len, keys_len, keys_name, parse_name, values_len,
+    values_name, STORE_NAME,
 };
-use crate::server::keymode::{KEYMODE_FILE, KeyMode};
 
-use super::{Counts, ProblemKind as K, Problems};
+use super::ProblemKind as K;
+use super::show::Problems;
 
-/// A key section of the log.
-#[derive(Debug)]
-pub(crate) struct KeyFile {
-    /// Its path.
-    pub(crate) path: PathBuf,
-    /// Its length (0 for a missing section 0, which open would create).
-    pub(crate) len: u64,
+/// Files counted: how many, their apparent and allocated bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Tally {
+    pub(crate) files: u64,
+    pub(crate) bytes: u64,
+    pub(crate) allocated: u64,
 }
 
-/// What the survey found.
-#[derive(Debug, Default)]
-pub(crate) struct Survey {
-    /// Records per key section, from the buffer's header, else the first key or value header.
-    pub(crate) slots: Option<u32>,
-    /// The newest valid sync mark.
-    pub(crate) mark: Mark,
-    /// The buffer's path and length, when it exists.
-    pub(crate) buffer: Option<(PathBuf, u64)>,
-    /// The value section the buffer fills: one past the last `.v` file.
-    pub(crate) filling: u64,
-    /// The value sections present, and whether their length and header are right.
-    pub(crate) values: BTreeMap<u32, bool>,
-    /// The key sections that form the log: 0, 1, … up to the first gap.
-    pub(crate) log: Vec<KeyFile>,
-    /// The data directory.
-    pub(crate) dir: PathBuf,
-    /// The section the buffer's template header names, when it decodes.
-    template: Option<u32>,
-    /// Whether the buffer's own header decodes.
-    buffer_ok: bool,
-    files: u64,
-    bytes: u64,
-    allocated: u64,
-    key_files: u64,
-}
-
-impl Survey {
-    /// The counts the survey knows; the walk adds the rest.
-    pub(crate) fn counts(&self) -> Counts {
-        Counts {
-            section_slots: self.slots.unwrap_or(0),
-            files: self.files,
-            bytes: self.bytes,
-            allocated: self.allocated,
-            key_sections: self.key_files,
-            value_sections: self.values.len() as u64,
-            filling: self.filling,
-            mark: self.mark,
-            ..Counts::default()
+impl Tally {
+    /// Counts `path` if it can be stat'ed; returns its length.
+    pub(crate) fn add(&mut self, path: &Path, p: &mut Problems) -> Option<u64> {
+        match std::fs::metadata(path) {
+            Ok(m) => {
+                self.files += 1;
+                self.bytes += m.len();
+                self.allocated += m.blocks() * 512;
+                Some(m.len())
+            }
+            Err(e) => {
+                p.error(K::Io, path, 0, format!("cannot stat: {e}"));
+                None
+            }
         }
     }
 }
@@ -95,7 +68,7 @@ pub(crate) fn read_file_at_most(file: &File, off: u64, len: usize) -> io::Result
 }
 
 /// The message `Store::open` gives for a refused header, without the file name.
-fn header_message(kind: Kind, e: HeaderError) -> String {
+pub(crate) fn header_message(kind: Kind, e: HeaderError) -> String {
     match e {
         HeaderError::Magic(got) => format!("not a toykv {} file (magic {got:02x?})", kind.name()),
         HeaderError::Version(got) => format!(
@@ -107,7 +80,7 @@ fn header_message(kind: Kind, e: HeaderError) -> String {
 }
 
 /// Reads and decodes the header of `path`; reports and returns `None` when it fails.
-fn header(path: &Path, kind: Kind, p: &mut Problems) -> Option<Header> {
+pub(crate) fn header(path: &Path, kind: Kind, p: &mut Problems) -> Option<Header> {
     match read_at_most(path, 0, HEADER_LEN) {
         Err(e) => {
             p.error(K::Io, path, 0, format!("cannot read the header: {e}"));
@@ -123,44 +96,113 @@ fn header(path: &Path, kind: Kind, p: &mut Problems) -> Option<Header> {
     }
 }
 
+/// The banks' headers of a buffer, as `Buffer::open` reads them: the section each names.
+pub(crate) fn read_banks(path: &Path, slots: u32, p: &mut Problems) -> [Option<u32>; BANKS] {
+    let mut banks = [None; BANKS];
+    for (bank, named) in banks.iter_mut().enumerate() {
+        let at = crate::format::bank_at(slots, bank) as u64;
+        let Ok(head) = read_at_most(path, at, HEADER_LEN) else {
+            continue;
+        };
+        let mut h = [0u8; HEADER_LEN];
+        h[..head.len()].copy_from_slice(&head);
+        *named = Header::decode(&h, Kind::Values)
+            .ok()
+            .filter(|h| h.section_slots == slots)
+            .map(|h| h.section);
+        if named.is_none() && h.iter().any(|&b| b != 0) {
+            let what = format!(
+                "the header page of bank {bank} does not decode (a torn rewrite?): the bank \
+                 holds no section"
+            );
+            p.warn(K::Header, path, at, what);
+        }
+    }
+    banks
+}
+
+/// Zero pad, so a page-sized read is always a page.
+pub(crate) fn page_of(bytes: &[u8]) -> [u8; PAGE] {
+    let mut page = [0u8; PAGE];
+    let n = bytes.len().min(PAGE);
+    page[..n].copy_from_slice(&bytes[..n]);
+    page
+}
+
+/// A key section of a shard's log.
+#[derive(Debug)]
+pub(crate) struct KeyFile {
+    /// Its path.
+    pub(crate) path: PathBuf,
+    /// Its length (0 for a missing first section, which open would create).
+    pub(crate) len: u64,
+}
+
+/// What the survey of one shard directory found.
+#[derive(Debug, Default)]
+pub(crate) struct ShardSurvey {
+    /// The shard directory.
+    pub(crate) dir: PathBuf,
+    /// Its name, `shard-xx`.
+    pub(crate) name: String,
+    /// Records per key section: the store's, else the buffer's, else any header's.
+    pub(crate) slots: Option<u32>,
+    /// The buffer, when its header decodes and agrees with the store: the log can be walked.
+    pub(crate) buffer: Option<PathBuf>,
+    /// The newest valid sync mark.
+    pub(crate) mark: Mark,
+    /// The section each bank's header page names.
+    pub(crate) banks: [Option<u32>; BANKS],
+    /// The value sections present, and whether their length and header are right.
+    pub(crate) values: BTreeMap<u32, bool>,
+    /// The key sections that form the log: from the mark's first, up to the first gap.
+    pub(crate) log: Vec<KeyFile>,
+    /// The shard's files.
+    pub(crate) tally: Tally,
+    /// Key section files, all of them.
+    pub(crate) key_files: u64,
+}
+
 /// Checks that a key or value header names section `n` of `slots` slots.
 fn header_names(path: &Path, h: &Header, n: u32, slots: u32, p: &mut Problems) -> bool {
     let ok = h.section == n && h.section_slots == slots;
     if !ok {
-        p.error(
-            K::Header,
-            path,
-            0,
-            format!(
-                "header says section {} of {} slots; expected section {n} of {slots}",
-                h.section, h.section_slots
-            ),
+        let what = format!(
+            "header says section {} of {} slots; expected section {n} of {slots}",
+            h.section, h.section_slots
         );
+        p.error(K::Header, path, 0, what);
     }
     ok
 }
 
-/// Surveys `dir`, reporting into `p`. Fails only when the directory cannot be listed.
-pub(crate) fn survey(dir: &Path, p: &mut Problems) -> Result<Survey> {
-    use crate::error::Context;
-    let mut names = crate::io::Vfs::list(&crate::io::Os, dir).ctx("list", dir)?;
-    names.sort();
-    let mut s = Survey {
+/// Surveys shard directory `dir` (named `name`), whose sections should have `want` slots when
+/// the store file says. Reports into `p`.
+pub(crate) fn survey_shard(
+    dir: &Path,
+    name: String,
+    want: Option<u32>,
+    p: &mut Problems,
+) -> ShardSurvey {
+    let mut s = ShardSurvey {
         dir: dir.to_path_buf(),
-        ..Survey::default()
+        name,
+        ..ShardSurvey::default()
     };
+    let mut names = match crate::io::Vfs::list(&crate::io::Os, dir) {
+        Ok(names) => names,
+        Err(e) => {
+            p.error(K::Io, dir, 0, format!("cannot list: {e}"));
+            return s;
+        }
+    };
+    names.sort();
     let (mut keys, mut values, mut lens) = (Vec::new(), Vec::new(), BTreeMap::new());
     let mut has_buffer = false;
     for name in &names {
         let path = dir.join(name);
-        match std::fs::metadata(&path) {
-            Ok(m) => {
-                s.files += 1;
-                s.bytes += m.len();
-                s.allocated += m.blocks() * 512;
-                lens.insert(name.clone(), m.len());
-            }
-            Err(e) => p.error(K::Io, &path, 0, format!("cannot stat: {e}")),
+        if let Some(len) = s.tally.add(&path, p) {
+            lens.insert(name.clone(), len);
         }
         match parse_name(name) {
             Entry::Keys(n) => keys.push(n),
@@ -171,18 +213,8 @@ pub(crate) fn survey(dir: &Path, p: &mut Problems) -> Result<Survey> {
                 K::Name,
                 &path,
                 0,
-                "left over by an interrupted flush or file creation; open removes it",
+                "left over by an interrupted write-out or file creation; open removes it",
             ),
-            Entry::Other if name == KEYMODE_FILE => {
-                if let Err(e) = KeyMode::recorded(dir) {
-                    p.warn(
-                        K::Name,
-                        &path,
-                        0,
-                        format!("the recorded key mode is unreadable: {e}"),
-                    );
-                }
-            }
             Entry::Other => p.warn(K::Name, &path, 0, "not a toykv file name; open ignores it"),
         }
     }
@@ -191,35 +223,32 @@ pub(crate) fn survey(dir: &Path, p: &mut Problems) -> Result<Survey> {
     s.key_files = keys.len() as u64;
     let len_of = |name: &str| lens.get(name).copied().unwrap_or(0);
 
+    let (mut own, mut buffer_ok) = (None, false);
     if has_buffer {
-        survey_buffer(&mut s, dir, len_of(BUFFER_NAME), p);
+        (own, buffer_ok) = survey_buffer(&mut s, len_of(BUFFER_NAME), p);
     }
-    if s.slots.is_none() {
-        // No usable buffer header: take the section size from the other files, to go on.
-        s.slots = keys
-            .iter()
-            .map(|&n| dir.join(keys_name(n)))
-            .chain(values.iter().map(|&n| dir.join(values_name(n))))
-            .find_map(|path| {
-                let kind = if path.extension().is_some_and(|e| e == "k") {
-                    Kind::Keys
-                } else {
-                    Kind::Values
-                };
-                let head = read_at_most(&path, 0, HEADER_LEN).ok()?;
-                Header::decode(&head, kind).ok().map(|h| h.section_slots)
-            });
+    if let (Some(w), Some(b), true) = (want, own, buffer_ok)
+        && w != b
+    {
+        let what = format!("write buffer has section_slots {b}, the store file says {w}");
+        p.error(K::Header, &dir.join(BUFFER_NAME), 0, what);
+        buffer_ok = false;
     }
+    s.slots = want.or(own).or_else(|| {
+        // No usable header yet: take the section size from the shard's sections, to go on.
+        let k = keys.iter().map(|&n| (dir.join(keys_name(n)), Kind::Keys));
+        let v = values.iter().map(|&n| (dir.join(values_name(n)), Kind::Values));
+        k.chain(v).find_map(|(path, kind)| {
+            let head = read_at_most(&path, 0, HEADER_LEN).ok()?;
+            Header::decode(&head, kind).ok().map(|h| h.section_slots)
+        })
+    });
     let Some(slots) = s.slots else {
         if !keys.is_empty() || !values.is_empty() {
-            p.error(
-                K::Header,
-                dir,
-                0,
-                "no header decodes: the section size is unknown, the log cannot be read",
-            );
+            let what = "no header decodes: the section size is unknown, the log cannot be read";
+            p.error(K::Header, dir, 0, what);
         }
-        return Ok(s);
+        return s;
     };
 
     let sections_max = MAX_SLOTS / u64::from(slots);
@@ -227,15 +256,11 @@ pub(crate) fn survey(dir: &Path, p: &mut Problems) -> Result<Survey> {
         let path = dir.join(values_name(n));
         let mut ok = true;
         if u64::from(n) >= sections_max {
-            p.error(
-                K::Name,
-                &path,
-                0,
-                format!(
-                    "value section {n} is past the last addressable section {}",
-                    sections_max - 1
-                ),
+            let what = format!(
+                "value section {n} is past the last addressable section {}",
+                sections_max - 1
             );
+            p.error(K::Name, &path, 0, what);
             ok = false;
         }
         let (len, want) = (len_of(&values_name(n)), values_len(slots));
@@ -247,193 +272,223 @@ pub(crate) fn survey(dir: &Path, p: &mut Problems) -> Result<Survey> {
         ok &= header(&path, Kind::Values, p).is_some_and(|h| header_names(&path, &h, n, slots, p));
         s.values.insert(n, ok);
     }
-    s.filling = values.last().map_or(0, |&n| u64::from(n) + 1);
 
-    if has_buffer {
-        check_template(&s, dir, p);
-    } else {
-        survey_no_buffer(&s, dir, &keys, p);
+    if !has_buffer {
+        survey_no_buffer(&s, &keys, slots, &len_of, p);
+        return s;
     }
-    survey_keys(&mut s, dir, &keys, slots, &len_of, p);
-    Ok(s)
+    survey_keys(&mut s, &keys, slots, &len_of, p);
+    if buffer_ok {
+        s.buffer = Some(dir.join(BUFFER_NAME));
+    }
+    s
 }
 
-/// The buffer: length, header, sync marks, template (`Buffer::open` and `open`'s use of it).
-fn survey_buffer(s: &mut Survey, dir: &Path, len: u64, p: &mut Problems) {
-    let path = dir.join(BUFFER_NAME);
-    s.buffer = Some((path.clone(), len));
-    let pages = match read_at_most(&path, 0, BUFFER_DATA_AT) {
-        Ok(pages) => pages,
+/// The buffer (`Buffer::open`): length, header, sync marks, banks. Returns its section size
+/// and whether open accepts it.
+fn survey_buffer(s: &mut ShardSurvey, len: u64, p: &mut Problems) -> (Option<u32>, bool) {
+    let path = s.dir.join(BUFFER_NAME);
+    let head = match read_at_most(&path, 0, PAGE) {
+        Ok(head) => head,
         Err(e) => {
-            p.error(K::Io, &path, 0, format!("cannot read the headers: {e}"));
-            return;
+            p.error(K::Io, &path, 0, format!("cannot read the header page: {e}"));
+            return (None, false);
         }
     };
-    if let Some(page) = pages.get(..PAGE) {
-        for at in [MARK_A, MARK_B] {
-            let mut copy = [0u8; MARK_LEN];
-            copy.copy_from_slice(&page[at..at + MARK_LEN]);
-            if copy.iter().any(|&b| b != 0) && Mark::decode(&copy).is_none() {
-                let what = "this copy of the sync mark fails its checksum (a torn mark write?); \
-                            recovery uses the other copy";
-                p.warn(K::SyncMark, &path, at as u64, what);
-            }
-        }
-        let mut whole = [0u8; PAGE];
-        whole.copy_from_slice(page);
-        s.mark = Mark::newest(&whole).0;
-    }
-    if pages.len() < BUFFER_DATA_AT {
-        let what = format!(
-            "write buffer is {len} bytes, shorter than its {BUFFER_DATA_AT} bytes of headers"
-        );
+    if len < PAGE as u64 || head.len() < PAGE {
+        let what = format!("write buffer is {len} bytes, shorter than its {PAGE}-byte header page");
         p.error(K::Length, &path, len, what);
-        return;
+        return (None, false);
     }
-    let own = match Header::decode(&pages[..HEADER_LEN], Kind::Buffer) {
+    let page = page_of(&head);
+    for at in [MARK_A, MARK_B] {
+        let mut copy = [0u8; MARK_LEN];
+        copy.copy_from_slice(&page[at..at + MARK_LEN]);
+        if copy.iter().any(|&b| b != 0) && Mark::decode(&copy).is_none() {
+            let what = "this copy of the sync mark fails its checksum (a torn mark write?); \
+                        recovery uses the other copy";
+            p.warn(K::SyncMark, &path, at as u64, what);
+        }
+    }
+    s.mark = Mark::newest(&page).0;
+    let own = match Header::decode(&page[..HEADER_LEN], Kind::Buffer) {
         Ok(h) => h,
         Err(e) => {
             p.error(K::Header, &path, 0, header_message(Kind::Buffer, e));
-            return;
+            return (None, false);
         }
     };
-    s.slots = Some(own.section_slots);
-    let want = buffer_len(own.section_slots);
+    let slots = own.section_slots;
+    let want = buffer_len(slots);
+    let mut ok = true;
     if len > want {
         let what = format!("write buffer is {len} bytes, longer than {want}");
         p.error(K::Length, &path, want, what);
+        ok = false;
     } else if len < want {
         let what =
             format!("write buffer is {len} bytes, shorter than {want}: open extends it with zeros");
         p.warn(K::Length, &path, len, what);
     }
-    let template = &pages[BUFFER_VALUES_AT..BUFFER_VALUES_AT + HEADER_LEN];
-    let template = Header::decode(template, Kind::Values)
-        .ok()
-        .filter(|h| h.section_slots == own.section_slots)
-        .map(|h| h.section);
-    s.template = template;
-    s.buffer_ok = true;
+    s.banks = read_banks(&path, slots, p);
+    (Some(slots), ok)
 }
 
-/// The buffer's template against the value sections: `open` rewrites a torn or stale one and
-/// refuses one that has moved past a missing value section.
-fn check_template(s: &Survey, dir: &Path, p: &mut Problems) {
-    let Some((path, _)) = s.buffer.as_ref().filter(|_| s.buffer_ok) else {
-        return;
-    };
-    let at = BUFFER_VALUES_AT as u64;
-    match s.template.map(u64::from) {
-        None => {
-            let what = "the template header of the value section being filled does not decode; \
-                        open rewrites it";
-            p.warn(K::Header, path, at, what);
-        }
-        Some(t) if t > s.filling => {
-            let missing = dir.join(values_name(u32::try_from(s.filling).unwrap_or(u32::MAX)));
-            let what = format!("value section is missing: the buffer has moved on to section {t}");
-            p.error(K::Missing, &missing, 0, what);
-        }
-        Some(t) if t < s.filling => {
-            let what = format!(
-                "the template names section {t} but value sections up to {} exist (a flush \
-                 interrupted after its rename); open rewrites it",
-                s.filling - 1
-            );
-            p.warn(K::Header, path, at, what);
-        }
-        Some(_) => {}
+/// A key section's length and header (`Section::open`); whether open accepts it.
+fn check_key_file(path: &Path, n: u32, slots: u32, len: u64, p: &mut Problems) -> bool {
+    let full = keys_len(slots);
+    if len < PAGE as u64 {
+        let what = format!("key section is {len} bytes, shorter than its header page");
+        p.error(K::Length, path, len, what);
+        return false;
     }
-}
-
-/// No buffer: open creates a fresh store if nothing was written (`open::create`).
-fn survey_no_buffer(s: &Survey, dir: &Path, keys: &[u32], p: &mut Problems) {
-    let path = dir.join(BUFFER_NAME);
-    if !s.values.is_empty() {
-        p.error(
-            K::Missing,
-            &path,
-            0,
-            "the write buffer is missing but value sections exist",
+    let mut ok = true;
+    if len > full {
+        let what = format!("key section is {len} bytes, longer than {full}");
+        p.error(K::Length, path, full, what);
+        ok = false;
+    } else if len < full {
+        let what = format!(
+            "key section is {len} bytes, shorter than {full}: open extends it with zeros, so its \
+             missing records read as never written"
         );
-        return;
+        p.warn(K::Length, path, len, what);
     }
-    let written = keys.iter().any(|&n| {
-        read_at_most(&dir.join(keys_name(n)), PAGE as u64, RECORD_SIZE)
-            .is_ok_and(|r| r.iter().any(|&b| b != 0))
-    });
-    if written {
-        p.error(
-            K::Missing,
-            &path,
-            0,
-            "the write buffer is missing but key sections hold records",
-        );
-    } else {
-        let what = "no write buffer: open creates a fresh store (removing empty key sections)";
-        p.warn(K::Missing, &path, 0, what);
-    }
+    ok & header(path, Kind::Keys, p).is_some_and(|h| header_names(path, &h, n, slots, p))
 }
 
-/// The key sections (`Section::open`, and their numbering in `open`).
-fn survey_keys(
-    s: &mut Survey,
-    dir: &Path,
+/// No buffer: open creates a fresh shard if nothing was written (`open::create`).
+fn survey_no_buffer(
+    s: &ShardSurvey,
     keys: &[u32],
     slots: u32,
     len_of: &dyn Fn(&str) -> u64,
     p: &mut Problems,
 ) {
-    let zero = dir.join(keys_name(0));
-    if keys.is_empty() {
-        if !s.values.is_empty() {
-            p.error(
-                K::Missing,
-                &zero,
-                0,
-                "key sections are missing but value sections exist",
-            );
-        } else if s.buffer.is_some() {
-            p.warn(
-                K::Missing,
-                &zero,
-                0,
-                "key section 0 is missing; open creates it",
-            );
+    let path = s.dir.join(BUFFER_NAME);
+    if !s.values.is_empty() {
+        let what = "the write buffer is missing but value sections exist";
+        p.error(K::Missing, &path, 0, what);
+        return;
+    }
+    let (mut ok, mut written) = (true, false);
+    for &n in keys {
+        let file = s.dir.join(keys_name(n));
+        if check_key_file(&file, n, slots, len_of(&keys_name(n)), p) {
+            written |= read_at_most(&file, PAGE as u64, RECORD_SIZE)
+                .is_ok_and(|r| r.iter().any(|&b| b != 0));
+        } else {
+            ok = false;
         }
-        s.log.push(KeyFile { path: zero, len: 0 });
+    }
+    if written {
+        let what = "the write buffer is missing but key sections hold records";
+        p.error(K::Missing, &path, 0, what);
+    } else if ok {
+        let what = "no write buffer: open creates a fresh shard (removing empty key sections)";
+        p.warn(K::Missing, &path, 0, what);
+    }
+}
+
+/// The key sections (`open_keys`, `Section::open`): older than the mark's first, then
+/// numbered without gaps from it.
+fn survey_keys(
+    s: &mut ShardSurvey,
+    keys: &[u32],
+    slots: u32,
+    len_of: &dyn Fn(&str) -> u64,
+    p: &mut Problems,
+) {
+    let (first, synced) = (s.mark.first, s.mark.synced);
+    for &n in keys.iter().filter(|&&n| n < first) {
+        let what = format!(
+            "below the first key section the sync mark keeps ({}): left by an interrupted \
+             garbage collection; open removes it",
+            keys_name(first)
+        );
+        p.warn(K::Name, &s.dir.join(keys_name(n)), 0, what);
+    }
+    let kept: Vec<u32> = keys.iter().copied().filter(|&n| n >= first).collect();
+    let first_path = s.dir.join(keys_name(first));
+    if kept.is_empty() {
+        if synced > u64::from(first) * u64::from(slots) {
+            let what =
+                format!("key records up to {synced} were synced but no key section is left");
+            p.error(K::Missing, &first_path, 0, what);
+        } else {
+            p.warn(K::Missing, &first_path, 0, "key section is missing; open creates it");
+        }
+        s.log.push(KeyFile {
+            path: first_path,
+            len: 0,
+        });
         return;
     }
     let mut gap = false;
-    for (want, &n) in keys.iter().enumerate() {
-        let path = dir.join(keys_name(n));
-        if !gap && want as u64 != u64::from(n) {
+    for (i, &n) in kept.iter().enumerate() {
+        let path = s.dir.join(keys_name(n));
+        let want = u64::from(first) + i as u64;
+        if !gap && want != u64::from(n) {
             gap = true;
-            let missing = dir.join(keys_name(want as u32));
+            let missing = s.dir.join(keys_name(want as u32));
             let what = format!("key section is missing (next is {})", keys_name(n));
             p.error(K::Missing, &missing, 0, what);
         }
-        let (len, full) = (len_of(&keys_name(n)), keys_len(slots));
-        if len < PAGE as u64 {
-            let what = format!("key section is {len} bytes, shorter than its header page");
-            p.error(K::Length, &path, len, what);
-        } else {
-            if len > full {
-                let what = format!("key section is {len} bytes, longer than {full}");
-                p.error(K::Length, &path, full, what);
-            } else if len < full {
-                let what = format!(
-                    "key section is {len} bytes, shorter than {full}: open extends it with \
-                     zeros, so its missing records read as never written"
-                );
-                p.warn(K::Length, &path, len, what);
-            }
-            if let Some(h) = header(&path, Kind::Keys, p) {
-                header_names(&path, &h, n, slots, p);
-            }
-        }
+        let len = len_of(&keys_name(n));
+        check_key_file(&path, n, slots, len, p);
         if !gap {
             s.log.push(KeyFile { path, len });
         }
     }
 }
+
+/// The shard number of a directory name `shard-xx`.
+pub(crate) fn parse_shard(name: &str) -> Option<u32> {
+    let hex = name.strip_prefix("shard-")?;
+    let ok = hex.len() == 2 && hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    ok.then(|| u32::from_str_radix(hex, 16).ok()).flatten()
+}
+
+/// The `STORE` file's header, when it decodes and names a possible shard count; reports why
+/// not otherwise (as `describe` in `store/mod.rs` refuses it).
+pub(crate) fn store_header(path: &Path, p: &mut Problems) -> Option<Header> {
+    let head = match read_at_most(path, 0, HEADER_LEN) {
+        Ok(head) => head,
+        Err(e) => {
+            p.error(K::Io, path, 0, format!("cannot read the header: {e}"));
+            return None;
+        }
+    };
+    if head.len() < HEADER_LEN {
+        let what = format!("store file is {} bytes, shorter than its header", head.len());
+        p.error(K::Length, path, head.len() as u64, what);
+        return None;
+    }
+    let h = match Header::decode(&head, Kind::Store) {
+        Ok(h) => h,
+        Err(e) => {
+            p.error(K::Header, path, 0, header_message(Kind::Store, e));
+            return None;
+        }
+    };
+    if !(1..=MAX_SHARDS).contains(&h.section) {
+        let what = format!("store file names {} shards (1 to {MAX_SHARDS} allowed)", h.section);
+        p.error(K::Header, path, 0, what);
+        return None;
+    }
+    Some(h)
+}
+
+/// Whether `dir` looks like a toykv data directory (of any version): it holds `STORE`, `LOCK`,
+/// a shard directory or a version 1 file.
+pub(crate) fn is_ours(names: &[String]) -> bool {
+    names.iter().any(|n| {
+        n == STORE_NAME
+            || parse_shard(n).is_some()
+            || matches!(
+                parse_name(n),
+                Entry::Keys(_) | Entry::Values(_) | Entry::Buffer | Entry::Lock
+            )
+    })
+}
+

@@ -1,18 +1,25 @@
-//! Tests of check, dump and stats on sound stores (clean, unsynced, torn), and the helpers the
-//! damage tests share: a reference store with `section_slots(16)` and byte-level damage.
+//! Tests of check, dump and stats on sound stores (clean, unsynced, torn, collected), and the
+//! helpers the damage tests share: a reference store of two shards with `section_slots(16)`
+//! and byte-level damage.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::show::PER_FILE;
 use super::*;
-use crate::format::{KEYS_DATA_AT, RECORD_SIZE, keys_name};
-use crate::{Options, Store};
+use crate::format::{KEYS_DATA_AT, RECORD_SIZE, keys_name, shard_of};
+use crate::{Durability, Options, Store};
 
 pub(super) const SLOTS: u32 = 16;
+pub(super) const SHARDS: u32 = 2;
 
 pub(super) fn opts() -> Options {
-    Options::new().section_slots(SLOTS)
+    Options::new()
+        .section_slots(SLOTS)
+        .shards(SHARDS)
+        .gc(false)
+        .durability(Durability::None)
 }
 
 /// The value the reference store puts at step `i`.
@@ -28,6 +35,30 @@ pub(super) fn step(i: usize) -> (u64, bool) {
     } else {
         ((i % 30) as u64, true)
     }
+}
+
+/// Where step `i` of the reference store wrote: its shard, its record number there, and for a
+/// put its value slot (values fill the shard's slots in order while nothing is collected).
+pub(super) fn place(i: usize) -> (u32, u64, Option<u64>) {
+    let (mut seqs, mut slots) = ([0u64; SHARDS as usize], [0u64; SHARDS as usize]);
+    let mut at = (0, 0, None);
+    for j in 0..=i {
+        let (key, put) = step(j);
+        let s = shard_of(key.to_be_bytes(), SHARDS) as usize;
+        at = (s as u32, seqs[s], put.then_some(slots[s]));
+        seqs[s] += 1;
+        slots[s] += u64::from(put);
+    }
+    at
+}
+
+/// The records each shard holds after `n` steps.
+pub(super) fn per_shard(n: usize) -> [u64; SHARDS as usize] {
+    let mut seqs = [0; SHARDS as usize];
+    for i in 0..n {
+        seqs[place(i).0 as usize] += 1;
+    }
+    seqs
 }
 
 /// Builds the reference store in `dir`: `records` steps, synced after the first `synced`; the
@@ -53,14 +84,17 @@ pub(super) fn build(dir: &Path, records: usize, synced: usize) -> BTreeMap<u64, 
     model
 }
 
-/// File and offset of key record `seq`.
-pub(super) fn record_at(dir: &Path, seq: u64) -> (PathBuf, u64) {
+/// Directory of shard `shard`.
+pub(super) fn shard_dir(dir: &Path, shard: u32) -> PathBuf {
+    dir.join(crate::format::shard_name(shard))
+}
+
+/// File and offset of key record `seq` of shard `shard`.
+pub(super) fn record_at(dir: &Path, shard: u32, seq: u64) -> (PathBuf, u64) {
     let s = u64::from(SLOTS);
-    let path = dir.join(keys_name((seq / s) as u32));
-    (
-        path,
-        (KEYS_DATA_AT + (seq % s) as usize * RECORD_SIZE) as u64,
-    )
+    let path = shard_dir(dir, shard).join(keys_name((seq / s) as u32));
+    let off = (KEYS_DATA_AT + (seq % s) as usize * RECORD_SIZE) as u64;
+    (path, off)
 }
 
 /// Xors `mask` into the byte at `off` of `path`.
@@ -70,27 +104,45 @@ pub(super) fn flip(path: &Path, off: u64, mask: u8) {
     fs::write(path, b).unwrap();
 }
 
-/// Every file's bytes.
+/// Every file's bytes, shard directories included (`shard-00/name`).
 pub(super) fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let name = e.file_name().to_string_lossy().into_owned();
-            (name, fs::read(e.path()).unwrap())
-        })
-        .collect()
+    let mut all = BTreeMap::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_dir() {
+            for (inner, bytes) in snapshot(&e.path()) {
+                all.insert(format!("{name}/{inner}"), bytes);
+            }
+        } else {
+            all.insert(name, fs::read(e.path()).unwrap());
+        }
+    }
+    all
 }
 
-/// The problems as (severity, kind, file name, offset), for comparing.
+/// The problems as (severity, kind, file as reports name it, offset), for comparing.
 pub(super) fn found(r: &Report) -> Vec<(Severity, ProblemKind, String, u64)> {
     r.problems
         .iter()
-        .map(|p| {
-            let name = p.file.file_name().unwrap().to_string_lossy().into_owned();
-            (p.severity, p.kind, name, p.offset)
-        })
+        .map(|p| (p.severity, p.kind, show::short(&p.file), p.offset))
         .collect()
+}
+
+/// `shard-0s/name`.
+pub(super) fn named(shard: u32, name: &str) -> String {
+    format!("{}/{name}", crate::format::shard_name(shard))
+}
+
+/// Check's counts agree with the store's own stats once opened.
+pub(super) fn agrees_with_store(r: &Report, store: &Store) {
+    let st = store.stats();
+    let c = &r.counts;
+    assert_eq!(st.records, c.records, "{r}");
+    assert_eq!(st.keys, c.live_keys, "{r}");
+    assert_eq!(store.len() as u64, c.live_keys, "{r}");
+    assert_eq!(st.slots_used, c.live_keys, "{r}");
+    assert_eq!(st.shards, u64::from(SHARDS), "{r}");
 }
 
 #[test]
@@ -105,23 +157,21 @@ fn clean_store_has_no_problems() {
     assert_eq!((c.puts, c.deletes), (78, 12));
     assert_eq!(c.live_keys, model.len() as u64);
     assert_eq!(c.dead_records, 90 - model.len() as u64);
-    assert_eq!(c.values_checked, 78);
-    assert_eq!(
-        (c.mark.synced, c.unsynced, c.bad_records, c.dropped),
-        (90, 0, 0, 0)
-    );
-    assert_eq!((c.key_sections, c.value_sections, c.filling), (6, 4, 4));
-    assert_eq!(c.slots_used, 78);
-    assert_eq!(c.section_slots, SLOTS);
+    assert_eq!(c.values_checked, model.len() as u64);
+    assert_eq!((c.synced, c.unsynced, c.bad_records, c.dropped), (90, 0, 0, 0));
+    assert_eq!((c.section_slots, c.shards), (SLOTS, u64::from(SHARDS)));
+    assert_eq!(r.shards.len(), SHARDS as usize);
+    let each = per_shard(90);
+    for (s, n) in r.shards.iter().zip(each) {
+        assert_eq!((s.counts.records, s.mark.synced), (n, n), "{r}");
+    }
     assert!(r.to_string().ends_with("0 errors, 0 warnings: ok"), "{r}");
 
-    // The store agrees.
+    let (key_sections, value_sections) = (c.key_sections, c.value_sections);
     let store = Store::open_with(d.path(), opts()).unwrap();
+    agrees_with_store(&r, &store);
     let st = store.stats();
-    assert_eq!(
-        (st.records, st.keys, st.slots_used),
-        (90, model.len() as u64, 78)
-    );
+    assert_eq!((st.key_sections, st.value_sections), (key_sections, value_sections));
 }
 
 #[test]
@@ -130,7 +180,7 @@ fn fresh_and_empty_stores_are_clean() {
     Store::open_with(d.path(), opts()).unwrap().close().unwrap();
     let r = check(d.path()).unwrap();
     assert!(r.problems.is_empty(), "{r}");
-    assert_eq!(r.counts.records, 0);
+    assert_eq!((r.counts.records, r.shards.len()), (0, SHARDS as usize));
     let mut out = Vec::new();
     dump(d.path(), &mut out).unwrap();
     assert!(out.is_empty());
@@ -143,39 +193,37 @@ fn unsynced_records_are_counted_not_reported() {
     let r = check(d.path()).unwrap();
     assert!(r.problems.is_empty(), "{r}");
     assert_eq!((r.counts.records, r.counts.unsynced), (90, 30));
-    assert_eq!(r.counts.mark.synced, 60);
+    assert_eq!(r.counts.synced, 60);
+    let marks: u64 = r.shards.iter().map(|s| s.mark.synced).sum();
+    assert_eq!(marks, 60);
 }
 
 #[test]
 fn torn_tail_is_a_warning_and_open_agrees() {
     let d = crate::testing::tempdir();
     build(d.path(), 90, 60);
-    let (file, off) = record_at(d.path(), 75);
+    let (shard, seq, _) = place(75);
+    let (file, off) = record_at(d.path(), shard, seq);
     flip(&file, off + 3, 0x40);
     let r = check(d.path()).unwrap();
-    let next = d.path().join(keys_name(5));
-    assert_eq!(
-        found(&r),
-        vec![
-            (Severity::Warning, ProblemKind::TornTail, keys_name(4), off),
-            (Severity::Warning, ProblemKind::TornTail, keys_name(5), 0),
-        ],
-        "{r}"
-    );
-    assert!(
-        r.problems[0].what.contains("would be dropped at open"),
-        "{r}"
-    );
+    let name = named(shard, &keys_name((seq / 16) as u32));
+    let last = per_shard(90)[shard as usize];
+    let mut want = vec![(Severity::Warning, ProblemKind::TornTail, name, off)];
+    for n in seq / 16 + 1..=(last - 1) / 16 {
+        let later = named(shard, &keys_name(n as u32));
+        want.push((Severity::Warning, ProblemKind::TornTail, later, 0));
+    }
+    assert_eq!(found(&r), want, "{r}");
+    assert!(r.problems[0].what.contains("would be dropped at open"), "{r}");
     assert!(r.problems[0].what.contains("checksum"), "{r}");
     assert!(r.is_ok() && r.opens());
-    assert_eq!((r.counts.records, r.counts.dropped), (75, 15));
-    assert!(next.exists());
+    assert_eq!(r.counts.dropped, last - seq);
+    assert_eq!(r.counts.records, 90 - (last - seq));
 
     let store = Store::open_with(d.path(), opts()).unwrap();
-    assert_eq!(store.stats().records, 75);
+    agrees_with_store(&r, &store);
     assert!(store.stats().torn_tail.is_some());
     drop(store);
-    assert!(!next.exists());
     assert!(check(d.path()).unwrap().problems.is_empty());
 }
 
@@ -183,11 +231,13 @@ fn torn_tail_is_a_warning_and_open_agrees() {
 fn check_dump_and_stats_never_modify_files() {
     let d = crate::testing::tempdir();
     build(d.path(), 90, 60);
-    let (file, off) = record_at(d.path(), 20);
+    let (shard, seq, _) = place(20);
+    let (file, off) = record_at(d.path(), shard, seq);
     flip(&file, off, 1); // corruption before the mark
-    let (file, off) = record_at(d.path(), 70);
+    let (shard, seq, _) = place(80);
+    let (file, off) = record_at(d.path(), shard, seq);
     flip(&file, off, 1); // a torn tail after it
-    fs::write(d.path().join("00000009.v.tmp"), b"leftover").unwrap();
+    fs::write(shard_dir(d.path(), 1).join("00000009.v.tmp"), b"leftover").unwrap();
     let before = snapshot(d.path());
     let r = check(d.path()).unwrap();
     assert!(r.errors() > 0 && r.warnings() > 0, "{r}");
@@ -224,79 +274,114 @@ fn a_foreign_directory_is_refused_untouched() {
 fn dump_lists_records_in_log_order() {
     let d = crate::testing::tempdir();
     build(d.path(), 20, 10);
-    let (file, off) = record_at(d.path(), 15);
+    let (shard, seq, _) = place(15);
+    let (file, off) = record_at(d.path(), shard, seq);
     flip(&file, off + 9, 2); // sequence number: the torn tail starts here
     let mut out = Vec::new();
     dump(d.path(), &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 20, "{text}");
+    let line = |i: usize| {
+        let (s, q, _) = place(i);
+        let head = format!("{} {q} ", crate::format::shard_name(s));
+        *lines.iter().find(|l| l.starts_with(&head)).unwrap()
+    };
+    let (s0, q0, slot0) = place(0);
     assert_eq!(
-        lines[0],
-        r#"0 put key=0000000000000000 "" slot=0 len=8 value="value 0;""#
-    );
-    assert_eq!(
-        lines[6],
-        r#"6 del key=0000000000000005 "\x00\x00\x00\x00\x00\x00\x00\x05""#
+        line(0),
+        format!(
+            r#"{} {q0} put key=0000000000000000 "" slot={} len=8 value="value 0;""#,
+            crate::format::shard_name(s0),
+            slot0.unwrap()
+        )
     );
     assert!(
-        lines[9].ends_with(r#"value="value 9;value 9;""#),
+        line(6).ends_with(r#"del key=0000000000000005 "\x00\x00\x00\x00\x00\x00\x00\x05""#),
         "{}",
-        lines[9]
+        line(6)
     );
-    assert!(lines[10].ends_with("[unsynced]"), "{}", lines[10]);
-    assert!(
-        lines[15].starts_with("15 bad 00000000.k offset 4576: "),
-        "{}",
-        lines[15]
-    );
-    assert!(lines[15].ends_with("[dropped at open]"), "{}", lines[15]);
-    assert!(lines[16].ends_with("[dropped at open]"), "{}", lines[16]);
+    assert!(line(9).ends_with(r#"value="value 9;value 9;""#), "{}", line(9));
+    assert!(line(12).ends_with("[unsynced]"), "{}", line(12));
+    let bad = format!("bad {}/00000000.k offset {off}: ", crate::format::shard_name(shard));
+    assert!(line(15).contains(&bad), "{}", line(15));
+    assert!(line(15).ends_with("[dropped at open]"), "{}", line(15));
 
     // With a numeric key mode recorded, keys show as numbers.
     fs::write(d.path().join("KEYMODE"), "numeric\n").unwrap();
     let mut out = Vec::new();
     dump(d.path(), &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
-    assert!(
-        text.starts_with("0 put key=0000000000000000 0 slot=0"),
-        "{text}"
-    );
+    assert!(text.contains(" put key=0000000000000000 0 slot="), "{text}");
 }
 
 #[test]
 fn stats_count_without_reading_values() {
     let d = crate::testing::tempdir();
     let model = build(d.path(), 50, 40);
-    let c = stats(d.path()).unwrap();
+    let sm = stats(d.path()).unwrap();
+    let c = &sm.counts;
     assert_eq!((c.records, c.unsynced, c.values_checked), (50, 10, 0));
     assert_eq!(c.live_keys, model.len() as u64);
-    assert_eq!(c.files, 4 + 2 + 1 + 1); // 4 key sections, 2 value sections, buffer, LOCK
+    // STORE and LOCK, then each shard's sections and buffer.
+    assert_eq!(c.files, 2 + c.key_sections + c.value_sections + u64::from(SHARDS));
     assert!(c.bytes > 0 && c.allocated > 0);
-    let text = c.to_string();
+    let text = sm.to_string();
     assert!(text.contains("live keys             "), "{text}");
-    assert!(text.contains("sync mark             40 records"), "{text}");
+    assert!(text.contains("synced records        40"), "{text}");
+    assert!(text.contains("\nshard-01 "), "{text}");
 }
 
 #[test]
-fn section_slots_reads_the_buffer_header() {
+fn section_slots_and_shards_read_the_store_file() {
     let d = crate::testing::tempdir();
-    assert_eq!(section_slots(d.path()), None);
+    assert_eq!((section_slots(d.path()), shards(d.path())), (None, None));
     build(d.path(), 3, 3);
     assert_eq!(section_slots(d.path()), Some(SLOTS));
+    assert_eq!(shards(d.path()), Some(SHARDS));
+}
+
+#[test]
+fn a_collected_store_is_clean_and_agrees_with_open() {
+    let d = crate::testing::tempdir();
+    let store = Store::open_with(d.path(), opts()).unwrap();
+    for round in 0..12u64 {
+        for k in 0..40u64 {
+            if (k + round) % 3 != 0 {
+                store.put(k, format!("{k} in round {round}")).unwrap();
+            } else {
+                store.delete(k).unwrap();
+            }
+        }
+        store.sync().unwrap();
+        store.gc().unwrap();
+    }
+    for k in 0..10u64 {
+        store.put(k, b"after gc").unwrap(); // unsynced, possibly into reused sections
+    }
+    let collected = store.stats();
+    assert!(collected.gc_sections > 0, "{collected:?}");
+    drop(store);
+    let r = check(d.path()).unwrap();
+    assert!(r.problems.is_empty(), "{r}");
+    let mut out = Vec::new();
+    dump(d.path(), &mut out).unwrap();
+    let store = Store::open_with(d.path(), opts()).unwrap();
+    agrees_with_store(&r, &store);
+    assert_eq!(store.get(3u64).unwrap().as_deref(), Some(&b"after gc"[..]));
 }
 
 #[test]
 fn long_lists_of_problems_are_cut_per_file_keeping_the_verdict() {
     use crate::format::{VALUES_DATA_AT, values_name};
     let d = crate::testing::tempdir();
-    let store = Store::open_with(d.path(), Options::new().section_slots(64)).unwrap();
+    let store = Store::open_with(d.path(), opts().shards(1).section_slots(64)).unwrap();
     for k in 0..70u64 {
         store.put(k, b"abc").unwrap();
     }
     store.close().unwrap();
     // 60 damaged values in value section 0: open succeeds, gets fail.
-    let v0 = d.path().join(values_name(0));
+    let v0 = shard_dir(d.path(), 0).join(values_name(0));
     let mut b = fs::read(&v0).unwrap();
     for i in 0..60 {
         b[VALUES_DATA_AT + i * 256] ^= 1;
@@ -313,7 +398,7 @@ fn long_lists_of_problems_are_cut_per_file_keeping_the_verdict() {
     assert!(r.opens() && !r.is_ok());
 
     // And 60 damaged synced records: open fails.
-    let k0 = d.path().join(keys_name(0));
+    let k0 = shard_dir(d.path(), 0).join(keys_name(0));
     let mut b = fs::read(&k0).unwrap();
     for i in 0..60 {
         b[KEYS_DATA_AT + i * RECORD_SIZE] ^= 1;

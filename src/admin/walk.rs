@@ -1,22 +1,25 @@
-//! The walk of the key log, read-only, mirroring `store/recover.rs`: each record must decode,
-//! the slots of successive puts must strictly increase, a slot's value section must exist or be
-//! the one the buffer fills, and an unsynced value in the buffer must match its checksum. The
-//! first record that fails at or after the sync mark ends the log (the torn tail); one that
-//! fails before it is corruption, reported, and the walk goes on. Values are checked too.
+//! The walk of one shard's key log, read-only, mirroring `store/recover.rs` and the end of
+//! `store/open.rs`. Each record must decode; a put at or after the sync mark must point into a
+//! value section that exists or that a bank of the buffer holds, and when it is in a bank its
+//! value must match its checksum. The first record that fails at or after the sync mark ends
+//! the log (the torn tail); one that fails before it is corruption, reported, and the walk goes
+//! on. Then every live value's section must exist (as a `.v` file or in a bank), and the live
+//! values are read and checked (older ones may have been moved and their slots reused).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::format::{
-    BUFFER_DATA_AT, KEYS_DATA_AT, Op, RECORD_SIZE, Record, RecordError, SLOT_SIZE, VALUES_DATA_AT,
+    BUFFER_NAME, KEYS_DATA_AT, Op, PAGE, RECORD_SIZE, Record, RecordError, SLOT_SIZE, VALUES_DATA_AT, bank_at,
     keys_name, record::value_crc, values_name,
 };
 use crate::key::Key;
 
-use super::survey::{Survey, read_file_at_most};
-use super::{Counts, ProblemKind as K, Problems};
+use super::survey::{ShardSurvey, read_file_at_most};
+use super::show::Problems;
+use super::{Counts, ProblemKind as K};
 
 /// Why the log ends at an all-zero record (the wording of `recover`).
 const NEVER_WRITTEN: &str = "record never written";
@@ -40,7 +43,9 @@ pub(crate) enum Status {
 /// A written (not all-zero) record as the walk saw it, for [`dump`](super::dump).
 #[derive(Debug)]
 pub(crate) struct Seen<'a> {
-    /// Its sequence number (position in the log).
+    /// Its shard's directory name.
+    pub(crate) shard: &'a str,
+    /// Its sequence number (position in the shard's log).
     pub(crate) seq: u64,
     /// Its key section.
     pub(crate) file: &'a Path,
@@ -52,66 +57,93 @@ pub(crate) struct Seen<'a> {
     pub(crate) why: Option<&'a str>,
     /// Where it stands.
     pub(crate) status: Status,
-    /// A put's value bytes, when read.
+    /// A put's value bytes, when they are still there (or are live but damaged).
     pub(crate) value: Option<&'a [u8]>,
-    /// Whether they match the record's checksum, when read.
+    /// Whether they match the record's checksum, when shown.
     pub(crate) value_ok: Option<bool>,
+}
+
+/// A live put: its record number, slot, length and value checksum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Live {
+    pub(crate) seq: u64,
+    slot: u32,
+    len: u16,
+    crc: u32,
+}
+
+/// What the walk does besides counting.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Mode<'a> {
+    /// Read and check every live value.
+    pub(crate) values: bool,
+    /// For a dump: the live puts of an earlier walk, to read every put's value and flag the
+    /// live ones that fail their checksum.
+    pub(crate) live: Option<&'a HashMap<Key, Live>>,
+}
+
+/// What the walk of a shard found.
+#[derive(Debug, Default)]
+pub(crate) struct Walked {
+    /// The shard's counts (files aside).
+    pub(crate) counts: Counts,
+    /// The live puts.
+    pub(crate) live: HashMap<Key, Live>,
 }
 
 /// The walk's state.
 struct Walker<'a> {
-    sv: &'a Survey,
+    sv: &'a ShardSurvey,
     slots: u32,
+    first: u64,
     synced: u64,
-    values: bool,
-    /// The open value file (or buffer) and its section.
-    cur: Option<(u64, File)>,
+    mode: Mode<'a>,
+    /// The open value file (or buffer).
+    cur: Option<(PathBuf, File)>,
     /// First record not in the log, and where it is.
     end: Option<(u64, PathBuf, u64)>,
     /// Why the log ends there, when it is not a clean end (damage, or writes after a hole).
     tail: Option<String>,
     /// A run of never-written records before the sync mark: file, offset, first seq, count.
     run: Option<(PathBuf, u64, u64, u64)>,
-    live: HashMap<Key, u64>,
-    /// Values that fail their checksum: key, seq, file, offset, what.
-    bad_values: Vec<(Key, u64, PathBuf, u64, String)>,
-    last_slot: Option<u32>,
+    live: HashMap<Key, Live>,
+    /// Section and index of the last put of the log.
+    last: Option<(u32, u32)>,
     c: Counts,
     value: [u8; SLOT_SIZE],
 }
 
-/// Walks the log of `sv`, reporting into `p`, filling `c`, and calling `visit` with every
-/// written record. Reads and checks values when `values` is set. Fails only when `visit` does.
+/// Walks the log of shard `sv`, reporting into `p` and calling `visit` with every written
+/// record. Fails only when `visit` does. A shard whose buffer is unusable is not walked.
 pub(crate) fn walk(
-    sv: &Survey,
-    values: bool,
+    sv: &ShardSurvey,
+    mode: Mode<'_>,
     p: &mut Problems,
-    c: &mut Counts,
     visit: &mut dyn FnMut(&Seen<'_>) -> io::Result<()>,
-) -> io::Result<()> {
-    let Some(slots) = sv.slots else {
-        return Ok(());
+) -> io::Result<Walked> {
+    let (Some(slots), Some(_)) = (sv.slots, &sv.buffer) else {
+        return Ok(Walked::default());
     };
+    let s = u64::from(slots);
     let mut w = Walker {
         sv,
         slots,
+        first: u64::from(sv.mark.first) * s,
         synced: sv.mark.synced,
-        values,
+        mode,
         cur: None,
         end: None,
         tail: None,
         run: None,
         live: HashMap::new(),
-        bad_values: Vec::new(),
-        last_slot: None,
-        c: std::mem::take(c),
+        last: None,
+        c: Counts::default(),
         value: [0; SLOT_SIZE],
     };
-    let s = u64::from(slots);
     let mut chunk = vec![0u8; CHUNK as usize * RECORD_SIZE];
     let mut complete = true;
     'log: for (i, kf) in sv.log.iter().enumerate() {
-        let base = i as u64 * s;
+        let base = w.first + i as u64 * s;
         let file = match (kf.len, File::open(&kf.path)) {
             (0, _) => None,
             (_, Ok(f)) => Some(f),
@@ -149,8 +181,10 @@ pub(crate) fn walk(
         }
     }
     w.finish(complete, p);
-    *c = w.c;
-    Ok(())
+    Ok(Walked {
+        counts: w.c,
+        live: w.live,
+    })
 }
 
 impl Walker<'_> {
@@ -166,7 +200,10 @@ impl Walker<'_> {
     ) -> io::Result<()> {
         let written = b.iter().any(|&x| x != 0);
         let decoded = Record::decode(b, seq);
+        let sv = self.sv;
+        let shard = sv.name.as_str();
         let mut seen = Seen {
+            shard,
             seq,
             file: path,
             offset: off,
@@ -245,27 +282,27 @@ impl Walker<'_> {
             Op::Put {
                 slot,
                 len,
-                value_crc: want,
+                value_crc: crc,
             } => {
                 self.c.puts += 1;
-                self.live.insert(rec.key, seq);
-                self.last_slot = Some(slot);
-                if self.values
-                    && let Some((vpath, voff)) = self.read_value(slot, p)
+                let put = Live {
+                    seq,
+                    slot,
+                    len,
+                    crc,
+                };
+                self.live.insert(rec.key, put);
+                self.last = Some((slot / self.slots, slot % self.slots));
+                if let Some(live) = self.mode.live
+                    && self.read_value(slot, p).is_some()
                 {
                     let len = usize::from(len).min(SLOT_SIZE);
-                    let got = value_crc(&self.value[..len]);
-                    self.c.values_checked += 1;
-                    if got != want {
-                        let what = format!(
-                            "the value of key record {seq} (key {:016x}) has checksum \
-                             {got:08x}, the record says {want:08x}",
-                            rec.key.as_u64()
-                        );
-                        self.bad_values.push((rec.key, seq, vpath, voff, what));
+                    let ok = value_crc(&self.value[..len]) == crc;
+                    // A dead put's slot may hold another value since (moved, then reused).
+                    if ok || live.get(&rec.key) == Some(&put) {
+                        seen.value = Some(&self.value[..len]);
+                        seen.value_ok = Some(ok);
                     }
-                    seen.value = Some(&self.value[..len]);
-                    seen.value_ok = Some(got == want);
                 }
             }
         }
@@ -282,29 +319,19 @@ impl Walker<'_> {
         else {
             return None;
         };
-        if let Some(last) = self.last_slot
-            && slot <= last
-        {
-            return Some(format!(
-                "its slot {slot} does not follow the previous put's slot {last}"
-            ));
-        }
-        let section = u64::from(slot / self.slots);
-        let filling = self.sv.filling;
-        if section > filling {
-            return Some(format!(
-                "its slot {slot} is in value section {section}, past the one being filled \
-                 ({filling}); value section {} is missing",
-                name_of(filling, "v")
-            ));
-        }
-        if section < filling {
-            let present = u32::try_from(section).is_ok_and(|n| self.sv.values.contains_key(&n));
-            return (!present)
-                .then(|| format!("its value section {} is missing", name_of(section, "v")));
-        }
         if !unsynced {
             return None;
+        }
+        let section = slot / self.slots;
+        if self.sv.values.contains_key(&section) {
+            return None;
+        }
+        if !self.sv.banks.contains(&Some(section)) {
+            return Some(format!(
+                "its slot {slot} is in value section {section}, which neither exists ({}) nor \
+                 is in the buffer",
+                values_name(section)
+            ));
         }
         let (path, off) = self.read_value(slot, p)?;
         let got = value_crc(&self.value[..usize::from(len).min(SLOT_SIZE)]);
@@ -318,29 +345,29 @@ impl Walker<'_> {
         })
     }
 
-    /// Reads the bytes of `slot` into `self.value`: from the buffer when its section is the one
-    /// being filled (zeros past the buffer's end, as open extends it), else from its `.v` file
-    /// if that is sound. Returns the file and offset read, `None` when nothing could be read.
+    /// Reads the bytes of `slot` into `self.value`, from where a get reads them: its `.v` file
+    /// when it exists (and is sound), else the bank that holds its section (zeros past the
+    /// buffer's end, as open extends it). Returns the file and offset read, `None` when nothing
+    /// could be read.
     fn read_value(&mut self, slot: u32, p: &mut Problems) -> Option<(PathBuf, u64)> {
-        let section = u64::from(slot / self.slots);
-        let index = u64::from(slot % self.slots) * SLOT_SIZE as u64;
-        let (path, off) = if section == self.sv.filling {
-            let (path, _) = self.sv.buffer.as_ref()?;
-            (path.clone(), BUFFER_DATA_AT as u64 + index)
-        } else {
-            let n = u32::try_from(section).ok()?;
-            if self.sv.values.get(&n) != Some(&true) {
-                return None;
-            }
-            (
-                self.sv.dir.join(values_name(n)),
+        let (section, index) = (slot / self.slots, u64::from(slot % self.slots));
+        let index = index * SLOT_SIZE as u64;
+        let (path, off) = match self.sv.values.get(&section) {
+            Some(true) => (
+                self.sv.dir.join(values_name(section)),
                 VALUES_DATA_AT as u64 + index,
-            )
+            ),
+            Some(false) => return None,
+            None => {
+                let bank = self.sv.banks.iter().position(|&b| b == Some(section))?;
+                let at = bank_at(self.slots, bank) + PAGE;
+                (self.sv.buffer.clone()?, at as u64 + index)
+            }
         };
-        if self.cur.as_ref().is_none_or(|(n, _)| *n != section) {
+        if self.cur.as_ref().is_none_or(|(p, _)| *p != path) {
             self.cur = None;
             match File::open(&path) {
-                Ok(f) => self.cur = Some((section, f)),
+                Ok(f) => self.cur = Some((path.clone(), f)),
                 Err(e) => {
                     p.error(K::Io, &path, 0, format!("cannot open: {e}"));
                     return None;
@@ -377,26 +404,23 @@ impl Walker<'_> {
         }
     }
 
-    /// Ends the walk: the log's end against the sync mark, the torn tail, damaged values, counts.
+    /// Ends the walk: the log's end against the sync mark, the torn tail, the banks and the
+    /// sections of live values (`open::settle_banks`), the live values, counts.
     fn finish(&mut self, complete: bool, p: &mut Problems) {
         self.flush_run(p);
         let s = u64::from(self.slots);
+        let sv = self.sv;
         let end = self
             .end
             .as_ref()
-            .map_or(self.sv.log.len() as u64 * s, |e| e.0);
+            .map_or(self.first + sv.log.len() as u64 * s, |e| e.0);
         if complete && self.end.is_none() && end < self.synced {
             let what = format!(
                 "key records up to {} were synced but the key log ends at {end}: this key \
                  section is missing",
                 self.synced
             );
-            p.error(
-                K::Missing,
-                &self.sv.dir.join(name_of(end / s, "k")),
-                0,
-                what,
-            );
+            p.error(K::Missing, &sv.dir.join(name_of(end / s)), 0, what);
         }
         if let (Some((_, path, off)), Some(why)) = (&self.end, &self.tail) {
             let what = format!(
@@ -407,27 +431,68 @@ impl Walker<'_> {
             );
             p.warn(K::TornTail, path, *off, what);
         }
-        for kf in self.sv.log.iter().skip((end / s + 1) as usize) {
+        let keep = ((end - self.first.min(end)) / s + 1) as usize;
+        for kf in sv.log.iter().skip(keep) {
             let what = "key section past the end of the log (unsynced); open removes it";
             p.warn(K::TornTail, &kf.path, 0, what);
         }
-        for (key, seq, path, off, what) in std::mem::take(&mut self.bad_values) {
-            let whose = if self.live.get(&key) == Some(&seq) {
-                "a get of this key fails"
-            } else {
-                "an older version of its key, never read"
-            };
-            p.error(K::Value, &path, off, format!("{what}; {whose}"));
+        let mut per: BTreeMap<u32, u32> = BTreeMap::new();
+        for l in self.live.values() {
+            *per.entry(l.slot / self.slots).or_default() += 1;
+        }
+        for (bank, t) in sv.banks.iter().enumerate() {
+            let Some(t) = *t else { continue };
+            let live = per.get(&t).copied().unwrap_or(0);
+            if sv.values.contains_key(&t) || self.last.map(|l| l.0) == Some(t) || live == 0 {
+                continue;
+            }
+            let what = format!(
+                "bank {bank} holds value section {t} with {live} live values, but {} does not \
+                 exist (its write-out was interrupted); open writes it out",
+                values_name(t)
+            );
+            let (at, path) = (bank_at(self.slots, bank) as u64, sv.dir.join(BUFFER_NAME));
+            p.warn(K::Missing, &path, at, what);
+        }
+        for (&n, &live) in &per {
+            if !sv.values.contains_key(&n) && !sv.banks.contains(&Some(n)) {
+                let what = format!("value section is missing but {live} live keys point into it");
+                p.error(K::Missing, &sv.dir.join(values_name(n)), 0, what);
+            }
+        }
+        if self.mode.values {
+            self.check_values(p);
         }
         let c = &mut self.c;
-        c.records = end;
+        c.records = end.saturating_sub(self.first);
         c.live_keys = self.live.len() as u64;
-        c.dead_records = end.saturating_sub(c.live_keys);
-        c.unsynced = end.saturating_sub(self.synced);
-        c.slots_used = self
-            .last_slot
-            .map_or(0, |l| u64::from(l) + 1)
-            .max(self.sv.filling.saturating_mul(s));
+        c.dead_records = c.records.saturating_sub(c.live_keys);
+        let synced = self.synced.clamp(self.first, end.max(self.first));
+        c.synced = synced - self.first;
+        c.unsynced = end.saturating_sub(synced);
+    }
+
+    /// Reads every live value and checks it against its record.
+    fn check_values(&mut self, p: &mut Problems) {
+        let mut live: Vec<(Key, Live)> = self.live.iter().map(|(k, l)| (*k, *l)).collect();
+        live.sort_unstable_by_key(|l| l.1.seq);
+        for (key, l) in live {
+            let Some((path, off)) = self.read_value(l.slot, p) else {
+                continue;
+            };
+            let got = value_crc(&self.value[..usize::from(l.len).min(SLOT_SIZE)]);
+            self.c.values_checked += 1;
+            if got != l.crc {
+                let what = format!(
+                    "the value of key record {} (key {:016x}) has checksum {got:08x}, the record \
+                     says {:08x}; a get of this key fails",
+                    l.seq,
+                    key.as_u64(),
+                    l.crc
+                );
+                p.error(K::Value, &path, off, what);
+            }
+        }
     }
 }
 
@@ -439,11 +504,7 @@ fn reason(e: &RecordError) -> String {
     }
 }
 
-/// File name of section `n` with extension `ext` (past `u32` it cannot exist).
-fn name_of(n: u64, ext: &str) -> String {
-    match (u32::try_from(n), ext) {
-        (Ok(n), "k") => keys_name(n),
-        (Ok(n), _) => values_name(n),
-        (Err(_), _) => format!("{n:x}.{ext}"),
-    }
+/// File name of key section `n` (past `u32` it cannot exist).
+fn name_of(n: u64) -> String {
+    u32::try_from(n).map_or_else(|_| format!("{n:x}.k"), keys_name)
 }

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use toykv::admin::{self, readable};
-use toykv::format::BUFFER_NAME;
+use toykv::format::{BUFFER_NAME, STORE_NAME};
 use toykv::server::keymode::KeyMode;
 use toykv::{Error, Key, Options, Store};
 
@@ -54,15 +54,15 @@ enum Command {
     },
     /// Print every written key record in log order, one line each, changing nothing.
     ///
-    /// Each line: sequence number, put or del, the key (hex, then as the key mode shows it),
+    /// Each line: shard, sequence number in the shard's log, put or del, the key (hex, then as the key mode shows it),
     /// and for a put its slot, length and a value preview. Flags at the end of a line:
     /// [unsynced], [value checksum mismatch], [corrupt: ...], [dropped at open: ...].
     Dump {
         /// The data directory.
         dir: PathBuf,
     },
-    /// Print counts and sizes: files, bytes, records, live keys, dead records, sections,
-    /// the sync mark. Changes nothing.
+    /// Print counts and sizes in total and per shard: files, bytes, records, live keys, dead
+    /// records, sections, banks, sync marks. Changes nothing.
     Stats {
         /// The data directory.
         dir: PathBuf,
@@ -258,16 +258,18 @@ fn not_found(key: &OsString) -> ExitCode {
 }
 
 impl Open {
-    /// Opens the store in `dir` with the section size it was created with, and its key mode.
+    /// Opens the store in `dir` with the section size it was created with (its shard count is
+    /// taken from its STORE file by open), and its key mode.
     /// Only `put` (`create`) may create a store, and it records the key mode if none is.
     fn store(&self, create: bool) -> Result<(Store, KeyMode), Fail> {
         let dir = &self.dir;
         let mode = if create {
             KeyMode::settle(dir, self.key_mode)?
         } else {
-            if !dir.join(BUFFER_NAME).exists() {
+            // A version 1 directory (a buffer at its top, no STORE) is left to open to refuse.
+            if !dir.join(STORE_NAME).exists() && !dir.join(BUFFER_NAME).exists() {
                 return Err(Fail::Msg(format!(
-                    "no toykv store in {} (no {BUFFER_NAME}; `toykv check` tells more)",
+                    "no toykv store in {} (no {STORE_NAME} file; `toykv check` tells more)",
                     dir.display()
                 )));
             }

@@ -1,0 +1,329 @@
+//! The engine at scale: puts from 1–8 threads, put latency across bank write-outs, each
+//! durability mode, cold gets from 16 threads against fio at iodepth 16, and garbage
+//! collection (space after 10× overwrites, open time before and after).
+//!
+//! `cargo bench --bench scale` runs everything; `cargo bench --bench scale -- put` (or
+//! `latency`, `durability`, `cold`, `gc`) runs one part. Sizes shrink with `SCALE_QUICK=1`.
+//! Figures go to stdout, one line each, and into `BENCHMARKS.md` by hand.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{VALUE, data_dir};
+use toykv::{Durability, Options, Store};
+
+fn quick() -> bool {
+    std::env::var_os("SCALE_QUICK").is_some()
+}
+
+fn fresh(name: &str, opts: Options) -> (std::path::PathBuf, Store) {
+    let dir = data_dir(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open_with(&dir, opts).expect("open");
+    (dir, store)
+}
+
+/// Aggregate puts per second with `threads` threads writing `total` keys, each thread its own
+/// sequential range (so the threads never touch the same key).
+fn put_rate(threads: u64, total: u64, opts: Options, random: bool) -> f64 {
+    let (dir, store) = fresh("scale-put", opts);
+    let store = Arc::new(store);
+    let per = total / threads;
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let store = store.clone();
+            s.spawn(move || {
+                for i in 0..per {
+                    let k = if random {
+                        (t * per + i).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    } else {
+                        t * per + i
+                    };
+                    store.put(k, VALUE).expect("put");
+                }
+            });
+        }
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    (per * threads) as f64 / secs
+}
+
+fn put() {
+    let total = if quick() { 400_000 } else { 8_000_000 };
+    for random in [false, true] {
+        for threads in [1, 2, 4, 8] {
+            let opts = Options::new().durability(Durability::None).gc(false);
+            let rate = put_rate(threads, total, opts, random);
+            let keys = if random { "random" } else { "sequential" };
+            println!(
+                "put durability=none threads={threads} keys={keys} total={total}: {:.2} M/s",
+                rate / 1e6
+            );
+        }
+    }
+}
+
+/// Percentiles of per-put latency over enough puts to cross many bank write-outs.
+fn latency() {
+    let per = if quick() { 200_000 } else { 2_000_000 };
+    for threads in [1u64, 4] {
+        let opts = Options::new().durability(Durability::None).gc(false);
+        let (dir, store) = fresh("scale-latency", opts);
+        let store = Arc::new(store);
+        let mut all: Vec<u32> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..threads)
+                .map(|t| {
+                    let store = store.clone();
+                    s.spawn(move || {
+                        let mut lat = Vec::with_capacity(per as usize);
+                        for i in 0..per {
+                            let t0 = Instant::now();
+                            store.put(t * per + i, VALUE).expect("put");
+                            lat.push(t0.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32);
+                        }
+                        lat
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .flat_map(|h| h.join().expect("thread"))
+                .collect()
+        });
+        all.sort_unstable();
+        let st = store.stats();
+        let p = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)] as f64 / 1e3;
+        println!(
+            "put latency threads={threads} puts={} flushes={} stalls={}: p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
+            all.len(),
+            st.flushes,
+            st.stalls,
+            p(0.5),
+            p(0.99),
+            p(0.999),
+            p(1.0)
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+fn durability() {
+    let secs = if quick() { 1.0 } else { 5.0 };
+    let modes = [
+        Durability::None,
+        Durability::Periodic(Duration::from_secs(1)),
+        Durability::Always,
+    ];
+    for mode in modes {
+        for threads in [1u64, 4, 16] {
+            let opts = Options::new().durability(mode).gc(false);
+            let (dir, store) = fresh("scale-durability", opts);
+            let store = Arc::new(store);
+            let done = AtomicU64::new(0);
+            let t0 = Instant::now();
+            std::thread::scope(|s| {
+                for t in 0..threads {
+                    let (store, done) = (store.clone(), &done);
+                    s.spawn(move || {
+                        let mut i = 0u64;
+                        while t0.elapsed().as_secs_f64() < secs {
+                            store.put((t << 40) | i, VALUE).expect("put");
+                            i += 1;
+                        }
+                        done.fetch_add(i, Ordering::Relaxed);
+                    });
+                }
+            });
+            let el = t0.elapsed().as_secs_f64();
+            let n = done.load(Ordering::Relaxed);
+            let syncs = store.stats().syncs.max(1);
+            println!(
+                "durability={mode} writers={threads}: {:.0} puts/s ({} syncs, {:.1} puts per sync)",
+                n as f64 / el,
+                syncs,
+                n as f64 / syncs as f64
+            );
+            drop(store);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+/// fio's random-read IOPS at `iodepth` on a 1 GiB file beside the data.
+fn fio(dir: &Path, iodepth: u32, secs: u32) -> Option<f64> {
+    let file = dir.join("fio.dat");
+    let out = Command::new("fio")
+        .args(["--name=cold", "--rw=randread", "--bs=4k", "--direct=1"])
+        .arg("--ioengine=libaio")
+        .arg(format!("--iodepth={iodepth}"))
+        .arg("--size=1g")
+        .arg(format!("--runtime={secs}"))
+        .args(["--time_based", "--output-format=terse", "--terse-version=3"])
+        .arg(format!("--filename={}", file.display()))
+        .output()
+        .ok()?;
+    let _ = std::fs::remove_file(&file);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split(';').nth(7)?.parse().ok()
+}
+
+fn cold() {
+    let n: u64 = if quick() { 300_000 } else { 4_000_000 };
+    let dir = common::filled(&format!("scale-cold-{n}"), n);
+    let opts = Options::new().cache_bytes(0).gc(false);
+    let store = Arc::new(Store::open_with(&dir, opts).expect("open"));
+    let secs = if quick() { 2.0 } else { 10.0 };
+    let threads = 16u64;
+    let done = AtomicU64::new(0);
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (store, done) = (store.clone(), &done);
+            s.spawn(move || {
+                let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let mut i = 0u64;
+                while t0.elapsed().as_secs_f64() < secs {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let v = store.get(x % n).expect("get");
+                    assert!(v.is_some());
+                    i += 1;
+                }
+                done.fetch_add(i, Ordering::Relaxed);
+            });
+        }
+    });
+    let gets = done.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64();
+    drop(store);
+    let parent = dir.parent().unwrap_or(&dir).to_path_buf();
+    match fio(&parent, 16, secs as u32) {
+        Some(iops) => println!(
+            "cold get threads=16 keys={n}: {gets:.0} gets/s; fio randread 4k iodepth=16: {iops:.0} IOPS; ratio {:.0}%",
+            100.0 * gets / iops
+        ),
+        None => println!("cold get threads=16 keys={n}: {gets:.0} gets/s; fio not available"),
+    }
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn gc() {
+    let live: u64 = if quick() { 200_000 } else { 2_000_000 };
+    let rounds = 10;
+    let opts = || Options::new().durability(Durability::None);
+    let (dir, store) = fresh("scale-gc", opts());
+    for k in 0..live {
+        store.put(k, VALUE).expect("put");
+    }
+    let base = live * VALUE.len() as u64;
+    let mut x = 7u64;
+    let t0 = Instant::now();
+    let mut peak = 0u64;
+    for r in 1..=rounds {
+        for _ in 0..live {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            store.put(x % live, VALUE).expect("put");
+        }
+        let b = dir_bytes(&dir);
+        peak = peak.max(b);
+        println!(
+            "gc overwrite round {r}: dir {:.0} MiB = {:.2}x live values",
+            b as f64 / 1048576.0,
+            b as f64 / base as f64
+        );
+    }
+    let el = t0.elapsed().as_secs_f64();
+    let st = store.stats();
+    println!(
+        "gc {rounds}x overwrites of {live} keys: {:.2} M puts/s with collection running; peak dir {:.2}x live; moved {} values, removed {} value and {} key sections",
+        (rounds * live) as f64 / el / 1e6,
+        peak as f64 / base as f64,
+        st.gc_moved,
+        st.gc_sections,
+        st.gc_key_sections
+    );
+    store.close().expect("close");
+
+    // Open time with the history, then after collection.
+    let (dir2, hist) = fresh("scale-gc-history", opts().gc(false));
+    for k in 0..live {
+        hist.put(k, VALUE).expect("put");
+    }
+    for _ in 0..rounds * live {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        hist.put(x % live, VALUE).expect("put");
+    }
+    hist.close().expect("close");
+    let t = Instant::now();
+    let s = Store::open_with(&dir2, opts().gc(false)).expect("open");
+    let before = t.elapsed();
+    let records = s.stats().records;
+    s.gc().expect("gc");
+    let after_bytes = dir_bytes(&dir2);
+    s.close().expect("close");
+    let t = Instant::now();
+    let s = Store::open_with(&dir2, opts().gc(false)).expect("open");
+    let after = t.elapsed();
+    println!(
+        "open with {records} records of history: {:.0} ms; after gc ({} records, dir {:.2}x live): {:.0} ms",
+        before.as_secs_f64() * 1e3,
+        s.stats().records,
+        after_bytes as f64 / base as f64,
+        after.as_secs_f64() * 1e3
+    );
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dir2);
+}
+
+fn main() {
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let run = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    println!(
+        "machine: {} cores; shards per store: {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        toykv::default_shards()
+    );
+    if run("put") {
+        put();
+    }
+    if run("latency") {
+        latency();
+    }
+    if run("durability") {
+        durability();
+    }
+    if run("cold") {
+        cold();
+    }
+    if run("gc") {
+        gc();
+    }
+}
