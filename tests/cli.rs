@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use tempfile::TempDir;
-use toykv::format::{KEYS_DATA_AT, RECORD_SIZE};
-use toykv::{Options, Store};
+use toykv::format::{KEYS_DATA_AT, RECORD_SIZE, keys_name, shard_name, shard_of};
+use toykv::{Durability, Options, Store};
 
 fn tempdir() -> TempDir {
     tempfile::Builder::new()
@@ -35,9 +35,17 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Small sections, two shards, no sync but the explicit ones.
+fn small() -> Options {
+    Options::new()
+        .section_slots(16)
+        .shards(2)
+        .durability(Durability::None)
+}
+
 /// A store made by the library with small sections: 40 puts of keys 0..40 (u64), synced.
 fn small_store(dir: &Path) {
-    let store = Store::open_with(dir, Options::new().section_slots(16)).unwrap();
+    let store = Store::open_with(dir, small()).unwrap();
     for k in 0..40u64 {
         store.put(k, format!("v{k}")).unwrap();
     }
@@ -155,14 +163,41 @@ fn check_dump_and_stats_on_a_clean_store() {
         "{out}"
     );
 
+    // Each shard's records in its own order, shard by shard.
+    let shards = toykv::admin::shards(d.path()).unwrap();
+    let at = |k: &[u8; 8]| shard_of(*k, shards);
+    let (k1, k2) = (at(b"k1\0\0\0\0\0\0"), at(b"k2\0\0\0\0\0\0"));
+    let mut want = vec![
+        (
+            k1,
+            format!(
+                "{} 0 put key=6b31000000000000 \"k1\" slot=0 len=5 value=\"hello\"",
+                shard_name(k1)
+            ),
+        ),
+        (
+            k2,
+            format!(
+                "{} {} put key=6b32000000000000 \"k2\" slot={} len=5 value=\"world\"",
+                shard_name(k2),
+                u32::from(k1 == k2),
+                u32::from(k1 == k2)
+            ),
+        ),
+        (
+            k1,
+            format!(
+                "{} {} del key=6b31000000000000 \"k1\"",
+                shard_name(k1),
+                if k1 == k2 { 2 } else { 1 }
+            ),
+        ),
+    ];
+    want.sort_by_key(|w| w.0);
+    let want: String = want.into_iter().map(|w| w.1 + "\n").collect();
     let (code, out, _) = toykv(&["dump", dir]);
     assert_eq!(code, 0);
-    assert_eq!(
-        out,
-        "0 put key=6b31000000000000 \"k1\" slot=0 len=5 value=\"hello\"\n\
-         1 put key=6b32000000000000 \"k2\" slot=1 len=5 value=\"world\"\n\
-         2 del key=6b31000000000000 \"k1\"\n"
-    );
+    assert_eq!(out, want);
 
     let (code, out, _) = toykv(&["stats", dir]);
     assert_eq!(code, 0);
@@ -181,7 +216,7 @@ fn numeric_key_mode_is_followed() {
     small_store(d.path());
     fs::write(d.path().join("KEYMODE"), "numeric\n").unwrap();
     let dir = s(d.path());
-    // The store has 16-slot sections: the tool reads that from the buffer's header.
+    // The store has 16-slot sections: the tool reads that from its STORE file.
     assert_eq!(toykv(&["get", dir, "key:000000000007"]).1, "v7\n");
     assert_eq!(toykv(&["scan", dir, "38"]).1, "38\tv38\n39\tv39\n");
     assert_eq!(toykv(&["put", dir, "user:41", "new"]).0, 0);
@@ -189,7 +224,7 @@ fn numeric_key_mode_is_followed() {
     assert!(
         toykv(&["dump", dir])
             .1
-            .contains("key=0000000000000029 41 slot=40")
+            .contains("key=0000000000000029 41 slot=")
     );
 }
 
@@ -200,8 +235,8 @@ fn check_exits_1_on_a_damaged_store_and_0_on_a_torn_tail() {
     let dir = s(d.path());
     assert_eq!(toykv(&["check", dir]).0, 0);
 
-    // Record 3 (synced) in key section 0.
-    let k0 = d.path().join("00000000.k");
+    // Record 3 (synced) in key section 0 of shard 0.
+    let k0 = d.path().join("shard-00/00000000.k");
     let off = KEYS_DATA_AT + 3 * RECORD_SIZE;
     let mut b = fs::read(&k0).unwrap();
     b[off + 1] ^= 0x10;
@@ -210,7 +245,7 @@ fn check_exits_1_on_a_damaged_store_and_0_on_a_torn_tail() {
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains(&format!(
-            "error: 00000000.k at offset {off}: key record 3 was synced"
+            "error: shard-00/00000000.k at offset {off}: key record 3 was synced"
         )),
         "{out}"
     );
@@ -221,7 +256,7 @@ fn check_exits_1_on_a_damaged_store_and_0_on_a_torn_tail() {
         out.lines()
             .nth(3)
             .unwrap()
-            .starts_with("3 bad 00000000.k offset 4192"),
+            .starts_with("shard-00 3 bad shard-00/00000000.k offset 4192"),
         "{out}"
     );
     let (code, _, err) = toykv(&["get", dir, "anything"]);
@@ -234,20 +269,29 @@ fn check_exits_1_on_a_damaged_store_and_0_on_a_torn_tail() {
     // A torn tail after the last sync is only a warning, and open drops it.
     let d = tempdir();
     small_store(d.path());
-    let store = Store::open_with(d.path(), Options::new().section_slots(16)).unwrap();
+    let store = Store::open_with(d.path(), small()).unwrap();
     store.put(100u64, b"unsynced").unwrap();
     drop(store);
-    let k2 = d.path().join("00000002.k");
-    let off = KEYS_DATA_AT + 8 * RECORD_SIZE; // record 40
-    let mut b = fs::read(&k2).unwrap();
+    // Its record follows the shard's share of keys 0..40.
+    let shard = shard_of(100u64.to_be_bytes(), 2);
+    let seq = (0..40u64)
+        .filter(|k| shard_of(k.to_be_bytes(), 2) == shard)
+        .count();
+    let name = format!("{}/{}", shard_name(shard), keys_name(seq as u32 / 16));
+    let file = d.path().join(&name);
+    let off = KEYS_DATA_AT + seq % 16 * RECORD_SIZE;
+    let mut b = fs::read(&file).unwrap();
     b[off + 30] ^= 1;
-    fs::write(&k2, b).unwrap();
+    fs::write(&file, b).unwrap();
     let dir = s(d.path());
     let (code, out, _) = toykv(&["check", dir]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains(&format!(
-        "warning: 00000002.k at offset {off}: torn unsynced tail"
-    )));
+    assert!(
+        out.contains(&format!(
+            "warning: {name} at offset {off}: torn unsynced tail"
+        )),
+        "{out}"
+    );
     assert!(out.contains("0 errors, 1 warning: ok"), "{out}");
 }
 
@@ -269,4 +313,22 @@ fn a_directory_in_use_is_refused() {
     assert!(err.contains("locked"), "{err}");
     drop(store);
     assert_eq!(toykv(&["check", s(d.path())]).0, 0);
+}
+
+#[test]
+fn a_version_1_directory_is_named() {
+    let d = tempdir();
+    // A v1 data directory kept its sections and buffer at its top, with no STORE file.
+    fs::write(d.path().join("buffer.b"), vec![0u8; 8192]).unwrap();
+    fs::write(d.path().join("00000000.k"), vec![0u8; 4096]).unwrap();
+    let dir = s(d.path());
+    let (code, out, _) = toykv(&["check", dir]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("error: buffer.b at offset 0: format version 1"),
+        "{out}"
+    );
+    let (code, _, err) = toykv(&["get", dir, "k"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("format version 1"), "{err}");
 }

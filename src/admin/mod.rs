@@ -57,9 +57,7 @@ pub use show::{readable, show_key};
 
 use ProblemKind as K;
 use show::Problems;
-use survey::{
-    ShardSurvey, Tally, is_ours, parse_shard, read_at_most, store_header, survey_shard,
-};
+use survey::{ShardSurvey, Tally, is_ours, parse_shard, read_at_most, store_header, survey_shard};
 
 /// How serious a problem is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -210,37 +208,6 @@ pub struct Summary {
     pub shards: Vec<ShardReport>,
 }
 
-impl Report {
-    /// Problems of severity [`Severity::Error`].
-    pub fn errors(&self) -> usize {
-        self.count(Severity::Error)
-    }
-
-    /// Problems of severity [`Severity::Warning`].
-    pub fn warnings(&self) -> usize {
-        self.count(Severity::Warning)
-    }
-
-    fn count(&self, s: Severity) -> usize {
-        self.problems.iter().filter(|p| p.severity == s).count()
-    }
-
-    /// Whether no corruption was found (warnings allowed).
-    pub fn is_ok(&self) -> bool {
-        self.errors() == 0
-    }
-
-    /// Whether [`Store::open`](crate::Store::open) would accept the store: no errors other than
-    /// damaged values (which only make gets of their keys fail) and lost shards (which open
-    /// recreates empty).
-    pub fn opens(&self) -> bool {
-        !self.problems.iter().any(|p| {
-            p.severity == Severity::Error
-                && !matches!(p.kind, ProblemKind::Value | ProblemKind::LostShard)
-        })
-    }
-}
-
 /// Checks the data directory `dir` without changing it; see the [module docs](self).
 ///
 /// Fails only when the check cannot run: the directory cannot be listed, holds no toykv file,
@@ -337,10 +304,13 @@ fn run(dir: &Path, how: Run<'_>) -> Result<Report> {
             Run::Check => walk::walk(shard, check_values(), &mut p, &mut |_| Ok(())),
             Run::Stats => walk::walk(shard, Default::default(), &mut p, &mut |_| Ok(())),
             Run::Dump(visit) => {
-                let first = walk::walk(shard, Default::default(), &mut Problems::default(), &mut |_| {
-                    Ok(())
-                });
-                let live = first.map(|w| w.live).unwrap_or_default();
+                let first = walk::walk(
+                    shard,
+                    Default::default(),
+                    &mut Problems::default(),
+                    &mut |_| Ok(()),
+                );
+                let live = first.map(|w| w.1).unwrap_or_default();
                 let mode = walk::Mode {
                     values: false,
                     live: Some(&live),
@@ -349,7 +319,7 @@ fn run(dir: &Path, how: Run<'_>) -> Result<Report> {
             }
         }
         .map_err(|e| Error::io("write", "output", e))?;
-        let mut c = walked.counts;
+        let mut c = walked.0;
         c.section_slots = shard.slots.unwrap_or(0);
         c.shards = 1;
         c.files = shard.tally.files;
@@ -372,7 +342,12 @@ fn run(dir: &Path, how: Run<'_>) -> Result<Report> {
                         it empty, so the keys it held are lost";
             p.error(ProblemKind::LostShard, path, 0, what);
         } else {
-            p.warn(ProblemKind::Missing, path, 0, "shard directory is missing; open creates it");
+            p.warn(
+                ProblemKind::Missing,
+                path,
+                0,
+                "shard directory is missing; open creates it",
+            );
         }
     }
     Ok(Report {
@@ -431,7 +406,12 @@ pub(crate) fn survey(dir: &Path, names: &[String], p: &mut Problems) -> Survey {
                     p.warn(K::Name, &path, 0, what);
                 }
             }
-            Entry::Tmp => p.warn(K::Name, &path, 0, "a leftover temporary file; open ignores it"),
+            Entry::Tmp => p.warn(
+                K::Name,
+                &path,
+                0,
+                "a leftover temporary file; open ignores it",
+            ),
             Entry::Other => p.warn(K::Name, &path, 0, "not a toykv file name; open ignores it"),
         }
     }
@@ -444,7 +424,11 @@ pub(crate) fn survey(dir: &Path, names: &[String], p: &mut Problems) -> Survey {
     if !has_store {
         let buffer = dir.join(BUFFER_NAME);
         if v1.contains(&buffer) || (!v1.is_empty() && dirs.is_empty()) {
-            let at = if v1.contains(&buffer) { buffer } else { v1[0].clone() };
+            let at = if v1.contains(&buffer) {
+                buffer
+            } else {
+                v1[0].clone()
+            };
             let what = "format version 1: a flat data directory written by an older build (its \
                         sections at the top, no STORE file, no shard directories); this build \
                         reads version 2 only, so open refuses it";
@@ -498,4 +482,3 @@ pub(crate) fn survey(dir: &Path, names: &[String], p: &mut Problems) -> Survey {
     }
     s
 }
-

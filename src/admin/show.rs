@@ -5,7 +5,7 @@ use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::format::{Op, Record};
+use crate::format::{HeaderError, Kind, Op, Record};
 use crate::key::Key;
 use crate::server::keymode::KeyMode;
 
@@ -86,7 +86,7 @@ pub(crate) fn dump_line(out: &mut impl Write, mode: KeyMode, seen: &Seen<'_>) ->
     match seen.record {
         Some(Record { key, op, .. }) => match op {
             Op::Put { slot, len, .. } => {
-                let value = seen.value.map_or_else(|| "(not read)".to_string(), preview);
+                let value = seen.value.map_or_else(|| "(gone)".to_string(), preview);
                 let _ = write!(
                     line,
                     "put key={} slot={slot} len={len} value={value}",
@@ -218,6 +218,48 @@ impl Problems {
     }
 }
 
+impl Report {
+    /// Problems of severity [`Severity::Error`].
+    pub fn errors(&self) -> usize {
+        self.count(Severity::Error)
+    }
+
+    /// Problems of severity [`Severity::Warning`].
+    pub fn warnings(&self) -> usize {
+        self.count(Severity::Warning)
+    }
+
+    fn count(&self, s: Severity) -> usize {
+        self.problems.iter().filter(|p| p.severity == s).count()
+    }
+
+    /// Whether no corruption was found (warnings allowed).
+    pub fn is_ok(&self) -> bool {
+        self.errors() == 0
+    }
+
+    /// Whether [`Store::open`](crate::Store::open) would accept the store: no errors other than
+    /// damaged values (which only make gets of their keys fail) and lost shards (which open
+    /// recreates empty).
+    pub fn opens(&self) -> bool {
+        !self.problems.iter().any(|p| {
+            p.severity == Severity::Error
+                && !matches!(p.kind, ProblemKind::Value | ProblemKind::LostShard)
+        })
+    }
+}
+
+/// The message `Store::open` gives for a refused header, without the file name.
+pub(crate) fn header_message(kind: Kind, e: HeaderError) -> String {
+    match e {
+        HeaderError::Magic(got) => format!("not a toykv {} file (magic {got:02x?})", kind.name()),
+        HeaderError::Version(got) => format!(
+            "format version {got}; this build reads version {}",
+            crate::format::header::VERSION
+        ),
+        HeaderError::Bad(why) => format!("{} header: {why}", kind.name()),
+    }
+}
 
 /// A file as reports name it: `shard-xx/name` inside a shard directory, else its name.
 pub(crate) fn short(path: &Path) -> String {

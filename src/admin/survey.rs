@@ -11,13 +11,13 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::format::{
-    BANKS, BUFFER_NAME, Entry, HEADER_LEN, Header, HeaderError, Kind, MARK_A, MARK_B, MARK_LEN,
-    MAX_SHARDS, MAX_SLOTS, Mark, PAGE, RECORD_SIZE, buffer_len, keys_len, keys_name, parse_name, values_len,
-    values_name, STORE_NAME,
+    BANKS, BUFFER_NAME, Entry, HEADER_LEN, Header, Kind, MARK_A, MARK_B, MARK_LEN, MAX_SHARDS,
+    MAX_SLOTS, Mark, PAGE, RECORD_SIZE, STORE_NAME, buffer_len, keys_len, keys_name, parse_name,
+    values_len, values_name,
 };
 
 use super::ProblemKind as K;
-use super::show::Problems;
+use super::show::{Problems, header_message};
 
 /// Files counted: how many, their apparent and allocated bytes.
 #[derive(Clone, Copy, Debug, Default)]
@@ -65,18 +65,6 @@ pub(crate) fn read_file_at_most(file: &File, off: u64, len: usize) -> io::Result
     }
     buf.truncate(got);
     Ok(buf)
-}
-
-/// The message `Store::open` gives for a refused header, without the file name.
-pub(crate) fn header_message(kind: Kind, e: HeaderError) -> String {
-    match e {
-        HeaderError::Magic(got) => format!("not a toykv {} file (magic {got:02x?})", kind.name()),
-        HeaderError::Version(got) => format!(
-            "format version {got}; this build reads version {}",
-            crate::format::header::VERSION
-        ),
-        HeaderError::Bad(why) => format!("{} header: {why}", kind.name()),
-    }
 }
 
 /// Reads and decodes the header of `path`; reports and returns `None` when it fails.
@@ -237,7 +225,9 @@ pub(crate) fn survey_shard(
     s.slots = want.or(own).or_else(|| {
         // No usable header yet: take the section size from the shard's sections, to go on.
         let k = keys.iter().map(|&n| (dir.join(keys_name(n)), Kind::Keys));
-        let v = values.iter().map(|&n| (dir.join(values_name(n)), Kind::Values));
+        let v = values
+            .iter()
+            .map(|&n| (dir.join(values_name(n)), Kind::Values));
         k.chain(v).find_map(|(path, kind)| {
             let head = read_at_most(&path, 0, HEADER_LEN).ok()?;
             Header::decode(&head, kind).ok().map(|h| h.section_slots)
@@ -412,11 +402,15 @@ fn survey_keys(
     let first_path = s.dir.join(keys_name(first));
     if kept.is_empty() {
         if synced > u64::from(first) * u64::from(slots) {
-            let what =
-                format!("key records up to {synced} were synced but no key section is left");
+            let what = format!("key records up to {synced} were synced but no key section is left");
             p.error(K::Missing, &first_path, 0, what);
         } else {
-            p.warn(K::Missing, &first_path, 0, "key section is missing; open creates it");
+            p.warn(
+                K::Missing,
+                &first_path,
+                0,
+                "key section is missing; open creates it",
+            );
         }
         s.log.push(KeyFile {
             path: first_path,
@@ -445,7 +439,10 @@ fn survey_keys(
 /// The shard number of a directory name `shard-xx`.
 pub(crate) fn parse_shard(name: &str) -> Option<u32> {
     let hex = name.strip_prefix("shard-")?;
-    let ok = hex.len() == 2 && hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    let ok = hex.len() == 2
+        && hex
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
     ok.then(|| u32::from_str_radix(hex, 16).ok()).flatten()
 }
 
@@ -460,7 +457,10 @@ pub(crate) fn store_header(path: &Path, p: &mut Problems) -> Option<Header> {
         }
     };
     if head.len() < HEADER_LEN {
-        let what = format!("store file is {} bytes, shorter than its header", head.len());
+        let what = format!(
+            "store file is {} bytes, shorter than its header",
+            head.len()
+        );
         p.error(K::Length, path, head.len() as u64, what);
         return None;
     }
@@ -472,7 +472,10 @@ pub(crate) fn store_header(path: &Path, p: &mut Problems) -> Option<Header> {
         }
     };
     if !(1..=MAX_SHARDS).contains(&h.section) {
-        let what = format!("store file names {} shards (1 to {MAX_SHARDS} allowed)", h.section);
+        let what = format!(
+            "store file names {} shards (1 to {MAX_SHARDS} allowed)",
+            h.section
+        );
         p.error(K::Header, path, 0, what);
         return None;
     }
@@ -491,4 +494,3 @@ pub(crate) fn is_ours(names: &[String]) -> bool {
             )
     })
 }
-

@@ -1,10 +1,7 @@
 //! The walk of one shard's key log, read-only, mirroring `store/recover.rs` and the end of
-//! `store/open.rs`. Each record must decode; a put at or after the sync mark must point into a
-//! value section that exists or that a bank of the buffer holds, and when it is in a bank its
-//! value must match its checksum. The first record that fails at or after the sync mark ends
-//! the log (the torn tail); one that fails before it is corruption, reported, and the walk goes
-//! on. Then every live value's section must exist (as a `.v` file or in a bank), and the live
-//! values are read and checked (older ones may have been moved and their slots reused).
+//! `store/open.rs` (the rules are in the [module docs](super)). A record that fails before the
+//! sync mark is reported and the walk goes on; only live values are read (older ones may have
+//! been moved and their slots reused).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -12,13 +9,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::format::{
-    BUFFER_NAME, KEYS_DATA_AT, Op, PAGE, RECORD_SIZE, Record, RecordError, SLOT_SIZE, VALUES_DATA_AT, bank_at,
-    keys_name, record::value_crc, values_name,
+    BUFFER_NAME, KEYS_DATA_AT, Op, PAGE, RECORD_SIZE, Record, RecordError, SLOT_SIZE,
+    VALUES_DATA_AT, bank_at, keys_name, record::value_crc, values_name,
 };
 use crate::key::Key;
 
-use super::survey::{ShardSurvey, read_file_at_most};
 use super::show::Problems;
+use super::survey::{ShardSurvey, read_file_at_most};
 use super::{Counts, ProblemKind as K};
 
 /// Why the log ends at an all-zero record (the wording of `recover`).
@@ -82,15 +79,6 @@ pub(crate) struct Mode<'a> {
     pub(crate) live: Option<&'a HashMap<Key, Live>>,
 }
 
-/// What the walk of a shard found.
-#[derive(Debug, Default)]
-pub(crate) struct Walked {
-    /// The shard's counts (files aside).
-    pub(crate) counts: Counts,
-    /// The live puts.
-    pub(crate) live: HashMap<Key, Live>,
-}
-
 /// The walk's state.
 struct Walker<'a> {
     sv: &'a ShardSurvey,
@@ -120,9 +108,9 @@ pub(crate) fn walk(
     mode: Mode<'_>,
     p: &mut Problems,
     visit: &mut dyn FnMut(&Seen<'_>) -> io::Result<()>,
-) -> io::Result<Walked> {
+) -> io::Result<(Counts, HashMap<Key, Live>)> {
     let (Some(slots), Some(_)) = (sv.slots, &sv.buffer) else {
-        return Ok(Walked::default());
+        return Ok(Default::default());
     };
     let s = u64::from(slots);
     let mut w = Walker {
@@ -181,10 +169,7 @@ pub(crate) fn walk(
         }
     }
     w.finish(complete, p);
-    Ok(Walked {
-        counts: w.c,
-        live: w.live,
-    })
+    Ok((w.c, w.live))
 }
 
 impl Walker<'_> {
