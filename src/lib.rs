@@ -51,6 +51,7 @@
 //! | [`server`] | the Redis-protocol server: `frame` (RESP), `connection`, `command` (one file per family), `keymode`, `stats`, `launch` (flags) |
 //! | [`client`] | the interactive and one-shot client behind `examples/client.rs` |
 //! | [`admin`] | `check`, `dump` and `stats` of a data directory, behind the `toykv` binary |
+//! | [`ycsb`] | the YCSB-style benchmark driver behind `toykv bench`: generators, workloads A–F, runner, RESP and library backends |
 //!
 //! # Guarantees
 //!
@@ -82,6 +83,8 @@ pub mod server;
 mod store;
 #[cfg(test)]
 mod testing;
+// The YCSB-style benchmark driver (`toykv bench`, the `peers` package); its docs: src/ycsb/mod.rs.
+pub mod ycsb;
 
 pub use error::{Error, Result};
 pub use key::{KEY_LEN, Key, VALUE_MAX, Value};

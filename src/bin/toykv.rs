@@ -106,6 +106,9 @@ enum Command {
         #[arg(long, value_name = "N")]
         limit: Option<usize>,
     },
+    /// Run YCSB workloads A-F against the library (a data directory) or a RESP server, and
+    /// print YCSB's report: throughput and per-operation average, p95, p99 and max latency.
+    Bench(toykv::ycsb::cli::BenchArgs),
 }
 
 /// How get, put, del and scan open the store.
@@ -174,6 +177,10 @@ impl From<io::Error> for Fail {
 fn run(command: Command) -> Result<ExitCode, Fail> {
     let mut out = BufWriter::new(io::stdout().lock());
     let code = match command {
+        Command::Bench(args) => {
+            toykv::ycsb::cli::bench(&args, &mut out).map_err(|e| Fail::Msg(e.to_string()))?;
+            ExitCode::SUCCESS
+        }
         Command::Check { dir } => {
             let report = admin::check(&dir)?;
             writeln!(out, "{report}")?;

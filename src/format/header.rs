@@ -265,6 +265,7 @@ impl Mark {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn page_with(h: &Header) -> [u8; PAGE] {
         let mut p = [0u8; PAGE];
@@ -328,6 +329,55 @@ mod tests {
             Header::decode(&[0u8; 10], Kind::Keys),
             Err(HeaderError::Bad(_))
         ));
+    }
+
+    fn kind() -> impl Strategy<Value = Kind> {
+        prop_oneof![Just(Kind::Keys), Just(Kind::Values), Just(Kind::Buffer)]
+    }
+
+    proptest! {
+        #[test]
+        fn header_round_trip(kind in kind(), shift in 4u32..=24, section: u32) {
+            let h = Header { kind, section_slots: 1 << shift, section };
+            prop_assert_eq!(Header::decode(&page_with(&h), kind), Ok(h));
+        }
+
+        #[test]
+        fn impossible_section_slots_are_refused(kind in kind(), slots: u32, section: u32) {
+            let h = Header { kind, section_slots: slots, section };
+            let got = Header::decode(&h.encode(), kind);
+            if super::super::check_section_slots(slots).is_ok() {
+                prop_assert_eq!(got, Ok(h));
+            } else {
+                prop_assert!(matches!(got, Err(HeaderError::Bad(_))), "{:?}", got);
+            }
+        }
+
+        #[test]
+        fn decoded_garbage_is_canonical(kind in kind(), bytes in proptest::collection::vec(any::<u8>(), 0..100), fix_crc: bool) {
+            let mut b = bytes;
+            if fix_crc && b.len() >= HEADER_LEN {
+                b[..MAGIC_LEN].copy_from_slice(&kind.magic());
+                let crc = crc32c::crc32c(&b[..CRC_AT]);
+                put_u32(&mut b, CRC_AT, crc);
+            }
+            if let Ok(h) = Header::decode(&b, kind) {
+                prop_assert_eq!(&h.encode()[..], &b[..HEADER_LEN]);
+            }
+        }
+
+        #[test]
+        fn mark_round_trip(generation: u64, synced: u64, first: u32) {
+            let m = Mark { generation, synced, first };
+            prop_assert_eq!(Mark::decode(&m.encode()), Some(m));
+        }
+
+        #[test]
+        fn decoded_mark_is_canonical(b in proptest::array::uniform24(any::<u8>())) {
+            if let Some(m) = Mark::decode(&b) {
+                prop_assert_eq!(m.encode(), b);
+            }
+        }
     }
 
     #[test]

@@ -3,13 +3,14 @@
 //! Bytes are read in chunks of at most [`CHUNK`]; every complete command in the buffer runs and
 //! its reply is appended to one output buffer, written with a single write before the next
 //! read (so a pipeline of N commands costs one read and one write). A command larger than the
-//! request limit is refused by the parser before it is buffered. The idle timeout bounds both
-//! the wait for the next command and the wait for a client to take its replies, so a stalled
-//! client holds only its own task and buffers.
+//! request limit is refused by the parser before it is buffered. The idle timeout bounds the
+//! wait for the next command, the time a command may take to arrive in full (counted from its
+//! first byte, so a client trickling bytes cannot hold a connection forever), and the wait for
+//! a client to take its replies, so a stalled client holds only its own task and buffers.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -93,10 +94,23 @@ impl Connection {
         let mut buf: Vec<u8> = Vec::with_capacity(4096);
         let mut out: Vec<u8> = Vec::with_capacity(4096);
         let mut chunk = vec![0u8; CHUNK];
+        // When the unfinished command at the start of `buf` began to arrive.
+        let mut partial_since: Option<Instant> = None;
+        // Whether the last read cannot have completed a command (see below).
+        let mut nothing_new = false;
         loop {
             // Run every complete command that is buffered.
-            let (used, flow, broken) = self.execute(&buf, &mut out, &limits);
+            let (used, flow, broken) = if nothing_new {
+                (0, Flow::Next, None)
+            } else {
+                self.execute(&buf, &mut out, &limits)
+            };
             buf.drain(..used.min(buf.len()));
+            partial_since = match (buf.is_empty(), used > 0, partial_since) {
+                (true, _, _) => None,
+                (false, false, Some(t)) => Some(t),
+                (false, _, _) => Some(Instant::now()),
+            };
             if !out.is_empty() {
                 if let Err(why) = self.write(&out, idle).await {
                     return why;
@@ -119,16 +133,27 @@ impl Connection {
             }
             let wake = tokio::select! {
                 r = self.socket.read(&mut chunk) => Wake::Read(r),
-                () = sleep_or_never(idle) => Wake::Idle,
+                () = deadline(idle, partial_since) => Wake::Idle,
                 _ = self.stop.changed() => Wake::Stop,
             };
             match wake {
                 Wake::Read(Ok(0)) => return "client closed".into(),
                 Wake::Read(Ok(n)) => {
                     add(&self.shared.stats.input_bytes, n as u64);
-                    buf.extend_from_slice(&chunk[..n]);
+                    let new = &chunk[..n];
+                    // An unfinished inline command ends only at a newline: until one arrives
+                    // (or the line reaches the request limit) parsing again would find
+                    // nothing, and rescanning the whole line on every read would make a long
+                    // line sent in small pieces cost quadratic time.
+                    nothing_new = buf.first().is_some_and(|&b| b != b'*')
+                        && !new.contains(&b'\n')
+                        && buf.len() + n < limits.max_request;
+                    buf.extend_from_slice(new);
                 }
                 Wake::Read(Err(e)) => return format!("read error: {e}"),
+                Wake::Idle if partial_since.is_some() => {
+                    return "request not completed within the idle timeout".into();
+                }
                 Wake::Idle => return "idle timeout".into(),
                 Wake::Stop => return "server shutting down".into(),
             }
@@ -207,10 +232,17 @@ impl Connection {
     }
 }
 
-/// Sleeps for `d`, or forever when there is no timeout.
-async fn sleep_or_never(d: Option<Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
+/// Sleeps for the idle timeout `d`, or forever when there is none. While a command is only
+/// partly received (since `partial`), the timeout counts from its first byte, not from the
+/// last read: a client that trickles a command a byte at a time (slowloris) is closed after
+/// `d` like an idle one, instead of holding its connection forever.
+async fn deadline(d: Option<Duration>, partial: Option<Instant>) {
+    match (d, partial) {
+        (Some(d), Some(since)) => match since.checked_add(d) {
+            Some(end) => tokio::time::sleep_until(end.into()).await,
+            None => std::future::pending().await,
+        },
+        (Some(d), None) => tokio::time::sleep(d).await,
+        (None, _) => std::future::pending().await,
     }
 }

@@ -63,7 +63,9 @@ impl Inner {
         }
         self.usage.put(seq, section);
         let d = &mut self.dirty[self.active];
-        *d = Some(d.map_or((index, index + 1), |(lo, _)| (lo, index + 1)));
+        *d = Some(d.map_or((index, index + 1), |(lo, hi)| {
+            (lo.min(index), hi.max(index + 1))
+        }));
         self.next_seq += 1;
         self.fill += 1;
         Ok(Step::Done((), seq))
@@ -122,6 +124,8 @@ impl Inner {
         let n = self.free_section()?;
         let r = self.buffer.reset(next, n);
         self.guard(r)?;
+        // The bank's earlier slots are durable in their `.v` file (a write-out syncs it).
+        self.dirty[next] = None;
         self.usage.track(n);
         if let Some(s) = self.buffer.banks[full]
             && !self.values.has(s)
