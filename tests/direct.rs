@@ -62,11 +62,17 @@ fn value_sections_have_o_direct_set() {
             assert_eq!(&v[..], &[k as u8; 200][..]);
         }
     };
-    let opts = || Options::new().section_slots(16);
+    // One shard, so that 100 puts fill six 16-slot sections; no GC, so none goes away.
+    let opts = || Options::new().section_slots(16).shards(1).gc(false);
     {
         let store = Store::open_with(&dir, opts()).unwrap();
         for k in 0..100u64 {
             store.put(k, [k as u8; 200]).unwrap();
+        }
+        // Full banks are written out in the background: wait for the sixth.
+        let t = std::time::Instant::now();
+        while flags_of(&dir, ".v").len() < 6 && t.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
         check(&store, 6);
     }

@@ -86,8 +86,7 @@ pub enum ProblemKind {
     Record,
     /// A value whose bytes do not match their record's `value_crc`.
     Value,
-    /// A shard directory that is gone while other shards hold data: open recreates it empty,
-    /// losing its keys.
+    /// A shard directory named by `STORE` is gone: open refuses the store.
     LostShard,
     /// Unsynced records that open drops.
     TornTail,
@@ -337,18 +336,9 @@ fn run(dir: &Path, how: Run<'_>) -> Result<Report> {
         });
     }
     for path in &sv.missing {
-        if counts.records > 0 || counts.value_sections > 0 {
-            let what = "shard directory is missing while other shards hold data: open creates \
-                        it empty, so the keys it held are lost";
-            p.error(ProblemKind::LostShard, path, 0, what);
-        } else {
-            p.warn(
-                ProblemKind::Missing,
-                path,
-                0,
-                "shard directory is missing; open creates it",
-            );
-        }
+        let what = "shard directory is missing: open refuses the store, since the keys it held \
+                    would be lost";
+        p.error(ProblemKind::LostShard, path, 0, what);
     }
     Ok(Report {
         dir: dir.to_path_buf(),

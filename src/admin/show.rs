@@ -239,12 +239,11 @@ impl Report {
     }
 
     /// Whether [`Store::open`](crate::Store::open) would accept the store: no errors other than
-    /// damaged values (which only make gets of their keys fail) and lost shards (which open
-    /// recreates empty).
+    /// damaged values (which only make gets of their keys fail).
     pub fn opens(&self) -> bool {
         !self.problems.iter().any(|p| {
             p.severity == Severity::Error
-                && !matches!(p.kind, ProblemKind::Value | ProblemKind::LostShard)
+                && !matches!(p.kind, ProblemKind::Value)
         })
     }
 }

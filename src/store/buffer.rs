@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use crate::error::{Context, Error, Result};
 use crate::format::{
-    BANKS, BUFFER_BANKS_AT, BUFFER_NAME, HEADER_LEN, Header, Kind, MARK_A, MARK_B, MARK_LEN,
-    Mark, PAGE, SLOT_SIZE, bank_at, buffer_len, values_len,
+    BANKS, BUFFER_BANKS_AT, BUFFER_NAME, HEADER_LEN, Header, Kind, MARK_A, MARK_B, MARK_LEN, Mark,
+    PAGE, SLOT_SIZE, bank_at, buffer_len, values_len,
 };
 use crate::io::{FileIo, Map, Mode, Vfs};
 use crate::key::VALUE_MAX;

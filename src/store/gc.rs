@@ -102,7 +102,9 @@ impl Shard {
                     return Err(Error::corrupt(
                         &path,
                         off as u64,
-                        format!("value of {key:?} has checksum {got:08x}, its record {seq} says {want:08x}"),
+                        format!(
+                            "value of {key:?} has checksum {got:08x}, its record {seq} says {want:08x}"
+                        ),
                     ));
                 }
                 moved += u64::from(self.relocate(key, seq, value)?);
@@ -185,7 +187,8 @@ impl Shard {
         drop(g);
         vfs.remove(&section.path)
             .map_err(|e| Error::io("remove", &section.path, e))?;
-        vfs.sync_dir(&dir).map_err(|e| Error::io("fsync", &dir, e))?;
+        vfs.sync_dir(&dir)
+            .map_err(|e| Error::io("fsync", &dir, e))?;
         Ok(true)
     }
 

@@ -31,6 +31,7 @@
 
 mod buffer;
 mod cache;
+mod describe;
 mod flush;
 mod gc;
 mod index;
@@ -52,12 +53,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Context, Error, Result};
-use crate::format::{
-    BUFFER_NAME, HEADER_LEN, Header, HeaderError, Kind, PAGE, STORE_NAME, shard_name, shard_of,
-};
-use crate::io::{Mode, Vfs};
+use crate::format::{HeaderError, Kind, shard_name, shard_of};
 use crate::key::{Key, Value};
-use crate::options::{Durability, Options, default_shards};
+use crate::options::{Durability, Options};
 
 pub use scan::Scan;
 
@@ -169,7 +167,7 @@ impl Store {
         if options.direct_io {
             open::probe_direct(&*vfs, dir)?;
         }
-        let count = describe(&*vfs, dir, &options)?;
+        let (count, fresh) = describe::read(&*vfs, dir, &options)?;
         let (jobs, queue) = crossbeam_channel::unbounded();
         let per_shard = options.cache_bytes / count as usize;
         let opened: Vec<Result<shard::Inner>> = std::thread::scope(|s| {
@@ -182,9 +180,8 @@ impl Store {
             handles
                 .into_iter()
                 .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(Error::corrupt(dir, 0, "opening a shard panicked"))
-                    })
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::corrupt(dir, 0, "opening a shard panicked")))
                 })
                 .collect()
         });
@@ -195,6 +192,9 @@ impl Store {
             shards.push(Shard::new(inner, Cache::new(per_shard)));
         }
         drop(jobs);
+        if fresh {
+            describe::write(&*vfs, dir, &options, count)?;
+        }
         let shards: Arc<[Shard]> = shards.into();
         let writers = shards.len().min(2);
         let background = Background::start(
@@ -440,69 +440,6 @@ impl Drop for Store {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Reads the store's `STORE` file, or writes it for a new store; returns the shard count.
-fn describe(vfs: &dyn Vfs, dir: &Path, options: &Options) -> Result<u32> {
-    let path = dir.join(STORE_NAME);
-    let names = vfs.list(dir).ctx("list", dir)?;
-    if !names.iter().any(|n| n == STORE_NAME) {
-        if names.iter().any(|n| n == BUFFER_NAME) {
-            return Err(Error::Version {
-                file: dir.join(BUFFER_NAME),
-                expected: crate::format::header::VERSION,
-                got: 1,
-            });
-        }
-        let shards = options.shards.unwrap_or_else(default_shards);
-        let header = Header {
-            kind: Kind::Store,
-            section_slots: options.section_slots,
-            section: shards,
-        };
-        keys::create_complete(vfs, &path, PAGE as u64, &[(0, &header.encode())])?;
-        vfs.sync_dir(dir).ctx("fsync", dir)?;
-        return Ok(shards);
-    }
-    let mode = Mode {
-        create: false,
-        write: false,
-        direct: false,
-    };
-    let file = vfs.open(&path, mode).ctx("open", &path)?;
-    let mut page = [0u8; HEADER_LEN];
-    file.read_at(&mut page, 0).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => {
-            Error::corrupt(&path, 0, "store file is shorter than its header")
-        }
-        _ => Error::io("read header", &path, e),
-    })?;
-    let header =
-        Header::decode(&page, Kind::Store).map_err(|e| header_error(&path, Kind::Store, e))?;
-    let shards = header.section;
-    if !(1..=crate::format::MAX_SHARDS).contains(&shards) {
-        return Err(Error::corrupt(
-            &path,
-            0,
-            format!("store file names {shards} shards"),
-        ));
-    }
-    for (what, stored, requested) in [
-        ("section_slots", header.section_slots, Some(options.section_slots)),
-        ("shards", shards, options.shards),
-    ] {
-        if let Some(req) = requested
-            && req != stored
-        {
-            return Err(Error::Mismatch {
-                dir: dir.to_path_buf(),
-                what,
-                stored: stored.into(),
-                requested: req.into(),
-            });
-        }
-    }
-    Ok(shards)
 }
 
 /// What [`Store::lookup`] found.

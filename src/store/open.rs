@@ -22,10 +22,10 @@ use crate::io::Vfs;
 use crate::options::Options;
 
 use super::buffer::Buffer;
-use super::shard::{Counters, Inner};
-use super::usage::Usage;
 use super::keys::Section;
 use super::recover;
+use super::shard::{Counters, Inner};
+use super::usage::Usage;
 use super::values::Values;
 
 /// Opens or creates shard `id` in `dir` (the store holds the directory lock).
@@ -210,9 +210,10 @@ fn settle_banks(inner: &mut Inner, last: Option<(u32, u32)>) -> Result<()> {
             _ => inner.buffer.banks[bank] = None,
         }
     }
-    if let Some(bad) = inner.usage.missing(|n| {
-        inner.values.has(n) || inner.buffer.banks.contains(&Some(n))
-    }) {
+    if let Some(bad) = inner
+        .usage
+        .missing(|n| inner.values.has(n) || inner.buffer.banks.contains(&Some(n)))
+    {
         return Err(Error::corrupt(
             inner.values.path(bad.0),
             0,
@@ -257,12 +258,7 @@ fn create(vfs: &dyn Vfs, dir: &Path, slots: u32, keys: &[u32], values: &[u32]) -
 }
 
 /// Zeroes what follows the log's end in its key section.
-fn drop_tail(
-    keys: &[Section],
-    first: u32,
-    end: u64,
-    slots: u32,
-) -> Result<()> {
+fn drop_tail(keys: &[Section], first: u32, end: u64, slots: u32) -> Result<()> {
     let s = u64::from(slots);
     let last = (end / s).saturating_sub(u64::from(first)) as usize;
     if let Some(section) = keys.get(last) {

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use super::values;
 use super::keys::Section;
 use super::shard::Inner;
+use super::values;
 use crate::error::{Error, Result};
 use crate::format::{Op, record::value_crc};
 use crate::key::{Key, Value};

@@ -41,9 +41,7 @@ impl Span {
         if self.len == 0 {
             return Ok(());
         }
-        self.map
-            .flush(self.off, self.len)
-            .ctx("msync", &self.path)
+        self.map.flush(self.off, self.len).ctx("msync", &self.path)
     }
 }
 

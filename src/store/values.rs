@@ -163,7 +163,6 @@ impl Values {
         self.files.contains_key(&n)
     }
 
-
     /// Writes a full bank out as section `n` (see [`write_file`]); the caller registers the
     /// file with [`insert`](Self::insert).
     pub(crate) fn write(

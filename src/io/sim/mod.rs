@@ -219,10 +219,12 @@ impl Vfs for SimFs {
         let mut names: Vec<String> = st
             .live
             .keys()
+            .chain(st.dirs.iter())
             .filter(|p| p.parent() == Some(dir))
             .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .collect();
         names.sort();
+        names.dedup();
         Ok(names)
     }
 
