@@ -241,10 +241,10 @@ impl Report {
     /// Whether [`Store::open`](crate::Store::open) would accept the store: no errors other than
     /// damaged values (which only make gets of their keys fail).
     pub fn opens(&self) -> bool {
-        !self.problems.iter().any(|p| {
-            p.severity == Severity::Error
-                && !matches!(p.kind, ProblemKind::Value)
-        })
+        !self
+            .problems
+            .iter()
+            .any(|p| p.severity == Severity::Error && !matches!(p.kind, ProblemKind::Value))
     }
 }
 

@@ -393,9 +393,9 @@ fn a_collected_store_is_clean_and_agrees_with_open() {
     assert_eq!(store.get(3u64).unwrap().as_deref(), Some(&b"after gc"[..]));
 }
 
-/// Engine reproducer: 10 value sections per shard for ~15 live values, yet gc removes none.
+/// Churn leaves value sections whose fill windows went with their key sections: they hold
+/// no live value and are removed without a scan.
 #[test]
-#[ignore = "engine: value sections are never collected here; see the admin port's report"]
 fn engine_collects_value_sections() {
     let d = crate::testing::tempdir();
     let store = Store::open_with(d.path(), opts()).unwrap();

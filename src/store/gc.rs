@@ -83,34 +83,16 @@ impl Shard {
             let window = g.inner.usage.window(n, g.inner.next_seq);
             (window, g.inner.values.file(n))
         };
-        let (Some(window), Some((path, file))) = (window, file) else {
+        let Some((path, file)) = file else {
             self.skip(n);
             return Ok(());
         };
-        let slots = self.lock().inner.slots;
-        let data = values::read_all(&path, &*file, slots)?;
-        let bytes = data.bytes();
-        let mut moved = 0u64;
-        let mut at = window.start;
-        while at < window.end {
-            let to = (at + CHUNK).min(window.end);
-            for (key, seq, index, len, want) in self.live_in(at..to, Some(n))? {
-                let off = PAGE + index as usize * SLOT_SIZE;
-                let value = &bytes[off..off + usize::from(len)];
-                let got = value_crc(value);
-                if got != want {
-                    return Err(Error::corrupt(
-                        &path,
-                        off as u64,
-                        format!(
-                            "value of {key:?} has checksum {got:08x}, its record {seq} says {want:08x}"
-                        ),
-                    ));
-                }
-                moved += u64::from(self.relocate(key, seq, value)?);
-            }
-            at = to;
-        }
+        // Without a fill window (its key sections are gone, so none of its records is live)
+        // there is nothing to move: the section goes once the sync below is done.
+        let moved = match window {
+            Some(window) => self.move_live(n, window, &path, &*file)?,
+            None => 0,
+        };
         self.sync()?;
         let mut g = self.lock();
         g.inner.counters.gc_moved += moved;
@@ -129,6 +111,42 @@ impl Shard {
         g.inner.usage.forget(n);
         g.inner.counters.gc_sections += 1;
         Ok(())
+    }
+
+    /// Puts again the live values of section `n` found among the records of `window`;
+    /// returns how many it moved.
+    fn move_live(
+        &self,
+        n: u32,
+        window: std::ops::Range<u64>,
+        path: &std::path::Path,
+        file: &dyn crate::io::FileIo,
+    ) -> Result<u64> {
+        let slots = self.lock().inner.slots;
+        let data = values::read_all(path, file, slots)?;
+        let bytes = data.bytes();
+        let mut moved = 0u64;
+        let mut at = window.start;
+        while at < window.end {
+            let to = (at + CHUNK).min(window.end);
+            for (key, seq, index, len, want) in self.live_in(at..to, Some(n))? {
+                let off = PAGE + index as usize * SLOT_SIZE;
+                let value = &bytes[off..off + usize::from(len)];
+                let got = value_crc(value);
+                if got != want {
+                    return Err(Error::corrupt(
+                        path,
+                        off as u64,
+                        format!(
+                            "value of {key:?} has checksum {got:08x}, its record {seq} says {want:08x}"
+                        ),
+                    ));
+                }
+                moved += u64::from(self.relocate(key, seq, value)?);
+            }
+            at = to;
+        }
+        Ok(moved)
     }
 
     fn skip(&self, n: u32) {
