@@ -1,0 +1,232 @@
+//! The engine under load: many threads of mixed operations checked per key, ordered scans
+//! merged across shards, and what open does when a shard directory or the `STORE` file is
+//! gone.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use toykv::format::{STORE_NAME, shard_name, shard_of};
+use toykv::{Durability, Error, Options, Store};
+
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .tempdir_in(common::base())
+        .unwrap()
+}
+
+/// Small sections, so that runs of a few thousand puts fill banks, write them out in the
+/// background and give garbage collection work.
+fn small(shards: u32) -> Options {
+    Options::new()
+        .section_slots(16)
+        .shards(shards)
+        .durability(Durability::None)
+}
+
+/// Step `i` of a key's writer: every fifth step deletes, the others put this value.
+fn step_value(key: u64, i: u64) -> Option<Vec<u8>> {
+    if i % 5 == 4 {
+        return None;
+    }
+    let len = ((key * 31 + i * 7) % 257) as usize;
+    let mut v: Vec<u8> = (0..len).map(|j| (key as usize + i as usize + j) as u8).collect();
+    if len >= 8 {
+        v[..8].copy_from_slice(&i.to_le_bytes());
+    }
+    Some(v)
+}
+
+/// Which writer steps `got` can be: the steps whose value (or deletion) it equals.
+fn matches(key: u64, got: &Option<Vec<u8>>, lo: u64, hi: u64) -> bool {
+    (lo..=hi).any(|i| {
+        if i == 0 {
+            // Step 0 is "never written".
+            return got.is_none();
+        }
+        step_value(key, i) == *got
+    })
+}
+
+/// Each key has one writer thread that runs steps 1, 2, 3 … (puts, every fifth a delete);
+/// reader threads check every get against the writer's progress: a get that starts after
+/// step `i` returned sees step `i` or a later one, never an older one and never one not yet
+/// begun. Small sections keep the banks turning over and GC running meanwhile.
+#[test]
+fn many_threads_of_mixed_operations_stay_linearizable_per_key() {
+    const KEYS: u64 = 64;
+    const WRITERS: u64 = 4;
+    const READERS: usize = 4;
+    let d = tempdir();
+    let store = Arc::new(Store::open_with(d.path(), small(3)).unwrap());
+    // Per key: the last step that returned, and the last step begun.
+    let done: Arc<Vec<AtomicU64>> = Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect());
+    let begun: Arc<Vec<AtomicU64>> = Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let mut handles = Vec::new();
+    for w in 0..WRITERS {
+        let (store, done, begun) = (store.clone(), done.clone(), begun.clone());
+        handles.push(std::thread::spawn(move || {
+            let mut rng = StdRng::seed_from_u64(w);
+            let mut ops = 0u64;
+            while Instant::now() < deadline {
+                let key = w + WRITERS * rng.random_range(0..KEYS / WRITERS);
+                let i = begun[key as usize].load(Ordering::SeqCst) + 1;
+                begun[key as usize].store(i, Ordering::SeqCst);
+                match step_value(key, i) {
+                    Some(v) => store.put(key, &v).unwrap(),
+                    None => {
+                        store.delete(key).unwrap();
+                    }
+                }
+                done[key as usize].store(i, Ordering::SeqCst);
+                ops += 1;
+            }
+            ops
+        }));
+    }
+    let mut readers = Vec::new();
+    for r in 0..READERS {
+        let (store, done, begun, stop) = (store.clone(), done.clone(), begun.clone(), stop.clone());
+        readers.push(std::thread::spawn(move || {
+            let mut rng = StdRng::seed_from_u64(100 + r as u64);
+            let mut checked = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let key = rng.random_range(0..KEYS);
+                let lo = done[key as usize].load(Ordering::SeqCst);
+                let got = store.get(key).unwrap().map(|v| v.to_vec());
+                let hi = begun[key as usize].load(Ordering::SeqCst);
+                assert!(
+                    matches(key, &got, lo, hi),
+                    "key {key}: got {got:?}, which is none of steps {lo}..={hi}"
+                );
+                checked += 1;
+            }
+            checked
+        }));
+    }
+    let writes: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    stop.store(true, Ordering::SeqCst);
+    let reads: u64 = readers.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(writes > 1000 && reads > 1000, "{writes} writes, {reads} reads");
+    let st = store.stats();
+    assert!(st.flushes > 10, "banks were not written out: {st:?}");
+
+    // Final state: each key at its last step, also after a reopen.
+    let want: BTreeMap<u64, Vec<u8>> = (0..KEYS)
+        .filter_map(|k| {
+            let i = done[k as usize].load(Ordering::SeqCst);
+            if i == 0 {
+                return None;
+            }
+            step_value(k, i).map(|v| (k, v))
+        })
+        .collect();
+    let scan = |s: &Store| -> BTreeMap<u64, Vec<u8>> {
+        s.iter()
+            .map(|r| r.map(|(k, v)| (k.as_u64(), v.to_vec())).unwrap())
+            .collect()
+    };
+    assert_eq!(scan(&store), want);
+    drop(store);
+    let store = Store::open_with(d.path(), small(3)).unwrap();
+    assert_eq!(scan(&store), want);
+}
+
+/// Keys spread over the shards, yet scans come back in key order, bounds and limits
+/// respected, exactly as a `BTreeMap` answers.
+#[test]
+fn scans_merge_the_shards_in_key_order() {
+    let d = tempdir();
+    let store = Store::open_with(d.path(), small(4)).unwrap();
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut model = BTreeMap::new();
+    for i in 0..600u64 {
+        let k = rng.random_range(0..2000u64);
+        if rng.random_bool(0.2) {
+            store.delete(k).unwrap();
+            model.remove(&k);
+        } else {
+            let v = (i as u32).to_le_bytes().to_vec();
+            store.put(k, &v).unwrap();
+            model.insert(k, v);
+        }
+    }
+    let per_shard = (0..4)
+        .map(|s| model.keys().filter(|k| shard_of(k.to_be_bytes(), 4) == s).count())
+        .collect::<Vec<_>>();
+    assert!(per_shard.iter().all(|&n| n > 50), "keys per shard {per_shard:?}");
+    for _ in 0..200 {
+        let a = rng.random_range(0..2100u64);
+        let b = rng.random_range(a..2100u64);
+        let want: Vec<(u64, Vec<u8>)> = model.range(a..=b).map(|(k, v)| (*k, v.clone())).collect();
+        let got: Vec<(u64, Vec<u8>)> = store
+            .scan(a..=b)
+            .map(|r| r.map(|(k, v)| (k.as_u64(), v.to_vec())).unwrap())
+            .collect();
+        assert_eq!(got, want, "scan {a}..={b}");
+        let limit = rng.random_range(0..20usize);
+        let keys: Vec<u64> = store.keys(a..=b, limit).iter().map(|k| k.as_u64()).collect();
+        let want: Vec<u64> = model.range(a..=b).map(|(k, _)| *k).take(limit).collect();
+        assert_eq!(keys, want, "keys {a}..={b} limit {limit}");
+    }
+}
+
+fn populated(d: &tempfile::TempDir) {
+    let store = Store::open_with(d.path(), small(2)).unwrap();
+    for k in 0..100u64 {
+        store.put(k, k.to_le_bytes()).unwrap();
+    }
+    store.close().unwrap();
+}
+
+#[test]
+fn a_missing_shard_directory_is_refused_not_recreated() {
+    let d = tempdir();
+    populated(&d);
+    let shard = d.path().join(shard_name(1));
+    std::fs::remove_dir_all(&shard).unwrap();
+    let e = Store::open_with(d.path(), small(2)).unwrap_err();
+    assert!(
+        matches!(&e, Error::Corrupt { file, .. } if *file == shard),
+        "{e}"
+    );
+    assert!(!shard.exists(), "open recreated {}", shard.display());
+}
+
+#[test]
+fn a_missing_store_file_beside_shards_with_data_is_refused() {
+    let d = tempdir();
+    populated(&d);
+    std::fs::remove_file(d.path().join(STORE_NAME)).unwrap();
+    for shards in [1, 2, 4] {
+        let e = Store::open_with(d.path(), small(shards)).unwrap_err();
+        assert!(
+            matches!(&e, Error::Corrupt { file, .. } if file.ends_with(STORE_NAME)),
+            "{e}"
+        );
+    }
+    assert!(!d.path().join(STORE_NAME).exists());
+}
+
+/// A creation cut short before `STORE` was written left empty shard directories: the next
+/// open starts the creation over, with the shard count it asks for.
+#[test]
+fn an_interrupted_creation_starts_over() {
+    let d = tempdir();
+    Store::open_with(d.path(), small(3)).unwrap().close().unwrap();
+    std::fs::remove_file(d.path().join(STORE_NAME)).unwrap();
+    let store = Store::open_with(d.path(), small(2)).unwrap();
+    assert_eq!(store.stats().shards, 2);
+    store.put(1u64, b"x").unwrap();
+    store.close().unwrap();
+    let store = Store::open_with(d.path(), Options::new().section_slots(16)).unwrap();
+    assert_eq!(store.stats().shards, 2);
+    assert_eq!(&store.get(1u64).unwrap().unwrap()[..], b"x");
+}
