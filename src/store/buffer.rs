@@ -112,6 +112,11 @@ impl Buffer {
                 .filter(|h| h.section_slots == slots)
                 .map(|h| h.section);
         }
+        // Two banks never hold the same section (see `clear`); if damage says otherwise,
+        // neither is trusted: live values in that section then make open report it missing.
+        if banks[0].is_some() && banks.iter().skip(1).any(|b| *b == banks[0]) {
+            banks = [None; BANKS];
+        }
         Ok(Buffer {
             path,
             _file: file,
@@ -212,6 +217,19 @@ impl Buffer {
             .ctx("write header", &self.path)?;
         self.map.flush(at, PAGE).ctx("msync", &self.path)?;
         self.banks[bank] = Some(section);
+        Ok(())
+    }
+
+    /// Takes `bank` away from its section: zeroes its header page and syncs it, so that the
+    /// section number, once free, can go to the other bank without two header pages on disk
+    /// naming the same section.
+    pub(crate) fn clear(&mut self, bank: usize) -> Result<()> {
+        let at = bank_at(self.slots, bank);
+        self.map
+            .write(at, &[0u8; HEADER_LEN])
+            .ctx("write header", &self.path)?;
+        self.map.flush(at, PAGE).ctx("msync", &self.path)?;
+        self.banks[bank] = None;
         Ok(())
     }
 }

@@ -207,7 +207,10 @@ fn settle_banks(inner: &mut Inner, last: Option<(u32, u32)>) -> Result<()> {
                 inner.write_out(bank)?;
                 inner.usage.track(t);
             }
-            _ => inner.buffer.banks[bank] = None,
+            _ => {
+                let r = inner.buffer.clear(bank);
+                inner.guard(r)?;
+            }
         }
     }
     if let Some(bad) = inner

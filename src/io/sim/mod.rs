@@ -12,7 +12,8 @@
 //! creations, renames and removals are each kept or lost. The store is then reopened on the
 //! surviving images.
 //!
-//! Faults: [`SimFs::fail_syncs`] makes `sync`/`flush` fail with `EIO`, [`SimFs::fail_writes`]
+//! Faults: [`SimFs::fail_syncs`] makes `sync`/`flush` fail with `EIO`,
+//! [`SimFs::lie_about_syncs`] makes them succeed without doing anything, [`SimFs::fail_writes`]
 //! makes writes fail, [`SimFs::refuse_direct`] makes `O_DIRECT` opens fail with `EINVAL`, and
 //! [`SimFs::with_align`] sets the alignment direct files demand (misaligned I/O then fails with
 //! `EINVAL`, as the kernel does).
@@ -41,6 +42,7 @@ struct State {
     dirs: HashSet<PathBuf>,
     locks: HashSet<PathBuf>,
     fail_syncs: bool,
+    lie_syncs: bool,
     fail_writes: bool,
     refuse_direct: bool,
     align: Option<Align>,
@@ -76,6 +78,14 @@ impl SimFs {
     /// Makes every later `sync` and map `flush` fail (or succeed again).
     pub fn fail_syncs(&self, on: bool) {
         lock(&self.state).fail_syncs = on;
+    }
+
+    /// Makes every later file `sync` and map `flush` report success without making anything
+    /// durable (or honest again): a disk that lies about its cache. A store on it
+    /// acknowledges writes a power loss then takes away; the power-loss tests use this to
+    /// check that their oracle notices.
+    pub fn lie_about_syncs(&self, on: bool) {
+        lock(&self.state).lie_syncs = on;
     }
 
     /// Makes every later write (`write_at`, `set_len`, map copy-out) fail (or succeed again).
@@ -151,6 +161,12 @@ impl SimFs {
         st.live = survive.clone();
         st.durable = survive;
         st.locks.clear();
+    }
+
+    /// Whether syncs fail, and whether they lie.
+    fn sync_faults(&self) -> (bool, bool) {
+        let st = lock(&self.state);
+        (st.fail_syncs, st.lie_syncs)
     }
 
     /// The durable bytes of a file, if it exists durably.
