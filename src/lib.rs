@@ -25,18 +25,48 @@
 //!
 //! # Layout
 //!
-//! Keys and values are kept apart, in three kinds of file in one data directory:
+//! On-disk format version 2. A data directory holds `STORE` (a header page naming the shard
+//! count and section size), `LOCK`, and one directory per shard, `shard-00` … `shard-ff`. A
+//! key belongs to shard [`format::shard_of`] (SplitMix64's finaliser of its bytes, then
+//! multiply-shift onto the shard count); each shard is a complete store with its own files,
+//! index, read cache and lock, so operations on different shards run in parallel. In each
+//! shard directory, keys and values are kept apart in three kinds of file:
 //!
 //! - `.k` **key sections** of 65,536 32-byte records (key, sequence number, value slot, length,
-//!   kind, value checksum, record checksum), memory-mapped. They form a log; the in-memory
-//!   index is rebuilt from it at open.
+//!   kind, value checksum, record checksum), memory-mapped. They form the shard's log; the
+//!   in-memory index is rebuilt from it at open.
 //! - `.v` **value sections** of 65,536 slots × 256 bytes (16 MiB), written once and read with
 //!   real `O_DIRECT`, one aligned block per get.
-//! - `buffer.b` the memory-mapped **write buffer** holding the value section being filled;
-//!   when full it becomes a `.v` file with one aligned direct write.
+//! - `buffer.b` the memory-mapped **write buffer**: a header page holding the two sync marks,
+//!   then two **banks**, each holding one value section. Puts fill one bank while a
+//!   background thread writes the other, once full, to its `.v` file with one aligned direct
+//!   write (**background flush**); a put waits only if it fills its bank before that ends.
 //!
 //! Every file starts with a 4096-byte header page (magic, version, parameters, checksum).
 //! [`format`](mod@format) documents every byte; `docs/FORMAT.md` has a worked example.
+//!
+//! **Durability** ([`Durability`], chosen at each open): a sync makes the new values, then the
+//! new key records, then the sync mark durable; `None` syncs only on [`Store::sync`],
+//! `Periodic` (the default, every second) also from a background thread, `Always` before each
+//! put or delete returns, concurrent writers sharing one sync (group commit).
+//!
+//! **Garbage collection** ([`Options::gc`], on by default; [`Store::gc`]): a value section
+//! that is mostly dead has its live values put again and is removed, its number used again
+//! for a later section; a key section is dropped from the front of the log once none of its
+//! records is live, after the sync mark names the next section as the first one kept.
+//!
+//! | option | default | |
+//! |---|---|---|
+//! | [`Options::durability`] | `Periodic(1 s)` | what a returned write survives: `None`, `Periodic(t)`, `Always` |
+//! | [`Options::shards`] | [`default_shards`] (one per core) | 1 to 256; fixed at creation, recorded in `STORE` |
+//! | [`Options::gc`] | `true` | background garbage collection |
+//! | [`Options::cache_bytes`] | 256 MiB | the read cache (S3-FIFO); 0 turns it off |
+//! | [`Options::direct_io`] | `true` | `O_DIRECT` for value sections; off: page cache and `fdatasync` |
+//! | [`Options::section_slots`] | 65,536 | records per key section, slots per value section; fixed at creation |
+//!
+//! The server takes the same settings as flags: `--durability none|always|periodic[:MS]`,
+//! `--shards N` (a new store only), `--no-gc`, `--cache-bytes`, `--direct-io`; see
+//! [`server::launch`].
 //!
 //! The source follows the same split:
 //!
@@ -44,7 +74,7 @@
 //! |---|---|
 //! | [`format`](mod@format) | byte layout: headers, sync marks, key records, file names |
 //! | [`io`] | the I/O traits, the OS implementation (the only `unsafe`), the power-loss simulator |
-//! | `store` | the engine: `keys` (`.k`), `values` (`.v`), `buffer` (`.b`), `index`, `cache` (S3-FIFO read cache), `read`, `write`, `open`, `recover`, `scan` |
+//! | `store` | the engine: `shard`, `keys` (`.k`), `values` (`.v`), `buffer` (`.b`, two banks), `flush` (background write-outs, periodic syncs, the collector), `sync` (group commit), `gc`, `usage`, `index`, `cache` (S3-FIFO read cache), `read`, `write`, `open`, `recover`, `scan` |
 //! | [`key`] | [`Key`] and [`Value`] |
 //! | [`error`] | the [`Error`] enum |
 //! | [`options`] | [`Options`] |
@@ -57,9 +87,10 @@
 //!
 //! - A put or delete that returned `Ok` survives a crash of the process (kill -9) at any
 //!   moment: its bytes are in shared memory maps, which the kernel keeps.
-//! - [`Store::sync`] makes everything before it survive power loss. Writes after the last sync
-//!   may be lost on power loss, but what survives is a prefix of them: never a hole, never a
-//!   wrong value.
+//! - With [`Durability::Always`] it also survives power loss once it returns; with
+//!   `Periodic`, once the next periodic sync ran. [`Store::sync`] makes everything before it
+//!   survive power loss in any mode. Writes after the last sync may be lost on power loss, but
+//!   what survives of a shard is a prefix of them: never a hole, never a wrong value.
 //! - Recovery drops a torn tail of unsynced records; damage before the last sync is reported
 //!   as [`Error::Corrupt`] naming the file and offset. Every value read is checked against a
 //!   CRC-32C; data that fails is never returned.
@@ -78,6 +109,7 @@ pub mod error;
 pub mod format;
 pub mod io;
 pub mod key;
+pub mod kill;
 pub mod options;
 pub mod server;
 mod store;

@@ -350,3 +350,13 @@ mod tests {
         assert_eq!(&back, b"abcdef");
     }
 }
+
+/// Ends the process with SIGKILL, as `kill -9` would: no destructor, no flush, no exit
+/// handler runs. Used by crash tests through [`crate::kill`].
+pub(crate) fn kill_self() {
+    // SAFETY: `getpid` and `kill` take no pointers and touch no memory of ours; SIGKILL
+    // cannot be caught, so the call does not return when it succeeds.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+}

@@ -134,6 +134,7 @@ impl Shard {
             })
         };
         let r = job.map(|(n, out, vfs, dir, direct)| {
+            crate::kill::point("write-out");
             (n, values::write_file(&*vfs, &dir, direct, n, &out))
         });
         let mut g = self.lock();

@@ -93,7 +93,9 @@ impl Shard {
             Some(window) => self.move_live(n, window, &path, &*file)?,
             None => 0,
         };
+        crate::kill::point("gc-moved");
         self.sync()?;
+        crate::kill::point("gc-synced");
         let mut g = self.lock();
         g.inner.counters.gc_moved += moved;
         if g.inner.usage.live(n) > 0 {
@@ -196,6 +198,7 @@ impl Shard {
             i.first + 1
         };
         self.sync_locked(&held, Some(next))?;
+        crate::kill::point("gc-keys-marked");
         let mut g = self.lock();
         let section = g.inner.keys.remove(0);
         g.inner.first = next;
@@ -242,6 +245,7 @@ impl Shard {
             }
             at = to;
         }
+        crate::kill::point("gc-compacted");
         self.lock().inner.counters.gc_moved += moved;
         Ok(moved > 0)
     }

@@ -144,11 +144,10 @@ impl Shard {
         let Some(plan) = plan else {
             return Ok(());
         };
-        let r = plan
-            .spans
-            .iter()
-            .try_for_each(Span::flush)
-            .and_then(|()| plan.writer.write(plan.mark));
+        let r = plan.spans.iter().try_for_each(Span::flush).and_then(|()| {
+            crate::kill::point("sync-data");
+            plan.writer.write(plan.mark)
+        });
         let mut g = self.lock();
         g.inner.guard(r)?;
         g.inner.done(plan.mark);

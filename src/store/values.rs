@@ -80,8 +80,10 @@ pub(crate) fn write_file(
     file.set_len(0).ctx("truncate", &tmp)?;
     out.copy_to(&*file)?;
     file.sync().ctx("fdatasync", &tmp)?;
+    crate::kill::point("write-out-synced");
     vfs.rename(&tmp, &path).ctx("rename", &tmp)?;
     vfs.sync_dir(dir).ctx("fsync", dir)?;
+    crate::kill::point("write-out-done");
     Ok((path, file))
 }
 

@@ -105,6 +105,7 @@ impl Inner {
                 });
             };
             let section = Section::create(&*self.vfs, &self.dir, n, self.slots)?;
+            crate::kill::point("key-section");
             let r = self.vfs.sync_dir(&self.dir).ctx("fsync", &self.dir);
             self.guard(r)?;
             self.keys.push(section);
@@ -124,6 +125,7 @@ impl Inner {
         let n = self.free_section()?;
         let r = self.buffer.reset(next, n);
         self.guard(r)?;
+        crate::kill::point("bank-reset");
         // The bank's earlier slots are durable in their `.v` file (a write-out syncs it).
         self.dirty[next] = None;
         self.usage.track(n);

@@ -1,5 +1,6 @@
-//! The child writer (run inside the re-executed test binary) and the line protocol it speaks:
-//! one tagged line per acknowledged operation, plus markers before flushes and new key sections.
+//! The children the parent kills, run inside this re-executed test binary, and the line
+//! protocol they speak: `O` once the store is open (or `P <port>` once the server listens),
+//! then one tagged line per acknowledged operation.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -7,7 +8,7 @@ use std::path::Path;
 use toykv::Store;
 
 use crate::ops::{Op, ops, value};
-use crate::{ENV_MAX_OPS, ENV_SEED, ENV_SLOTS, TAG, options};
+use crate::{ENV_MAX_OPS, ENV_SEED, TAG, options};
 
 pub(crate) fn env_u64(name: &str) -> u64 {
     let s = std::env::var(name).unwrap_or_else(|_| panic!("child: {name} is not set"));
@@ -15,54 +16,33 @@ pub(crate) fn env_u64(name: &str) -> u64 {
         .unwrap_or_else(|e| panic!("child: {name}={s:?} is not a number: {e}"))
 }
 
-/// The body of `child_writer`: opens the store in `dir` and runs the operation sequence named by
-/// the environment, acknowledging each operation on stdout.
+/// Prints one protocol line; a failed write means the parent is gone: exit.
+pub(crate) fn say(line: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{TAG}{line}")
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        std::process::exit(2);
+    }
+}
+
+/// Waits to be killed: the parent holds our stdin open; if it dies, stdin ends and so do we.
+pub(crate) fn linger() {
+    let _ = std::io::stdin().lock().read_to_end(&mut Vec::new());
+}
+
+/// The library child: opens the store in `dir` (which the parent created with the variant's
+/// options; the store keeps its section size and shard count) and runs the operation sequence
+/// named by the environment, acknowledging each operation on stdout. A kill point armed in
+/// the environment (`TOYKV_KILL_AT`) may end it first.
 pub(crate) fn write(dir: &Path) {
     let seed = env_u64(ENV_SEED);
-    let slots = u32::try_from(env_u64(ENV_SLOTS)).expect("child: section slots fit in u32");
     let max_ops = env_u64(ENV_MAX_OPS);
-    let s = u64::from(slots);
-
-    let store = Store::open_with(dir, options(slots))
+    let store = Store::open_with(dir, options(dir))
         .unwrap_or_else(|e| panic!("child: open {}: {e}", dir.display()));
-    let mut out = std::io::stdout().lock();
-    let mut say = |line: std::fmt::Arguments<'_>| {
-        // A failed write means the parent is gone: stop.
-        if writeln!(out, "{TAG}{line}")
-            .and_then(|()| out.flush())
-            .is_err()
-        {
-            std::process::exit(2);
-        }
-    };
-    // After a marker the child waits for the parent's go-ahead (one byte on stdin), so that a
-    // kill aimed at the marked operation lands during it, not thousands of ops later when the
-    // parent has caught up with the pipe.
-    let mut stdin = std::io::stdin().lock();
-    let mut go = |n: u64| {
-        let mut b = [0u8; 1];
-        if stdin.read_exact(&mut b).is_err() {
-            // The parent is gone.
-            std::process::exit(2);
-        }
-        assert_eq!(b[0], b'g', "child: bad go-ahead before op {n}");
-    };
     say(format_args!("O"));
     for (n, op) in (0..max_ops).zip(ops(seed)) {
-        let st = store.stats();
-        // The put that takes the first slot of a section not yet begun flushes the buffer.
-        if matches!(op, Op::Put { .. })
-            && st.slots_used.is_multiple_of(s)
-            && st.slots_used / s > st.value_sections
-        {
-            say(format_args!("F {n}"));
-            go(n);
-        }
-        // The record after the last one of the last key section creates a key section.
-        if op != Op::Sync && st.records == st.key_sections * s {
-            say(format_args!("K {n}"));
-            go(n);
-        }
         match op {
             Op::Put { key, len } => {
                 let v = value(seed, n, key, len);
@@ -86,17 +66,17 @@ pub(crate) fn write(dir: &Path) {
         }
     }
     say(format_args!("END"));
-    // Wait to be killed. The parent holds our stdin open; if it dies, stdin ends and so do we.
-    let _ = stdin.read_to_end(&mut Vec::new());
+    linger();
 }
 
-/// A line of the child's protocol.
+/// A line of the protocol.
 #[derive(Debug)]
 pub(crate) enum Msg {
     Opened,
+    /// The server child listens on this port.
+    Port(u16),
     /// Operation `n` returned `Ok`; for deletes, whether the key existed.
     Ack(u64, Option<bool>),
-    Marker(char, u64),
     End,
 }
 
@@ -109,11 +89,9 @@ pub(crate) fn parse(line: &str) -> Option<Result<Msg, String>> {
     Some(match words.as_slice() {
         ["O"] => Ok(Msg::Opened),
         ["END"] => Ok(Msg::End),
+        ["P", p] => p.parse().map_or_else(|_| bad(), |p| Ok(Msg::Port(p))),
         ["A", n] => num(n).map_or_else(bad, |n| Ok(Msg::Ack(n, None))),
         ["A", n, e @ ("0" | "1")] => num(n).map_or_else(bad, |n| Ok(Msg::Ack(n, Some(*e == "1")))),
-        [k @ ("F" | "K"), n] => {
-            num(n).map_or_else(bad, |n| Ok(Msg::Marker(k.as_bytes()[0] as char, n)))
-        }
         _ => bad(),
     })
 }

@@ -1,34 +1,33 @@
-//! Real process crashes: a child process writes to a store and is killed with SIGKILL at a
-//! random moment (often while it flushes the write buffer to a value section or creates a key
-//! section); the parent then reopens the store and checks it against a model.
+//! Real process crashes: a child process writes to a store, or serves it over RESP, and dies
+//! by SIGKILL — from the parent at a random moment, or by its own hand at a kill point inside
+//! a bank write-out, a sync, a key-section creation or a step of garbage collection (see
+//! `toykv::kill`); the parent then reopens the store and checks it against a model.
 //!
 //! The guarantee under test (crate docs): a put or delete that returned `Ok` survives kill -9
 //! at any moment, and nothing that was never written appears. The single operation that was in
 //! flight when the signal landed may or may not have taken effect, but it is all or nothing.
+//! Every reopen must succeed.
 //!
-//! The child is this test binary re-executed with `--exact child_writer` and the store's
-//! directory, the seed and the section size in environment variables. It runs the
+//! The library child is this test binary re-executed with `--exact child_writer` and the
+//! store's directory, the seed and the operation limit in environment variables. It runs the
 //! deterministic operation sequence [`ops::ops`]`(seed)` and prints one line per acknowledged
 //! operation, so the parent only needs the count: it regenerates the same sequence from the
-//! seed. Before an operation that will flush the write buffer (or create a key section) the
-//! child prints a marker line and waits for a one-byte go-ahead on stdin, so the parent can
-//! aim its kill at the flush (at once, or after a delay of up to a few milliseconds) instead
-//! of landing wherever the child has got to while the parent read the pipe.
+//! seed. The server child (`--exact child_server`) serves the store; the parent's client runs
+//! the sequence and counts the replies.
 //!
-//! After each kill the parent reopens the store and checks, besides the contents (scan and
-//! point reads), that the log holds exactly the acknowledged records plus at most the
-//! in-flight one, that the slots used match, and that a torn tail, if recovery reports one,
-//! is the in-flight record.
+//! The stores have two shards and 16-slot sections, so a few hundred operations fill banks,
+//! write them out in the background, create key sections and give garbage collection work;
+//! one test uses the default 16 MiB sections.
 //!
 //! The kill timing is not reproducible, but the operations are: every failure names the base
 //! seed, which `TOYKV_CRASH_BASE_SEED=<seed>` replays. `TOYKV_CRASH_VERBOSE=1` prints every
-//! round; `TOYKV_CRASH_KEEP=1` keeps the data directory.
+//! round; `TOYKV_CRASH_KEEP=1` keeps the data directory; `TOYKV_CRASH_ROUNDS=<n>` changes the
+//! number of rounds of the two loops (default 400 for the library, 100 for the server).
 //!
 //! The crate is split by concern: [`ops`] holds the shared operation sequence and the model,
-//! [`child`] the child writer and its line protocol, [`running`] the parent's handle on a
-//! running child and its kill plans, and [`parent`] the kill-reopen-check loop. This file holds
-//! the entry points: `child_writer` stays at the crate root because the parent re-executes
-//! this binary with `--exact child_writer`.
+//! [`child`] the children and their line protocol, [`running`] the parent's handle on a
+//! running child and its kill plans, [`parent`] the library kill loop and the check, and
+//! [`server`] the server loop.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -37,6 +36,7 @@ mod child;
 mod ops;
 mod parent;
 mod running;
+mod server;
 
 use std::path::Path;
 
@@ -44,32 +44,45 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 use toykv::Options;
 use toykv::format::DEFAULT_SECTION_SLOTS;
+use toykv::kill::POINTS;
 
 use crate::parent::{Variant, run};
 use crate::running::Plan;
 
-/// Data directory of the child; its presence makes `child_writer` run.
+/// Data directory of the library child; its presence makes `child_writer` run.
 const ENV_DIR: &str = "TOYKV_CRASH_CHILD";
+/// Data directory of the server child; its presence makes `child_server` run.
+const ENV_SERVER: &str = "TOYKV_CRASH_SERVER";
 /// Seed of the child's operation sequence.
 const ENV_SEED: &str = "TOYKV_CRASH_SEED";
-/// `section_slots` of the store.
-const ENV_SLOTS: &str = "TOYKV_CRASH_SLOTS";
 /// Operations after which the child stops and waits to be killed.
 const ENV_MAX_OPS: &str = "TOYKV_CRASH_MAX_OPS";
 /// Overrides the base seed of a parent test (printed by every run).
 const ENV_BASE_SEED: &str = "TOYKV_CRASH_BASE_SEED";
 
-/// Tag that starts every protocol line the child prints (the test harness prints other lines
+/// Tag that starts every protocol line a child prints (the test harness prints other lines
 /// on the same stdout).
 const TAG: &str = "@toykv-crash ";
 
-fn options(slots: u32) -> Options {
-    Options::new().section_slots(slots)
+/// The options children and checks open the store in `dir` with: the section size it was
+/// created with (the shard count comes from its `STORE` file); background GC on, durability
+/// `none` (a process crash loses nothing acknowledged at any durability).
+fn options(dir: &Path) -> Options {
+    let slots = toykv::admin::section_slots(dir).unwrap_or(DEFAULT_SECTION_SLOTS);
+    Options::new()
+        .section_slots(slots)
+        .durability(toykv::Durability::None)
 }
 
-/// The child process. NOT A TEST ON ITS OWN: it is the entry point the crash tests re-execute
-/// this binary into, and it returns at once (doing nothing) when `TOYKV_CRASH_CHILD` is unset,
-/// as in a normal `cargo test` run.
+fn rounds(default: usize) -> usize {
+    std::env::var("TOYKV_CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The library child. NOT A TEST ON ITS OWN: the entry point the crash tests re-execute this
+/// binary into; it returns at once when `TOYKV_CRASH_CHILD` is unset, as in a normal run.
 #[test]
 fn child_writer() {
     let Some(dir) = std::env::var_os(ENV_DIR) else {
@@ -78,78 +91,80 @@ fn child_writer() {
     child::write(Path::new(&dir));
 }
 
-/// Plans for 16-slot sections: a flush every 16 puts and a new key section every 16 records.
-fn small_plan(round: usize, rng: &mut StdRng) -> Plan {
-    let delay = |rng: &mut StdRng| {
-        if rng.random_bool(0.5) {
-            0
-        } else {
-            rng.random_range(0..=3000)
-        }
+/// The server child. NOT A TEST ON ITS OWN, like `child_writer`.
+#[test]
+fn child_server() {
+    let Some(dir) = std::env::var_os(ENV_SERVER) else {
+        return;
     };
-    match round % 8 {
-        0 | 4 => Plan::Acks {
+    server::serve(Path::new(&dir));
+}
+
+/// Plans for 16-slot sections: kills after a random number of acknowledgements, at every kill
+/// point in turn (its first to third passage), and during start-up and recovery.
+fn small_plan(round: usize, rng: &mut StdRng) -> Plan {
+    match round % 4 {
+        0 => Plan::Acks {
             n: rng.random_range(1..=300),
-            delay_us: delay(rng),
+            delay_us: if rng.random_bool(0.5) {
+                0
+            } else {
+                rng.random_range(0..=3000)
+            },
         },
-        1 | 5 => Plan::Marker {
-            kind: 'F',
+        1 | 2 => Plan::Point {
+            point: POINTS[(round / 4 + round % 4) % POINTS.len()],
             nth: rng.random_range(1..=3),
-            then_acks: 0,
-            delay_us: delay(rng),
         },
-        2 => Plan::Marker {
-            kind: 'F',
-            nth: rng.random_range(1..=3),
-            then_acks: rng.random_range(0..=2),
-            delay_us: 0,
-        },
-        3 => Plan::Marker {
-            kind: 'K',
-            nth: rng.random_range(1..=3),
-            then_acks: 0,
-            delay_us: delay(rng),
-        },
-        6 => Plan::Startup {
+        _ => Plan::Startup {
             delay_us: rng.random_range(0..=20_000),
-        },
-        _ => Plan::Acks {
-            n: rng.random_range(1..=5),
-            delay_us: 0,
         },
     }
 }
 
 #[test]
-fn kill9_small_sections() {
+fn kill9_library_small_sections() {
+    let rounds = rounds(400);
     let t = run(&Variant {
-        name: "16 slots",
+        name: "library, 16 slots, 2 shards",
         slots: 16,
-        max_ops: 2000,
+        shards: 2,
+        max_ops: 1500,
         plans: small_plan,
-        rounds: 48,
+        rounds,
     });
-    assert_eq!(t.kills, 48);
+    assert_eq!(t.kills, rounds);
+    // Every kill point was hit at least once (the loop aims at each in turn).
+    if rounds >= 200 {
+        for p in POINTS {
+            assert!(
+                t.fired.get(p).is_some_and(|&n| n > 0),
+                "kill point {p} never fired: {t:?}"
+            );
+        }
+    }
 }
 
-/// Plans for the default 16 MiB sections: a few kills before, at, inside and right after a
-/// buffer flush.
+/// Plans for the default 16 MiB sections: kills before, inside and right after the first
+/// bank write-out.
 fn default_plan(round: usize, rng: &mut StdRng) -> Plan {
-    let flush = |then_acks, delay_us| Plan::Marker {
-        kind: 'F',
-        nth: 1,
-        then_acks,
-        delay_us,
-    };
     match round {
         0 => Plan::Acks {
             n: rng.random_range(1_000..=5_000),
             delay_us: rng.random_range(0..=3_000),
         },
-        1 => flush(0, 0),
-        2 => flush(0, rng.random_range(0..=3_000)),
-        3 => flush(0, rng.random_range(0..=30_000)),
-        4 => flush(1, 0),
+        1 => Plan::Point {
+            point: "write-out",
+            nth: 1,
+        },
+        2 => Plan::Point {
+            point: "write-out-synced",
+            nth: 1,
+        },
+        3 => Plan::Point {
+            point: "bank-reset",
+            nth: 1,
+        },
         _ => Plan::Acks {
             n: rng.random_range(1..=50),
             delay_us: rng.random_range(0..=3_000),
@@ -158,17 +173,26 @@ fn default_plan(round: usize, rng: &mut StdRng) -> Plan {
 }
 
 #[test]
-fn kill9_default_sections() {
+fn kill9_library_default_sections() {
     let t = run(&Variant {
-        name: "65536 slots",
+        name: "library, 65536 slots, 1 shard",
         slots: DEFAULT_SECTION_SLOTS,
-        max_ops: 200_000,
+        shards: 1,
+        max_ops: 100_000,
         plans: default_plan,
-        rounds: 6,
+        rounds: 5,
     });
-    assert_eq!(t.kills, 6);
+    assert_eq!(t.kills, 5);
     assert!(
-        t.value_sections >= 1,
-        "no 16 MiB flush completed during the test: {t:?}"
+        t.fired.get("write-out").is_some_and(|&n| n > 0),
+        "no kill inside a 16 MiB write-out: {t:?}"
     );
+}
+
+#[test]
+fn kill9_server() {
+    let rounds = rounds(100);
+    let t = server::run(rounds);
+    assert_eq!(t.kills, rounds);
+    assert!(t.acked_ops > 0, "{t:?}");
 }

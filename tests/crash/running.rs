@@ -1,7 +1,7 @@
 //! The parent's handle on a running child: spawning it, reading its protocol lines, and killing
 //! it with SIGKILL according to a [`Plan`].
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -10,28 +10,33 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::child::{Msg, parse};
-use crate::{ENV_DIR, ENV_MAX_OPS, ENV_SEED, ENV_SLOTS};
+use crate::{ENV_DIR, ENV_MAX_OPS, ENV_SEED, ENV_SERVER};
 
 /// Longest wait for one line from the child, and for it to die after SIGKILL.
 pub(crate) const LINE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a round may take.
 pub(crate) const ROUND_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// When the parent kills the child.
+/// When the child dies.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Plan {
-    /// Once `n` operations have been acknowledged, after a sleep of `delay_us`.
+    /// The parent kills it once `n` operations have been acknowledged and `delay_us` more
+    /// microseconds have passed.
     Acks { n: u64, delay_us: u64 },
-    /// After the `nth` marker of `kind` (`'F'` buffer flush, `'K'` new key section), then
-    /// `then_acks` more acknowledgements, then a sleep of `delay_us`.
-    Marker {
-        kind: char,
-        nth: u32,
-        then_acks: u32,
-        delay_us: u64,
-    },
-    /// `delay_us` after spawning it: during start-up or while it opens (recovers) the store.
+    /// It kills itself the `nth` time it reaches kill point `point` (see `toykv::kill`); if it
+    /// runs out of operations first, the parent kills it.
+    Point { point: &'static str, nth: u64 },
+    /// The parent kills it `delay_us` after spawning it: during start-up or recovery.
     Startup { delay_us: u64 },
+}
+
+/// Which child to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Runs the operations on the library and acknowledges each on stdout.
+    Library,
+    /// Serves the store over RESP; the parent's client runs the operations.
+    Server,
 }
 
 /// A running child with its stdout lines arriving on a channel and its stderr collected.
@@ -43,44 +48,60 @@ pub(crate) struct Running {
     pub(crate) what: String,
     /// Acknowledged operations: their delete results, in order.
     pub(crate) acks: Vec<Option<bool>>,
-    /// Markers seen (kind, op number).
-    pub(crate) markers: Vec<(char, u64)>,
+    /// The port of a server child, once it listens.
+    pub(crate) port: Option<u16>,
+    /// Whether the child printed `END` (ran out of operations).
+    pub(crate) ended: bool,
 }
 
 impl Running {
-    pub(crate) fn spawn(dir: &Path, seed: u64, slots: u32, max_ops: u64, what: String) -> Running {
+    pub(crate) fn spawn(
+        dir: &Path,
+        role: Role,
+        seed: u64,
+        max_ops: u64,
+        plan: Plan,
+        what: String,
+    ) -> Running {
         let exe = std::env::current_exe().expect("current_exe");
-        let mut child = Command::new(exe)
-            .args(["child_writer", "--exact", "--nocapture", "--test-threads=1"])
-            .env(ENV_DIR, dir)
+        let entry = match role {
+            Role::Library => "child_writer",
+            Role::Server => "child_server",
+        };
+        let mut cmd = Command::new(exe);
+        cmd.args([entry, "--exact", "--nocapture", "--test-threads=1"])
+            .env(
+                if role == Role::Library {
+                    ENV_DIR
+                } else {
+                    ENV_SERVER
+                },
+                dir,
+            )
             .env(ENV_SEED, seed.to_string())
-            .env(ENV_SLOTS, slots.to_string())
             .env(ENV_MAX_OPS, max_ops.to_string())
             .env("RUST_BACKTRACE", "1")
+            .env("RUST_LOG", "error")
+            .env_remove(toykv::kill::ENV)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Plan::Point { point, nth } = plan {
+            cmd.env(toykv::kill::ENV, format!("{point}@{nth}"));
+        }
+        let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("{what}: spawn child: {e}"));
-        let mut stdin = child.stdin.take().expect("child stdin");
         let stdout = child.stdout.take().expect("child stdout");
         let mut stderr = child.stderr.take().expect("child stderr");
         let (tx, lines) = channel();
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                // Let the child go on at once after a marker: the test thread then kills it
-                // right away or after a delay, while the marked operation runs. (The write
-                // fails only if the child died, which the test thread finds out.)
-                if let Some(Ok(Msg::Marker(..))) = parse(&line) {
-                    let _ = stdin.write_all(b"g").and_then(|()| stdin.flush());
-                }
                 if tx.send(line).is_err() {
                     break;
                 }
             }
-            // `stdin` closes here, after the child's stdout: the child never waits on a
-            // closed stdin while it lives.
         });
         let stderr = thread::spawn(move || {
             let mut s = String::new();
@@ -93,7 +114,8 @@ impl Running {
             stderr: Some(stderr),
             what,
             acks: Vec::new(),
-            markers: Vec::new(),
+            port: None,
+            ended: false,
         }
     }
 
@@ -114,7 +136,7 @@ impl Running {
     }
 
     /// Records one protocol message; returns it.
-    pub(crate) fn take(&mut self, line: &str) -> Option<Msg> {
+    fn take(&mut self, line: &str) -> Option<Msg> {
         let msg = match parse(line)? {
             Ok(m) => m,
             Err(e) => self.fail(&e),
@@ -129,16 +151,15 @@ impl Running {
                 }
                 self.acks.push(del);
             }
-            Msg::Marker(k, n) => self.markers.push((k, n)),
-            Msg::End => self.fail("the child ran out of operations before the planned kill"),
+            Msg::Port(p) => self.port = Some(p),
+            Msg::End => self.ended = true,
             Msg::Opened => {}
         }
         Some(msg)
     }
 
-    /// The next protocol message; fails on timeout or if the child's stdout ends (it exited
-    /// by itself).
-    pub(crate) fn next(&mut self, deadline: Instant) -> Msg {
+    /// The next protocol message; `None` once the child's stdout closed (it died).
+    pub(crate) fn next(&mut self, deadline: Instant) -> Option<Msg> {
         loop {
             let wait = deadline
                 .saturating_duration_since(Instant::now())
@@ -146,51 +167,44 @@ impl Running {
             match self.lines.recv_timeout(wait) {
                 Ok(line) => {
                     if let Some(msg) = self.take(&line) {
-                        return msg;
+                        return Some(msg);
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => self.fail("timed out waiting for the child"),
-                Err(RecvTimeoutError::Disconnected) => self
-                    .fail("the child's stdout closed before it was killed (it exited by itself)"),
+                Err(RecvTimeoutError::Disconnected) => return None,
             }
         }
     }
 
-    /// Runs `plan`, sends SIGKILL, waits for the child to die and reads the rest of its output.
-    pub(crate) fn kill_per(&mut self, plan: Plan) {
+    /// Waits until the child reached its kill point and died, or ran out of operations.
+    /// Returns whether it died by itself (the point was reached).
+    pub(crate) fn await_point(&mut self) -> bool {
         let deadline = Instant::now() + ROUND_TIMEOUT;
-        match plan {
-            Plan::Startup { delay_us } => thread::sleep(Duration::from_micros(delay_us)),
-            Plan::Acks { n, delay_us } => {
-                while (self.acks.len() as u64) < n {
-                    self.next(deadline);
-                }
-                thread::sleep(Duration::from_micros(delay_us));
-            }
-            Plan::Marker {
-                kind,
-                nth,
-                then_acks,
-                delay_us,
-            } => {
-                let mut seen = 0;
-                while seen < nth {
-                    if let Msg::Marker(k, _) = self.next(deadline)
-                        && k == kind
-                    {
-                        seen += 1;
-                    }
-                }
-                let want = self.acks.len() as u64 + u64::from(then_acks);
-                while (self.acks.len() as u64) < want {
-                    self.next(deadline);
-                }
-                thread::sleep(Duration::from_micros(delay_us));
+        loop {
+            match self.next(deadline) {
+                None => return true,
+                Some(Msg::End) => return false,
+                Some(_) => {}
             }
         }
-        if let Err(e) = self.child.kill() {
-            self.fail(&format!("kill: {e}"));
+    }
+
+    /// Waits for `n` acknowledgements on the child's stdout.
+    pub(crate) fn await_acks(&mut self, n: u64) {
+        let deadline = Instant::now() + ROUND_TIMEOUT;
+        while (self.acks.len() as u64) < n {
+            match self.next(deadline) {
+                None => self.fail("the child died before the planned kill"),
+                Some(Msg::End) => self.fail("the child ran out of operations before the kill"),
+                Some(_) => {}
+            }
         }
+    }
+
+    /// Sends SIGKILL (the child may be dead already, killed at its kill point), waits for it,
+    /// reads the rest of its output, and checks that SIGKILL is what ended it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
         let status: ExitStatus = match self.child.wait() {
             Ok(s) => s,
             Err(e) => self.fail(&format!("wait: {e}")),
@@ -212,6 +226,21 @@ impl Running {
                 "the child was not killed by SIGKILL but ended with {status}"
             ));
         }
+    }
+
+    /// Runs a library child's `plan` to its end; returns whether a kill point fired.
+    pub(crate) fn kill_per(&mut self, plan: Plan) -> bool {
+        let mut fired = false;
+        match plan {
+            Plan::Startup { delay_us } => thread::sleep(Duration::from_micros(delay_us)),
+            Plan::Acks { n, delay_us } => {
+                self.await_acks(n);
+                thread::sleep(Duration::from_micros(delay_us));
+            }
+            Plan::Point { .. } => fired = self.await_point(),
+        }
+        self.kill();
+        fired
     }
 }
 
