@@ -15,9 +15,7 @@ use toykv::format::{STORE_NAME, shard_name, shard_of};
 use toykv::{Durability, Error, Options, Store};
 
 fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .tempdir_in(common::base())
-        .unwrap()
+    tempfile::Builder::new().tempdir_in(common::base()).unwrap()
 }
 
 /// Small sections, so that runs of a few thousand puts fill banks, write them out in the
@@ -35,7 +33,9 @@ fn step_value(key: u64, i: u64) -> Option<Vec<u8>> {
         return None;
     }
     let len = ((key * 31 + i * 7) % 257) as usize;
-    let mut v: Vec<u8> = (0..len).map(|j| (key as usize + i as usize + j) as u8).collect();
+    let mut v: Vec<u8> = (0..len)
+        .map(|j| (key as usize + i as usize + j) as u8)
+        .collect();
     if len >= 8 {
         v[..8].copy_from_slice(&i.to_le_bytes());
     }
@@ -114,7 +114,10 @@ fn many_threads_of_mixed_operations_stay_linearizable_per_key() {
     let writes: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
     stop.store(true, Ordering::SeqCst);
     let reads: u64 = readers.into_iter().map(|h| h.join().unwrap()).sum();
-    assert!(writes > 1000 && reads > 1000, "{writes} writes, {reads} reads");
+    assert!(
+        writes > 1000 && reads > 1000,
+        "{writes} writes, {reads} reads"
+    );
     let st = store.stats();
     assert!(st.flushes > 10, "banks were not written out: {st:?}");
 
@@ -159,9 +162,17 @@ fn scans_merge_the_shards_in_key_order() {
         }
     }
     let per_shard = (0..4)
-        .map(|s| model.keys().filter(|k| shard_of(k.to_be_bytes(), 4) == s).count())
+        .map(|s| {
+            model
+                .keys()
+                .filter(|k| shard_of(k.to_be_bytes(), 4) == s)
+                .count()
+        })
         .collect::<Vec<_>>();
-    assert!(per_shard.iter().all(|&n| n > 50), "keys per shard {per_shard:?}");
+    assert!(
+        per_shard.iter().all(|&n| n > 50),
+        "keys per shard {per_shard:?}"
+    );
     for _ in 0..200 {
         let a = rng.random_range(0..2100u64);
         let b = rng.random_range(a..2100u64);
@@ -172,7 +183,11 @@ fn scans_merge_the_shards_in_key_order() {
             .collect();
         assert_eq!(got, want, "scan {a}..={b}");
         let limit = rng.random_range(0..20usize);
-        let keys: Vec<u64> = store.keys(a..=b, limit).iter().map(|k| k.as_u64()).collect();
+        let keys: Vec<u64> = store
+            .keys(a..=b, limit)
+            .iter()
+            .map(|k| k.as_u64())
+            .collect();
         let want: Vec<u64> = model.range(a..=b).map(|(k, _)| *k).take(limit).collect();
         assert_eq!(keys, want, "keys {a}..={b} limit {limit}");
     }
@@ -220,7 +235,10 @@ fn a_missing_store_file_beside_shards_with_data_is_refused() {
 #[test]
 fn an_interrupted_creation_starts_over() {
     let d = tempdir();
-    Store::open_with(d.path(), small(3)).unwrap().close().unwrap();
+    Store::open_with(d.path(), small(3))
+        .unwrap()
+        .close()
+        .unwrap();
     std::fs::remove_file(d.path().join(STORE_NAME)).unwrap();
     let store = Store::open_with(d.path(), small(2)).unwrap();
     assert_eq!(store.stats().shards, 2);
@@ -229,4 +247,108 @@ fn an_interrupted_creation_starts_over() {
     let store = Store::open_with(d.path(), Options::new().section_slots(16)).unwrap();
     assert_eq!(store.stats().shards, 2);
     assert_eq!(&store.get(1u64).unwrap().unwrap()[..], b"x");
+}
+
+/// Bytes of the files under `dir`.
+fn du(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() { du(&e.path()) } else { m.len() };
+    }
+    total
+}
+
+/// Ten overwrites of every key: garbage collection keeps the directory within 1.5 times the
+/// live data (values and their records) plus the fixed files (buffers, headers), and the key
+/// sections within a small multiple of what the live records need, so open time follows the
+/// live keys rather than the history.
+#[test]
+fn collection_bounds_space_and_key_sections_under_overwrites() {
+    const KEYS: u64 = 4096;
+    const SLOTS: u32 = 256;
+    let d = tempdir();
+    let o = || {
+        Options::new()
+            .section_slots(SLOTS)
+            .shards(2)
+            .durability(Durability::None)
+    };
+    let store = Store::open_with(d.path(), o()).unwrap();
+    let value = |k: u64, round: u64| vec![(k + round) as u8; 200 + (k % 57) as usize];
+    let fixed = du(d.path());
+    let live = KEYS * (toykv::format::SLOT_SIZE + toykv::format::RECORD_SIZE) as u64;
+    let mut worst = 0f64;
+    for round in 0..10u64 {
+        for k in 0..KEYS {
+            store.put(k, value(k, round)).unwrap();
+        }
+        store.gc().unwrap();
+        let ratio = (du(d.path()) - fixed) as f64 / live as f64;
+        worst = worst.max(ratio);
+    }
+    let st = store.stats();
+    assert!(
+        worst <= 1.5,
+        "directory reached {worst:.2}x the live data: {st:?}"
+    );
+    assert!(st.gc_sections > 0 && st.gc_key_sections > 0, "{st:?}");
+    let needed = KEYS.div_ceil(u64::from(SLOTS));
+    assert!(
+        st.key_sections <= 2 * needed + 2 * 2,
+        "{} key sections for {needed} sections of live records: {st:?}",
+        st.key_sections
+    );
+    drop(store);
+    let store = Store::open_with(d.path(), o()).unwrap();
+    for k in 0..KEYS {
+        assert_eq!(
+            store.get(k).unwrap().unwrap().to_vec(),
+            value(k, 9),
+            "key {k}"
+        );
+    }
+}
+
+/// Hot keys overwritten, cold keys written once: old sections keep a few live values and
+/// records, which collection moves so that the sections can go.
+#[test]
+fn collection_moves_the_few_live_values_of_old_sections() {
+    let d = tempdir();
+    let o = || small(2).section_slots(32);
+    let store = Store::open_with(d.path(), o()).unwrap();
+    let mut model = BTreeMap::new();
+    let mut rng = StdRng::seed_from_u64(9);
+    for i in 0..20_000u64 {
+        let k = if i % 10 == 0 {
+            1000 + i
+        } else {
+            rng.random_range(0..20)
+        };
+        let v = i.to_le_bytes().repeat(1 + (i % 30) as usize);
+        store.put(k, &v).unwrap();
+        model.insert(k, v);
+    }
+    store.gc().unwrap();
+    let st = store.stats();
+    assert!(
+        st.gc_moved > 0 && st.gc_sections > 0 && st.gc_key_sections > 0,
+        "{st:?}"
+    );
+    let needed = (model.len() as u64).div_ceil(32);
+    assert!(st.key_sections <= 2 * needed + 4, "{needed} needed: {st:?}");
+    assert!(
+        st.value_sections <= 2 * needed + 4,
+        "{needed} needed: {st:?}"
+    );
+    let check = |s: &Store| {
+        for (k, v) in &model {
+            assert_eq!(&s.get(*k).unwrap().unwrap()[..], &v[..], "key {k}");
+        }
+        assert_eq!(s.len(), model.len());
+    };
+    check(&store);
+    drop(store);
+    check(&Store::open_with(d.path(), o()).unwrap());
 }

@@ -10,8 +10,8 @@
 //!
 //! **Key sections.** The first key section is removed once none of its records is live: the
 //! shard syncs with a mark that names the next section as first, then removes the file (a
-//! crash in between leaves a file that open removes). When the first section holds few live
-//! records but pins many sections behind it, its live records are moved (their values put
+//! crash in between leaves a file that open removes). While the key sections hold more than
+//! twice the live records, the first section's live records are moved (their values put
 //! again) so it can go: open time follows the live keys, not the history.
 //!
 //! Work is done in small steps ([`Shard::gc_step`]), each taking the shard's lock only for
@@ -213,8 +213,10 @@ impl Shard {
         Ok(true)
     }
 
-    /// Moves the live records out of the first key section when it holds few but pins many
-    /// sections behind it; returns whether it moved any.
+    /// Moves the live records out of the first key section while the key sections hold more
+    /// than twice the live records (however many of the first one's are live: the sections
+    /// behind it are sparse on average, and each move frees one section); returns whether it
+    /// moved any.
     fn compact_keys(&self) -> Result<bool> {
         let range = {
             let g = self.lock();
@@ -222,7 +224,7 @@ impl Shard {
             let s = u64::from(i.slots);
             let live = i.usage.first_live();
             let pinned = i.keys.len() > 2 && i.usage.live_records() * 2 < i.keys.len() as u64 * s;
-            if i.failed.is_some() || live == 0 || live > i.slots / 4 || !pinned {
+            if i.failed.is_some() || live == 0 || !pinned {
                 return Ok(false);
             }
             let start = u64::from(i.first) * s;

@@ -29,13 +29,21 @@ impl Op {
     }
 }
 
+/// Keys `0..HOT` take nine operations in ten; the others stay live for long, so that old
+/// sections keep a few live values and records, which garbage collection must move.
+pub(crate) const HOT: u64 = 50;
+
 /// The deterministic, endless operation sequence of `seed`, shared by child and parent: 84%
 /// puts of 0 to 256 bytes, 15% deletes, 1% syncs.
 pub(crate) fn ops(seed: u64) -> impl Iterator<Item = Op> {
     let mut rng = StdRng::seed_from_u64(seed);
     std::iter::from_fn(move || {
         let roll = rng.random_range(0..100u32);
-        let key = rng.random_range(0..KEYS);
+        let key = if rng.random_bool(0.9) {
+            rng.random_range(0..HOT)
+        } else {
+            rng.random_range(HOT..KEYS)
+        };
         Some(match roll {
             0 => Op::Sync,
             1..=15 => Op::Delete { key },
