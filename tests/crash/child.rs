@@ -5,10 +5,8 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use toykv::Store;
-
 use crate::ops::{Op, ops, value};
-use crate::{ENV_MAX_OPS, ENV_SEED, TAG, options};
+use crate::{ENV_MAX_OPS, ENV_SEED, TAG};
 
 pub(crate) fn env_u64(name: &str) -> u64 {
     let s = std::env::var(name).unwrap_or_else(|_| panic!("child: {name} is not set"));
@@ -39,8 +37,7 @@ pub(crate) fn linger() {
 pub(crate) fn write(dir: &Path) {
     let seed = env_u64(ENV_SEED);
     let max_ops = env_u64(ENV_MAX_OPS);
-    let store = Store::open_with(dir, options(dir))
-        .unwrap_or_else(|e| panic!("child: open {}: {e}", dir.display()));
+    let store = crate::open(dir).unwrap_or_else(|e| panic!("child: open {}: {e}", dir.display()));
     say(format_args!("O"));
     for (n, op) in (0..max_ops).zip(ops(seed)) {
         match op {

@@ -74,6 +74,22 @@ fn options(dir: &Path) -> Options {
         .durability(toykv::Durability::None)
 }
 
+/// Opens the store in `dir`, retrying while it is locked, for up to two seconds. The lock is
+/// an `flock` on `LOCK`: a child another test thread is spawning at the moment a store of
+/// this process closes holds a copy of its descriptor (and with it the lock) until its
+/// `exec`, a few milliseconds. A store that stays locked is a real failure.
+fn open(dir: &Path) -> toykv::Result<toykv::Store> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match toykv::Store::open_with(dir, options(dir)) {
+            Err(toykv::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            r => return r,
+        }
+    }
+}
+
 fn rounds(default: usize) -> usize {
     std::env::var("TOYKV_CRASH_ROUNDS")
         .ok()

@@ -10,9 +10,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use toykv::{Options, Store};
 
+use crate::ENV_BASE_SEED;
 use crate::ops::{KEYS, Model, Op, mix, ops, show, value};
 use crate::running::{Plan, Role, Running};
-use crate::{ENV_BASE_SEED, options};
 
 /// One test's parameters.
 pub(crate) struct Variant {
@@ -212,7 +212,7 @@ pub(crate) fn run(v: &Variant) -> Tally {
         let in_flight = replay(&mut model, seed, &acks, &what);
         let n = acks.len() as u64;
         let what = format!("{what}: {n} ops acknowledged, in flight op {n} {in_flight:?}");
-        let store = Store::open_with(&dir, options(&dir))
+        let store = crate::open(&dir)
             .unwrap_or_else(|e| panic!("{what}: reopen after the kill failed: {e}"));
         let applied = verify(&store, &mut model, seed, n, in_flight, &what);
         count(&mut tally, applied);

@@ -12,11 +12,11 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use toykv::Store;
 
+use crate::ENV_BASE_SEED;
 use crate::child::say;
 use crate::ops::{Model, Op, mix, ops, value};
 use crate::parent::{Tally, base_seed, count, create, replay, verify, workdir};
 use crate::running::{Plan, ROUND_TIMEOUT, Role, Running};
-use crate::{ENV_BASE_SEED, options};
 
 /// The server child: serves `dir` on a loopback port it prints, until killed.
 pub(crate) fn serve(dir: &Path) {
@@ -175,7 +175,7 @@ pub(crate) fn run(rounds: usize) -> Tally {
         let in_flight = replay(&mut model, seed, &acks, &what);
         let n = acks.len() as u64;
         let what = format!("{what}: {n} commands acknowledged, in flight op {n} {in_flight:?}");
-        let store = Store::open_with(&dir, options(&dir))
+        let store = crate::open(&dir)
             .unwrap_or_else(|e| panic!("{what}: reopen after the kill failed: {e}"));
         count(
             &mut tally,
