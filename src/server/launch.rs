@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use clap::Parser;
 use tokio::net::TcpListener;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::frame::Limits;
 use super::keymode::KeyMode;
 use super::{Config, Server};
-use crate::{Options, Store};
+use crate::format::{MAX_SHARDS, STORE_NAME};
+use crate::{Durability, Options, Store};
 
 /// toykv server: a Redis-protocol (RESP2/RESP3) server over a toykv data directory.
 ///
@@ -73,6 +74,50 @@ pub struct Flags {
     /// that refuse O_DIRECT; buffered I/O with fdatasync is used instead.
     #[arg(long, env = "DIRECT_IO", default_value_t = true, action = clap::ArgAction::Set)]
     pub direct_io: bool,
+
+    /// What a write survives once it is acknowledged. none: a crash of the server process
+    /// (the kernel writes it back; power loss may lose what was not synced yet); always: power
+    /// loss too (synced before the reply; concurrent writers share syncs); periodic or
+    /// periodic:MS: as none, plus a sync of everything every MS milliseconds (default 1000), so
+    /// power loss loses at most about that much.
+    #[arg(
+        long,
+        env = "DURABILITY",
+        default_value = "periodic:1000",
+        value_name = "none|always|periodic[:MS]"
+    )]
+    pub durability: Durability,
+
+    /// Number of shards (1 to 256) of a new store; default: one per core. An existing store
+    /// keeps the number it was created with (recorded in its STORE file).
+    #[arg(long, env = "SHARDS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SHARDS)))]
+    pub shards: Option<u32>,
+
+    /// Turn background garbage collection off (in the environment: NO_GC=true): the space of
+    /// overwritten and deleted values is then not reclaimed while the server runs.
+    #[arg(long, env = "NO_GC")]
+    pub no_gc: bool,
+}
+
+impl Flags {
+    /// The store options these flags ask for, for the data directory `dir`: the shard count
+    /// only if `dir` holds no store yet, and the section size the store was created with.
+    pub fn options(&self, dir: &std::path::Path) -> Options {
+        let mut options = Options::new()
+            .direct_io(self.direct_io)
+            .cache_bytes(self.cache_bytes)
+            .durability(self.durability)
+            .gc(!self.no_gc);
+        if let Some(n) = self.shards
+            && !dir.join(STORE_NAME).exists()
+        {
+            options = options.shards(n);
+        }
+        if let Some(n) = crate::admin::section_slots(dir) {
+            options = options.section_slots(n);
+        }
+        options
+    }
 }
 
 fn yes_no(s: &str) -> Result<bool, String> {
@@ -116,8 +161,62 @@ pub fn main() -> ExitCode {
 /// Opens the store and serves it with `flags` until `shutdown` completes.
 pub async fn serve(flags: Flags, shutdown: impl Future<Output = ()>) -> crate::Result<()> {
     let addr = std::net::SocketAddr::new(flags.bind, flags.port);
-    let mut config = Config {
-        dir: flags.dir,
+    // Refuse before touching the data directory (checked again on the bound address).
+    config(&flags).check_exposure(addr)?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| crate::Error::Net {
+            op: "bind",
+            addr: addr.to_string(),
+            source: e,
+        })?;
+    serve_on(flags, listener, shutdown).await
+}
+
+/// As [`serve`], on a listener already bound (tests bind port 0): `flags.bind` and
+/// `flags.port` are ignored for the listener's address.
+pub async fn serve_on(
+    flags: Flags,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> crate::Result<()> {
+    let addr = listener.local_addr().map_err(|e| crate::Error::Net {
+        op: "local_addr",
+        addr: flags.bind.to_string(),
+        source: e,
+    })?;
+    let mut config = config(&flags);
+    config.check_exposure(addr)?;
+    config.key_mode = KeyMode::settle(&config.dir, flags.key_mode)
+        .map_err(|why| crate::Error::Refused { why })?;
+    let key_mode = config.key_mode;
+    let options = flags.options(&config.dir);
+    let store = Arc::new(Store::open_with(&config.dir, options)?);
+    let stats = store.stats();
+    if let Some(asked) = flags.shards
+        && u64::from(asked) != stats.shards
+    {
+        warn!(
+            shards = stats.shards,
+            asked,
+            "the store keeps the shard count it was created with; --shards applies only to a new store"
+        );
+    }
+    info!(
+        keys = store.len(),
+        %key_mode,
+        shards = stats.shards,
+        durability = %stats.durability,
+        gc = !flags.no_gc,
+        "store opened"
+    );
+    Server::new(store, config).run(listener, shutdown).await
+}
+
+/// The server settings of `flags` (the key mode is settled against the directory later).
+fn config(flags: &Flags) -> Config {
+    Config {
+        dir: flags.dir.clone(),
         bind: flags.bind.to_string(),
         port: flags.port,
         max_clients: flags.max_clients,
@@ -126,28 +225,10 @@ pub async fn serve(flags: Flags, shutdown: impl Future<Output = ()>) -> crate::R
             ..Limits::default()
         },
         idle_timeout: (flags.idle_timeout > 0).then(|| Duration::from_secs(flags.idle_timeout)),
-        password: flags.requirepass,
+        password: flags.requirepass.clone(),
         protected: flags.protected_mode,
         key_mode: KeyMode::default(),
-    };
-    // Refuse before touching the data directory (run checks again on the bound address).
-    config.check_exposure(addr)?;
-    config.key_mode = KeyMode::settle(&config.dir, flags.key_mode)
-        .map_err(|why| crate::Error::Refused { why })?;
-    let key_mode = config.key_mode;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| crate::Error::Net {
-            op: "bind",
-            addr: addr.to_string(),
-            source: e,
-        })?;
-    let options = Options::new()
-        .direct_io(flags.direct_io)
-        .cache_bytes(flags.cache_bytes);
-    let store = Arc::new(Store::open_with(&config.dir, options)?);
-    info!(keys = store.len(), %key_mode, "store opened");
-    Server::new(store, config).run(listener, shutdown).await
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -4,12 +4,14 @@
 //! Modules: [`commands`] (every command's replies), [`wire`] (pipelining, fragments, inline
 //! commands, garbage), [`limits`] (connection cap, request size, idle timeout, slow clients,
 //! protected mode, AUTH), [`lifecycle`] (SHUTDOWN, graceful stop, kill -9 of a server child
-//! process), [`interop`] (the Rust `redis` crate, RESP2 and RESP3).
+//! process), [`interop`] (the Rust `redis` crate, RESP2 and RESP3), [`engine`] (the durability,
+//! shards and GC flags, and the INFO fields of the engine's counters).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod commands;
+mod engine;
 mod interop;
 mod lifecycle;
 mod limits;
