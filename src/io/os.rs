@@ -252,6 +252,16 @@ fn sysfs_block_size(dev: u64) -> Option<usize> {
         .filter(|n| n.is_power_of_two())
 }
 
+/// Ends the process with SIGKILL, as `kill -9` would: no destructor, no flush, no exit
+/// handler runs. Used by crash tests through [`crate::kill`].
+pub(crate) fn kill_self() {
+    // SAFETY: `getpid` and `kill` take no pointers and touch no memory of ours; SIGKILL
+    // cannot be caught, so the call does not return when it succeeds.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,7 +347,7 @@ mod tests {
             )
             .unwrap();
         f.set_len(4096).unwrap();
-        let mut m = f.map().unwrap();
+        let m = f.map().unwrap();
         m.write(4090, b"abcdef").unwrap();
         assert!(m.write(4091, b"abcdef").is_err());
         let mut buf = [0u8; 6];
@@ -348,15 +358,5 @@ mod tests {
         let mut back = [0u8; 6];
         f.read_at(&mut back, 4090).unwrap();
         assert_eq!(&back, b"abcdef");
-    }
-}
-
-/// Ends the process with SIGKILL, as `kill -9` would: no destructor, no flush, no exit
-/// handler runs. Used by crash tests through [`crate::kill`].
-pub(crate) fn kill_self() {
-    // SAFETY: `getpid` and `kill` take no pointers and touch no memory of ours; SIGKILL
-    // cannot be caught, so the call does not return when it succeeds.
-    unsafe {
-        libc::kill(libc::getpid(), libc::SIGKILL);
     }
 }

@@ -152,7 +152,8 @@ impl Store {
     }
 
     /// Opens the store in `dir` with `options`, creating it if needed. Recovers every shard
-    /// from a crash (in parallel): see [`open`] and [`recover`].
+    /// from a crash, shards in parallel: torn tails are dropped, interrupted write-outs
+    /// redone, and damage to anything synced is reported (see `docs/FORMAT.md`).
     pub fn open_with(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
         options.check()?;
         let dir = dir.as_ref();

@@ -1,11 +1,9 @@
 //! Unit tests of the engine on the real file system and on the simulator.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use super::*;
-use crate::format::{Header, MAX_SLOTS, PAGE, values_len, values_name};
 use crate::io::{Align, SimFs};
 use crate::testing::tempdir;
 

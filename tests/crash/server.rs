@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use toykv::Store;
 
 use crate::ENV_BASE_SEED;
 use crate::child::say;
