@@ -20,8 +20,9 @@
 //! | 60 | 4 | `crc` | CRC-32C of bytes 0..60 |
 //!
 //! A header never changes after its file is made durable. (The buffer carries, besides its own
-//! header, the header page of the value section it fills: that template is rewritten when the
-//! buffer moves on; see `store::buffer`.) The `STORE` file at the top of a data directory is
+//! header, one header page per bank naming the value section the bank holds: it is rewritten
+//! when the bank takes a new section, and zeroed when the bank is freed; see `store::buffer`.)
+//! The `STORE` file at the top of a data directory is
 //! one header page of kind `toykv.s\0` whose `section` field is the store's shard count.
 //!
 //! # Sync marks (in `buffer.b`)
@@ -114,7 +115,7 @@ pub struct Header {
     pub kind: Kind,
     /// Records per key section, slots per value section.
     pub section_slots: u32,
-    /// The section this file holds (for the buffer: the section being filled).
+    /// The section this file holds (0 in the buffer's own header; the shard count in `STORE`).
     pub section: u32,
 }
 
@@ -211,7 +212,7 @@ impl Header {
 /// below `first` were removed by garbage collection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Mark {
-    /// Increases with every sync of the section.
+    /// Increases with every sync of the shard.
     pub generation: u64,
     /// Durable records at the start of the log.
     pub synced: u64,
@@ -220,7 +221,7 @@ pub struct Mark {
 }
 
 impl Mark {
-    /// Encodes the mark into its 16 bytes.
+    /// Encodes the mark into its [`MARK_LEN`] bytes.
     pub fn encode(&self) -> [u8; MARK_LEN] {
         let mut b = [0u8; MARK_LEN];
         b[MARK_GEN_AT..MARK_SYNCED_AT].copy_from_slice(&self.generation.to_le_bytes());

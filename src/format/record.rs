@@ -20,9 +20,10 @@
 //! length and the value bytes; recovery checks records without reading values, and every
 //! read of a value checks it against `value_crc`.
 //!
-//! Invariants: sequence numbers have no gaps; the slots of successive puts strictly increase.
+//! Invariants: sequence numbers have no gaps (each shard has its own log); slots are not in
+//! write order, since garbage collection frees value sections whose numbers are used again.
 //! An all-zero record (`kind` 0) marks the end of the written log. A record that fails its
-//! checks is, before the section's sync mark, corruption; after it, the torn tail.
+//! checks is, before the shard's sync mark, corruption; after it, the torn tail.
 
 use crate::key::{KEY_LEN, Key, VALUE_MAX};
 
