@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 pub use aligned::AlignedBuf;
 pub use os::Os;
-pub use sim::SimFs;
+pub use sim::{Fault, SimFs};
 
 /// How to open a file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

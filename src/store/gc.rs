@@ -109,7 +109,8 @@ impl Shard {
             return Ok(());
         }
         let vfs = g.inner.vfs.clone();
-        g.inner.values.remove(&*vfs, n)?;
+        let r = g.inner.values.remove(&*vfs, n);
+        g.inner.guard(r)?;
         g.inner.usage.forget(n);
         g.inner.counters.gc_sections += 1;
         Ok(())
@@ -206,10 +207,11 @@ impl Shard {
         g.inner.counters.gc_key_sections += 1;
         let (vfs, dir) = (g.inner.vfs.clone(), g.inner.dir.clone());
         drop(g);
-        vfs.remove(&section.path)
-            .map_err(|e| Error::io("remove", &section.path, e))?;
-        vfs.sync_dir(&dir)
-            .map_err(|e| Error::io("fsync", &dir, e))?;
+        let r = vfs
+            .remove(&section.path)
+            .map_err(|e| Error::io("remove", &section.path, e))
+            .and_then(|()| vfs.sync_dir(&dir).map_err(|e| Error::io("fsync", &dir, e)));
+        self.lock().inner.guard(r)?;
         Ok(true)
     }
 

@@ -104,7 +104,8 @@ impl Inner {
                     limit: (u64::from(u32::MAX) + 1) * s,
                 });
             };
-            let section = Section::create(&*self.vfs, &self.dir, n, self.slots)?;
+            let r = Section::create(&*self.vfs, &self.dir, n, self.slots);
+            let section = self.guard(r)?;
             crate::kill::point("key-section");
             let r = self.vfs.sync_dir(&self.dir).ctx("fsync", &self.dir);
             self.guard(r)?;

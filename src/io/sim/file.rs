@@ -3,6 +3,7 @@
 use std::io;
 use std::sync::Arc;
 
+use super::fault::{Call, Verdict};
 use super::{SimFs, eio, lock};
 use crate::io::{Align, AlignedBuf, FileIo, Map, range};
 
@@ -88,6 +89,7 @@ impl SimFile {
 
 impl FileIo for SimFile {
     fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        self.fs.check()?;
         self.check_align(buf, off)?;
         let d = lock(&self.node);
         let r = usize::try_from(off)
@@ -99,7 +101,14 @@ impl FileIo for SimFile {
     }
 
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
-        self.check_align(buf, off)?;
+        let (buf, fails) = match self.fs.call(Call::Write) {
+            Verdict::Run => (buf, None),
+            Verdict::Fail(e) => return Err(e),
+            Verdict::Half(e) => (&buf[..buf.len() / 2], Some(e)),
+        };
+        if fails.is_none() {
+            self.check_align(buf, off)?;
+        }
         self.writable()?;
         let off = usize::try_from(off).map_err(|_| io::ErrorKind::InvalidInput)?;
         let mut d = lock(&self.node);
@@ -109,10 +118,11 @@ impl FileIo for SimFile {
         }
         d.live[off..end].copy_from_slice(buf);
         d.mark(off..end);
-        Ok(())
+        fails.map_or(Ok(()), Err)
     }
 
     fn sync(&self) -> io::Result<()> {
+        self.fs.check()?;
         let (fail, lie) = self.fs.sync_faults();
         if fail {
             return Err(eio());
@@ -131,6 +141,7 @@ impl FileIo for SimFile {
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
+        self.fs.check()?;
         self.writable()?;
         let len = usize::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
         let mut d = lock(&self.node);
@@ -141,6 +152,7 @@ impl FileIo for SimFile {
     }
 
     fn allocate(&self, len: u64) -> io::Result<()> {
+        self.fs.check()?;
         if self.len()? < len {
             self.set_len(len)?;
         }
@@ -148,6 +160,7 @@ impl FileIo for SimFile {
     }
 
     fn map(&self) -> io::Result<Arc<dyn Map>> {
+        self.fs.check()?;
         let len = lock(&self.node).live.len();
         Ok(Arc::new(SimMap {
             fs: self.fs.clone(),
@@ -203,6 +216,7 @@ impl Map for SimMap {
 
     fn flush(&self, off: usize, len: usize) -> io::Result<()> {
         let r = range(off, len, self.len)?;
+        self.fs.check()?;
         let (fail, lie) = self.fs.sync_faults();
         if fail {
             return Err(eio());
@@ -215,6 +229,7 @@ impl Map for SimMap {
 
     fn copy_to(&self, off: usize, len: usize, dst: &dyn FileIo, dst_off: u64) -> io::Result<()> {
         let r = range(off, len, self.len)?;
+        self.fs.check()?;
         // Stage through an aligned copy, as the kernel reads straight from the mapped pages.
         let mut tmp = AlignedBuf::new(len, dst.align().mem);
         {

@@ -27,7 +27,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+mod fault;
 mod file;
+
+pub use fault::Fault;
 
 use super::{Align, FileIo, Mode, Vfs};
 use file::{Node, SimFile};
@@ -46,6 +49,9 @@ struct State {
     fail_writes: bool,
     refuse_direct: bool,
     align: Option<Align>,
+    /// Counted I/O calls so far, and the call that is to fail (see `fault`).
+    calls: u64,
+    fault: Option<(u64, Fault)>,
 }
 
 /// The simulated file system; clones share it.
@@ -195,6 +201,7 @@ impl SimFs {
 
 impl Vfs for SimFs {
     fn open(&self, path: &Path, mode: Mode) -> io::Result<Arc<dyn FileIo>> {
+        self.check()?;
         let mut st = lock(&self.state);
         if mode.direct && st.refuse_direct {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
@@ -226,11 +233,13 @@ impl Vfs for SimFs {
     }
 
     fn create_dir(&self, path: &Path) -> io::Result<()> {
+        self.check()?;
         lock(&self.state).dirs.insert(path.to_path_buf());
         Ok(())
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.check()?;
         let st = lock(&self.state);
         let mut names: Vec<String> = st
             .live
@@ -245,6 +254,7 @@ impl Vfs for SimFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.check()?;
         let mut st = lock(&self.state);
         let node = st.live.remove(from).ok_or(io::ErrorKind::NotFound)?;
         st.live.insert(to.to_path_buf(), node);
@@ -252,12 +262,14 @@ impl Vfs for SimFs {
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
+        self.check()?;
         let mut st = lock(&self.state);
         st.live.remove(path).ok_or(io::ErrorKind::NotFound)?;
         Ok(())
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.check()?;
         let mut st = lock(&self.state);
         if st.fail_syncs {
             return Err(eio());
@@ -273,6 +285,7 @@ impl Vfs for SimFs {
     }
 
     fn lock(&self, dir: &Path) -> io::Result<Box<dyn Any + Send + Sync>> {
+        self.check()?;
         let mut st = lock(&self.state);
         if !st.locks.insert(dir.to_path_buf()) {
             return Err(io::ErrorKind::WouldBlock.into());
