@@ -9,8 +9,8 @@ use std::path::Path;
 use toykv::format::{HEADER_LEN, KEYS_DATA_AT, MARK_A, MARK_B, MARK_LEN, PAGE, RECORD_SIZE};
 use toykv::{Error, Store};
 
-use crate::reference::{Hit, Reference, Tally, check_content, check_refusal, variant};
-use crate::{CONT_DROPPED, CONT_INTACT, CONT_KEYS, Model, OPS, opts};
+use crate::reference::{Hit, Reference, check_content, check_refusal};
+use crate::{CONT_DROPPED, CONT_INTACT, CONT_KEYS, Model, OPS, Tally, opts, variant};
 
 pub(crate) fn continuation_value(i: u64) -> Vec<u8> {
     let len = ((i * 37 + 5) % 257) as usize;

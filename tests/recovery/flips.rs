@@ -6,13 +6,14 @@ use std::time::Instant;
 
 use toykv::Error;
 use toykv::format::{
-    BUFFER_DATA_AT, BUFFER_NAME, BUFFER_VALUES_AT, HEADER_LEN, KEYS_DATA_AT, MARK_A, MARK_B,
-    MARK_LEN, RECORD_SIZE, SLOT_SIZE,
+    BANKS, HEADER_LEN, KEYS_DATA_AT, MARK_A, MARK_B, MARK_LEN, PAGE, RECORD_SIZE, SLOT_SIZE,
+    bank_at,
 };
 
-use crate::S;
+use crate::Tally;
 use crate::damage::{case, check_record_offset, flip};
-use crate::reference::{Hit, MODES, Mode, Reference, Tally};
+use crate::reference::{Hit, MODES, Mode, Reference};
+use crate::{BUF, S, SLOTS, STORE};
 
 /// Value bytes of interest in `file`: the first, middle and last byte of every value stored
 /// there and the first padding byte after it.
@@ -43,7 +44,7 @@ fn flipped_key_section_bytes() {
             } else {
                 (n as u64 % 4..HEADER_LEN as u64).step_by(4).collect()
             };
-            // Both copies of the sync mark: every byte where syncs wrote marks.
+            // Where the buffer keeps its sync marks: unused in a key section's header page.
             for m in [MARK_A, MARK_B] {
                 let step = if dense || n == last { 1 } else { 5 };
                 offs.extend((m..m + MARK_LEN).step_by(step).map(|o| o as u64));
@@ -115,33 +116,82 @@ fn flipped_buffer_bytes() {
     let mut t = Tally::default();
     for mode in MODES {
         let r = Reference::build(mode);
+        // The buffer's own header and every byte of both sync marks, the header of each bank,
+        // padding, and the values.
         let mut offs: BTreeSet<u64> = (0..HEADER_LEN as u64).collect();
-        offs.extend((BUFFER_VALUES_AT..BUFFER_VALUES_AT + HEADER_LEN).map(|o| o as u64));
-        offs.extend([64, 511, 4095, 4160, 8191]);
-        offs.extend(value_offsets(&r, BUFFER_NAME));
-        // Slots no record uses.
+        for m in [MARK_A, MARK_B] {
+            offs.extend((m - 1..m + MARK_LEN + 1).map(|o| o as u64));
+        }
+        for bank in 0..BANKS {
+            let at = bank_at(SLOTS, bank);
+            offs.extend((at..at + HEADER_LEN).map(|o| o as u64));
+            offs.extend([at + HEADER_LEN, at + 511, at + PAGE - 1].map(|o| o as u64));
+        }
+        offs.extend([64, 511, 4095]);
+        offs.extend(value_offsets(&r, BUF));
+        // Slots no record uses in the bank being filled, and the other bank's copy of the
+        // section written out last (reads go to its `.v` file).
         let used = r
             .puts
             .iter()
             .flatten()
-            .filter(|(_, l)| l.file == BUFFER_NAME)
+            .filter(|(_, l)| l.file == BUF)
             .count();
-        for slot in used..S {
-            offs.insert((BUFFER_DATA_AT + slot * SLOT_SIZE + 5) as u64);
-        }
+        let slot = |bank: usize, i: usize| (bank_at(SLOTS, bank) + PAGE + i * SLOT_SIZE) as u64;
+        offs.extend((used..S).map(|i| slot(r.bank, i) + 5));
+        offs.extend((0..S).map(|i| slot(1 - r.bank, i) + (i as u64 * 37) % 256));
+        let filling = r.filling();
         for off in offs {
+            let lost = r.in_filling_header(off);
+            let names: &[&str] = if lost { &[BUF, &filling] } else { &[BUF] };
             let e = case(
                 &r,
                 &mut t,
-                &format!("{BUFFER_NAME} byte {off} flipped"),
-                &[BUFFER_NAME],
-                Hit::Range(BUFFER_NAME.into(), off, off + 1),
-                |d| flip(&d.join(BUFFER_NAME), off),
+                &format!("{BUF} byte {off} flipped"),
+                names,
+                Hit::Range(BUF.into(), off, off + 1),
+                |d| flip(&d.join(BUF), off),
             );
-            if let Some(Error::Corrupt { offset, .. }) = &e {
-                assert!(off < HEADER_LEN as u64 && *offset == 0, "byte {off}: {e:?}");
+            // Only the buffer's own header makes it unreadable (a sync mark falls back to
+            // the other copy); a lost bank header leaves values nowhere.
+            if let Some(e @ Error::Corrupt { offset, .. }) = &e {
+                let own = off < HEADER_LEN as u64 && *offset == 0;
+                assert!(own || lost, "byte {off}: {e:?}");
+                t.misnamed += !e.to_string().contains(BUF) as usize;
             }
         }
     }
     t.report("flipped buffer bytes", started);
+}
+
+/// Every byte of the `STORE` header is covered by its magic or checksum: a flip is refused,
+/// naming `STORE`. The rest of its page is unused.
+#[test]
+fn flipped_store_bytes() {
+    let started = Instant::now();
+    let mut t = Tally::default();
+    for mode in MODES {
+        let r = Reference::build(mode);
+        let mut offs: Vec<u64> = (0..HEADER_LEN as u64).collect();
+        offs.extend([64, 100, 511, 512, 1024, 2048, PAGE as u64 - 1]);
+        for off in offs {
+            let e = case(
+                &r,
+                &mut t,
+                &format!("{STORE} byte {off} flipped"),
+                &[STORE],
+                Hit::Nothing,
+                |d| flip(&d.join(STORE), off),
+            );
+            assert_eq!(
+                e.is_some(),
+                off < HEADER_LEN as u64,
+                "{STORE} byte {off}: {e:?}"
+            );
+            if let Some(Error::Corrupt { offset, .. }) = &e {
+                assert_eq!(*offset, 0, "{STORE} byte {off}: {e:?}");
+            }
+        }
+    }
+    t.report("flipped STORE bytes", started);
 }

@@ -1,85 +1,29 @@
-//! The reference stores (a deterministic history written with three sync modes, with the model
-//! state after every record and where every value lives) and the oracle that checks a reopened
+//! The reference stores (the [`history`](crate::history) written with three sync modes, with
+//! the model state after every record and where every value lives) and the oracle that checks a reopened
 //! store's content against them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs;
-use std::path::PathBuf;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
 
 use tempfile::TempDir;
 use toykv::format::{
-    BUFFER_DATA_AT, BUFFER_NAME, KEYS_DATA_AT, RECORD_SIZE, SLOT_SIZE, VALUES_DATA_AT, keys_name,
-    values_name,
+    BANKS, BUFFER_NAME, HEADER_LEN, Header, KEYS_DATA_AT, Kind, PAGE, RECORD_SIZE, SLOT_SIZE,
+    STORE_NAME, VALUES_DATA_AT, bank_at, keys_name, shard_name, values_name,
 };
 use toykv::{Error, Store};
 
-use crate::{CONT_KEYS, KEYS, Model, OPS, S, opts, tempdir};
-
-/// splitmix64: deterministic, no dependency.
-pub(crate) struct Rng(pub(crate) u64);
-
-impl Rng {
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| (self.next() >> 24) as u8).collect()
-    }
-}
-
-pub(crate) enum Op {
-    Put(u64, Vec<u8>),
-    Delete(u64),
-}
-
-/// The reference history: every op writes exactly one record (deletes only of live keys).
-pub(crate) fn history() -> Vec<Op> {
-    const LENS: [usize; 12] = [0, 1, 2, 7, 32, 100, 128, 200, 255, 256, 17, 64];
-    let mut rng = Rng(0x0074_6f79_6b76);
-    let mut live = BTreeSet::new();
-    (0..OPS)
-        .map(|i| {
-            if !live.is_empty() && rng.below(9) == 0 {
-                let k = *live.iter().nth(rng.below(live.len())).unwrap();
-                live.remove(&k);
-                Op::Delete(k)
-            } else {
-                let k = rng.below(KEYS as usize) as u64;
-                let len = if i % 3 == 0 {
-                    rng.below(257)
-                } else {
-                    LENS[i % LENS.len()]
-                };
-                let mut v = rng.bytes(len);
-                if len >= 2 {
-                    // Distinct from every other version of the key.
-                    v[0] = i as u8;
-                    v[1] = k as u8;
-                }
-                live.insert(k);
-                Op::Put(k, v)
-            }
-        })
-        .collect()
-}
+use crate::{
+    BUF, CONT_KEYS, Model, OPS, Op, S, SHARD, SLOTS, STORE, history, in_shard, opts, tempdir,
+};
 
 /// When the reference store syncs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
     /// Never: every record is after the (absent) sync mark.
     Never,
-    /// At record 50 and at `MID_SYNC`: the last key section and the buffer hold records and
-    /// values on both sides of the mark.
+    /// At record 50 and at `MID_SYNC`: the last key section and the bank being filled hold
+    /// records and values on both sides of the mark.
     Mid,
     /// At record 50 and by `close()`: everything is synced.
     Closed,
@@ -108,6 +52,15 @@ pub(crate) enum Hit {
     Any,
 }
 
+/// The bank of the buffer `buffer` (its bytes) whose header page names value section `section`.
+pub(crate) fn bank_of(buffer: &[u8], section: u32) -> Option<usize> {
+    (0..BANKS).find(|&bank| {
+        let at = bank_at(SLOTS, bank);
+        Header::decode(&buffer[at..at + HEADER_LEN], Kind::Values)
+            .is_ok_and(|h| h.section == section && h.section_slots == SLOTS)
+    })
+}
+
 pub(crate) struct Reference {
     pub(crate) tmp: TempDir,
     pub(crate) dir: PathBuf,
@@ -117,8 +70,12 @@ pub(crate) struct Reference {
     pub(crate) synced: usize,
     /// For each record: the put's key and value location, or `None` for a delete.
     pub(crate) puts: Vec<Option<(u64, Loc)>>,
+    /// Key and value sections, relative to the data directory (`shard-00/00000000.k`).
     pub(crate) keys: Vec<String>,
     pub(crate) values: Vec<String>,
+    /// The bank holding the section being filled (the last put's), and the other one, which
+    /// still holds a copy of the section written out before it.
+    pub(crate) bank: usize,
     /// Every key used, plus a few never used.
     pub(crate) all_keys: Vec<u64>,
 }
@@ -161,21 +118,40 @@ impl Reference {
         } else {
             drop(store);
         }
+        // The layout the tests assume: `STORE`, `LOCK` and one shard directory.
+        assert_eq!(shard_name(0), SHARD);
+        assert_eq!((BUF, STORE), (&*in_shard(BUFFER_NAME), STORE_NAME));
+        let mut top: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        top.sort();
+        assert_eq!(top, ["LOCK", STORE, SHARD]);
         let mut keys = Vec::new();
         let mut values = Vec::new();
-        for e in fs::read_dir(&dir).unwrap() {
+        for e in fs::read_dir(dir.join(SHARD)).unwrap() {
             let name = e.unwrap().file_name().into_string().unwrap();
             if name.ends_with(".k") {
-                keys.push(name);
+                keys.push(in_shard(&name));
             } else if name.ends_with(".v") {
-                values.push(name);
+                values.push(in_shard(&name));
             }
         }
         keys.sort();
         values.sort();
         assert_eq!(keys.len(), OPS.div_ceil(S));
+        // Write-outs finish before `close` or drop returns: every section but the one being
+        // filled is a `.v` file, numbered in order (no garbage collection).
         let filling = values.len();
         assert_eq!(filling, (next_slot - 1) / S, "buffer section");
+        for (n, name) in values.iter().enumerate() {
+            assert_eq!(*name, in_shard(&values_name(n as u32)));
+        }
+        let buffer = fs::read(dir.join(BUF)).unwrap();
+        let bank = bank_of(&buffer, filling as u32).expect("a bank holds the section filled");
+        if filling > 0 {
+            assert_eq!(bank_of(&buffer, filling as u32 - 1), Some(1 - bank));
+        }
         let puts = slots
             .into_iter()
             .map(|p| {
@@ -183,14 +159,14 @@ impl Reference {
                     let (section, index) = (slot / S, (slot % S) as u64);
                     let loc = if section < filling {
                         Loc {
-                            file: values_name(section as u32),
+                            file: in_shard(&values_name(section as u32)),
                             off: VALUES_DATA_AT as u64 + index * SLOT_SIZE as u64,
                             len: len as u64,
                         }
                     } else {
                         Loc {
-                            file: BUFFER_NAME.into(),
-                            off: BUFFER_DATA_AT as u64 + index * SLOT_SIZE as u64,
+                            file: BUF.into(),
+                            off: (bank_at(SLOTS, bank) + PAGE) as u64 + index * SLOT_SIZE as u64,
                             len: len as u64,
                         }
                     };
@@ -204,10 +180,7 @@ impl Reference {
             assert_eq!(MID_SYNC / S, (OPS - 1) / S);
             assert!(!MID_SYNC.is_multiple_of(S));
             let in_buffer = |r: &[Option<(u64, Loc)>]| {
-                r.iter()
-                    .flatten()
-                    .filter(|(_, l)| l.file == BUFFER_NAME)
-                    .count()
+                r.iter().flatten().filter(|(_, l)| l.file == BUF).count()
             };
             assert!(in_buffer(&puts[..MID_SYNC]) > 0);
             assert!(in_buffer(&puts[MID_SYNC..]) > 0);
@@ -223,6 +196,7 @@ impl Reference {
             puts,
             keys,
             values,
+            bank,
             all_keys,
         };
         // The undamaged copy opens intact.
@@ -241,24 +215,30 @@ impl Reference {
         r
     }
 
-    /// A fresh copy of the reference store, in this test's scratch directory. Value sections
-    /// never change once written, so they are hard links; the damage helpers below replace a
-    /// file instead of writing into it.
+    /// A fresh copy of the reference store (the whole tree), in this test's scratch directory.
+    /// Value sections never change once written (a missing one is written anew under a
+    /// temporary name), so they are hard links; the damage helpers below replace a file instead
+    /// of writing into it.
     pub(crate) fn copy(&self) -> PathBuf {
+        fn tree(from: &Path, to: &Path) {
+            fs::create_dir(to).unwrap();
+            for e in fs::read_dir(from).unwrap() {
+                let e = e.unwrap();
+                let target = to.join(e.file_name());
+                if e.file_type().unwrap().is_dir() {
+                    tree(&e.path(), &target);
+                } else if e.file_name().to_string_lossy().ends_with(".v") {
+                    fs::hard_link(e.path(), target).unwrap();
+                } else {
+                    fs::copy(e.path(), target).unwrap();
+                }
+            }
+        }
         let d = self.tmp.path().join("case");
         if d.exists() {
             fs::remove_dir_all(&d).unwrap();
         }
-        fs::create_dir(&d).unwrap();
-        for e in fs::read_dir(&self.dir).unwrap() {
-            let e = e.unwrap();
-            let to = d.join(e.file_name());
-            if e.file_name().to_string_lossy().ends_with(".v") {
-                fs::hard_link(e.path(), to).unwrap();
-            } else {
-                fs::copy(e.path(), to).unwrap();
-            }
-        }
+        tree(&self.dir, &d);
         d
     }
 
@@ -288,52 +268,28 @@ impl Reference {
         }
     }
 
+    /// The value section the bank being filled holds, which has no `.v` file yet. When
+    /// damage to the buffer loses that bank's header page (cut off, garbled, another
+    /// version), open refuses with `Corrupt` naming this file that never existed rather than
+    /// the buffer: an engine bug (see `files::damaged_header_of_the_filling_bank_is_named`),
+    /// tolerated for those offsets only and counted as [`Tally::misnamed`].
+    pub(crate) fn filling(&self) -> String {
+        in_shard(&values_name(self.values.len() as u32))
+    }
+
+    /// Whether damage at byte `off` of the buffer (or a cut there) reaches the header of the
+    /// bank being filled.
+    pub(crate) fn in_filling_header(&self, off: u64) -> bool {
+        let at = bank_at(SLOTS, self.bank) as u64;
+        (at..at + HEADER_LEN as u64).contains(&off)
+    }
+
     /// File offset of record `seq` and the key section holding it.
     pub(crate) fn record(seq: usize) -> (String, u64) {
         (
-            keys_name((seq / S) as u32),
+            in_shard(&keys_name((seq / S) as u32)),
             (KEYS_DATA_AT + (seq % S) * RECORD_SIZE) as u64,
         )
-    }
-}
-
-/// Counts of outcomes for the report.
-#[derive(Default, Debug)]
-pub(crate) struct Tally {
-    pub(crate) cases: usize,
-    pub(crate) refused: BTreeMap<&'static str, usize>,
-    pub(crate) intact: usize,
-    pub(crate) dropped: usize,
-    pub(crate) corrupt_reads: usize,
-    pub(crate) continued: usize,
-    /// Continue after every successful open.
-    pub(crate) always: bool,
-}
-
-impl Tally {
-    pub(crate) fn report(&self, what: &str, started: Instant) {
-        eprintln!(
-            "{what}: {} cases; refused {:?}; opened intact {}, opened with a dropped tail {}, \
-             opened with Corrupt reads {}; write+reopen checked {}; {:.2?}",
-            self.cases,
-            self.refused,
-            self.intact,
-            self.dropped,
-            self.corrupt_reads,
-            self.continued,
-            started.elapsed()
-        );
-    }
-}
-
-pub(crate) fn variant(e: &Error) -> &'static str {
-    match e {
-        Error::Corrupt { .. } => "Corrupt",
-        Error::Foreign { .. } => "Foreign",
-        Error::Version { .. } => "Version",
-        Error::Io { .. } => "Io",
-        Error::Mismatch { .. } => "Mismatch",
-        _ => "other",
     }
 }
 

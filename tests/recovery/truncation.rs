@@ -5,13 +5,14 @@
 use std::time::Instant;
 
 use toykv::format::{
-    BUFFER_DATA_AT, BUFFER_NAME, BUFFER_VALUES_AT, KEYS_DATA_AT, PAGE, RECORD_SIZE, SLOT_SIZE,
-    VALUES_DATA_AT, buffer_len, keys_len, values_len,
+    BANKS, KEYS_DATA_AT, PAGE, RECORD_SIZE, SLOT_SIZE, VALUES_DATA_AT, bank_at, buffer_len,
+    keys_len, values_len,
 };
 
+use crate::Tally;
 use crate::damage::{HEADER_FEW, case, check_record_offset, flip, header_offsets, truncate};
-use crate::reference::{Hit, MODES, Mode, Reference, Tally};
-use crate::{OPS, S, SLOTS};
+use crate::reference::{Hit, MODES, Mode, Reference};
+use crate::{BUF, OPS, S, SLOTS, STORE};
 
 #[test]
 fn truncated_key_sections() {
@@ -89,26 +90,38 @@ fn truncated_buffer() {
     let mut t = Tally::default();
     for mode in MODES {
         let r = Reference::build(mode);
+        // The buffer's own header page (sync marks), then each bank: its header page and
+        // slots (every slot of the bank being filled, a sample of the other's).
         let mut offs = header_offsets(61);
-        offs.extend(
-            header_offsets(127)
-                .iter()
-                .map(|o| o + BUFFER_VALUES_AT as u64),
-        );
-        for slot in 0..S {
-            let base = (BUFFER_DATA_AT + slot * SLOT_SIZE) as u64;
-            offs.extend([0, 1, 64, 200, 255].map(|o| base + o));
+        for bank in 0..BANKS {
+            let at = bank_at(SLOTS, bank) as u64;
+            offs.extend(header_offsets(127).iter().map(|o| o + at));
+            let inside: &[u64] = if bank == r.bank {
+                &[0, 1, 64, 200, 255]
+            } else {
+                &[0, 129]
+            };
+            for slot in 0..S {
+                let base = at + (PAGE + slot * SLOT_SIZE) as u64;
+                offs.extend(inside.iter().map(|o| base + o));
+            }
         }
+        offs.push(buffer_len(SLOTS) - 1);
         offs.push(buffer_len(SLOTS));
+        let filling = r.filling();
         for len in offs {
-            case(
+            // A cut before the end of the filling bank's header page loses it.
+            let lost = len < bank_at(SLOTS, r.bank) as u64 || r.in_filling_header(len);
+            let names: &[&str] = if lost { &[BUF, &filling] } else { &[BUF] };
+            let e = case(
                 &r,
                 &mut t,
-                &format!("{BUFFER_NAME} truncated to {len} bytes"),
-                &[BUFFER_NAME],
-                Hit::Range(BUFFER_NAME.into(), len, u64::MAX),
-                |d| truncate(&d.join(BUFFER_NAME), len),
+                &format!("{BUF} truncated to {len} bytes"),
+                names,
+                Hit::Range(BUF.into(), len, u64::MAX),
+                |d| truncate(&d.join(BUF), len),
             );
+            t.misnamed += e.is_some_and(|e| !e.to_string().contains(BUF)) as usize;
         }
     }
     t.report("truncated buffer", started);
@@ -126,7 +139,7 @@ fn extended_files() {
         .map(|n| (n.clone(), keys_len(SLOTS)))
         .collect();
     files.extend(r.values.iter().map(|n| (n.clone(), values_len(SLOTS))));
-    files.push((BUFFER_NAME.into(), buffer_len(SLOTS)));
+    files.push((BUF.into(), buffer_len(SLOTS)));
     for (name, len) in &files {
         for extra in [1, RECORD_SIZE as u64, PAGE as u64] {
             case(
@@ -168,4 +181,39 @@ fn torn_tail_at_every_unsynced_record() {
     }
     assert_eq!(t.dropped, t.cases, "{t:?}");
     t.report("torn tails", started);
+}
+
+/// `STORE` cut inside its header is refused naming it; cut after the header, or grown, it
+/// still names the shard count, and the store opens intact.
+#[test]
+fn truncated_and_extended_store_file() {
+    let started = Instant::now();
+    let mut t = Tally::default();
+    for mode in MODES {
+        let r = Reference::build(mode);
+        let header = [0, 1, 8, 12, 28, 32, 59, 60, 63];
+        for len in header.into_iter().chain([64, 65, 512, PAGE as u64 - 1]) {
+            case(
+                &r,
+                &mut t,
+                &format!("{STORE} truncated to {len} bytes"),
+                &[STORE],
+                Hit::Nothing,
+                |d| truncate(&d.join(STORE), len),
+            );
+        }
+        for extra in [1, PAGE as u64] {
+            case(
+                &r,
+                &mut t,
+                &format!("{STORE} extended by {extra} bytes"),
+                &[STORE],
+                Hit::Nothing,
+                |d| truncate(&d.join(STORE), PAGE as u64 + extra),
+            );
+        }
+    }
+    assert_eq!(t.refused.values().sum::<usize>(), 9 * MODES.len(), "{t:?}");
+    assert_eq!(t.intact, 6 * MODES.len(), "{t:?}");
+    t.report("truncated and extended STORE", started);
 }
