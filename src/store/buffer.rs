@@ -32,6 +32,8 @@ pub(crate) struct Buffer {
     slots: u32,
     /// The section each bank's header page names (`None` when never set, torn or stale).
     pub(crate) banks: [Option<u32>; BANKS],
+    /// Banks whose header page held bytes that do not decode (torn or damaged), found at open.
+    pub(crate) damaged: [bool; BANKS],
     /// The newest valid sync mark found or written.
     pub(crate) mark: Mark,
     /// Where the next mark goes (the older copy).
@@ -58,6 +60,7 @@ impl Buffer {
             map,
             slots,
             banks: [None; BANKS],
+            damaged: [false; BANKS],
             mark: Mark::default(),
             mark_at: MARK_A,
         })
@@ -101,6 +104,7 @@ impl Buffer {
         }
         let map = file.map().ctx("mmap", &path)?;
         let mut banks = [None; BANKS];
+        let mut damaged = [false; BANKS];
         for (bank, named) in banks.iter_mut().enumerate() {
             let mut h = [0u8; HEADER_LEN];
             map.read(bank_at(slots, bank), &mut h)
@@ -111,6 +115,9 @@ impl Buffer {
                 .ok()
                 .filter(|h| h.section_slots == slots)
                 .map(|h| h.section);
+            // Bytes that do not decode, or a header page cut off (the file was shorter).
+            let cut = len < (bank_at(slots, bank) + HEADER_LEN) as u64;
+            damaged[bank] = named.is_none() && (cut || h.iter().any(|&b| b != 0));
         }
         // Two banks never hold the same section (see `clear`); if damage says otherwise,
         // neither is trusted: live values in that section then make open report it missing.
@@ -123,6 +130,7 @@ impl Buffer {
             map,
             slots,
             banks,
+            damaged,
             mark,
             mark_at,
         })

@@ -17,7 +17,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Context, Error, Result};
-use crate::format::{BANKS, BUFFER_NAME, Entry, MAX_SLOTS, RECORD_SIZE, keys_name, parse_name};
+use crate::format::{
+    BANKS, BUFFER_NAME, Entry, MAX_SLOTS, RECORD_SIZE, bank_at, keys_name, parse_name,
+};
 use crate::io::Vfs;
 use crate::options::Options;
 
@@ -213,20 +215,32 @@ fn settle_banks(inner: &mut Inner, last: Option<(u32, u32)>) -> Result<()> {
             }
         }
     }
-    if let Some(bad) = inner
+    let Some(bad) = inner
         .usage
         .missing(|n| inner.values.has(n) || inner.buffer.banks.contains(&Some(n)))
-    {
+    else {
+        return Ok(());
+    };
+    // A bank whose header page is damaged may be the one that held the section.
+    if let Some(bank) = inner.buffer.damaged.iter().position(|&d| d) {
         return Err(Error::corrupt(
-            inner.values.path(bad.0),
-            0,
+            &inner.buffer.path,
+            bank_at(inner.slots, bank) as u64,
             format!(
-                "value section is missing but {} live keys point into it",
-                bad.1
+                "the header page of bank {bank} is damaged, and {} live keys point into value \
+                 section {}, which no .v file holds",
+                bad.1, bad.0
             ),
         ));
     }
-    Ok(())
+    Err(Error::corrupt(
+        inner.values.path(bad.0),
+        0,
+        format!(
+            "value section is missing but {} live keys point into it",
+            bad.1
+        ),
+    ))
 }
 
 /// Creates a fresh store: key section 0 and the buffer, then syncs the directory. Refuses when

@@ -245,7 +245,6 @@ fn damaged_header_of_the_other_bank_is_ignored() {
 /// into it"), a file that never existed, without a word about `buffer.b`. A bank header
 /// with a valid checksum but another version is ignored instead of refused with `Version`.
 #[test]
-#[ignore = "engine bug: a lost header of the filling bank is reported as a missing .v file, not naming buffer.b"]
 fn damaged_header_of_the_filling_bank_is_named() {
     let started = Instant::now();
     let mut t = Tally::default();

@@ -153,8 +153,7 @@ pub(crate) struct Tally {
     pub(crate) dropped: usize,
     pub(crate) corrupt_reads: usize,
     pub(crate) continued: usize,
-    /// Refusals that name the section of the bank being filled instead of the buffer (see
-    /// [`reference::Reference::filling`]).
+    /// Refusals caused by damage to the buffer that do not name the buffer (must stay 0).
     pub(crate) misnamed: usize,
     /// Continue after every successful open.
     pub(crate) always: bool,

@@ -268,15 +268,6 @@ impl Reference {
         }
     }
 
-    /// The value section the bank being filled holds, which has no `.v` file yet. When
-    /// damage to the buffer loses that bank's header page (cut off, garbled, another
-    /// version), open refuses with `Corrupt` naming this file that never existed rather than
-    /// the buffer: an engine bug (see `files::damaged_header_of_the_filling_bank_is_named`),
-    /// tolerated for those offsets only and counted as [`Tally::misnamed`].
-    pub(crate) fn filling(&self) -> String {
-        in_shard(&values_name(self.values.len() as u32))
-    }
-
     /// Whether damage at byte `off` of the buffer (or a cut there) reaches the header of the
     /// bank being filled.
     pub(crate) fn in_filling_header(&self, off: u64) -> bool {

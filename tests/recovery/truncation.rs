@@ -108,11 +108,10 @@ fn truncated_buffer() {
         }
         offs.push(buffer_len(SLOTS) - 1);
         offs.push(buffer_len(SLOTS));
-        let filling = r.filling();
         for len in offs {
-            // A cut before the end of the filling bank's header page loses it.
-            let lost = len < bank_at(SLOTS, r.bank) as u64 || r.in_filling_header(len);
-            let names: &[&str] = if lost { &[BUF, &filling] } else { &[BUF] };
+            // A cut before the end of the filling bank's header page loses it: open must then
+            // refuse naming the buffer.
+            let names: &[&str] = &[BUF];
             let e = case(
                 &r,
                 &mut t,
@@ -124,6 +123,7 @@ fn truncated_buffer() {
             t.misnamed += e.is_some_and(|e| !e.to_string().contains(BUF)) as usize;
         }
     }
+    assert_eq!(t.misnamed, 0, "refusals that do not name {BUF}");
     t.report("truncated buffer", started);
 }
 
