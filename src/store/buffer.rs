@@ -179,6 +179,16 @@ impl Buffer {
         }
     }
 
+    /// Bytes `a..b` of the file, to make durable outside the store's lock.
+    pub(crate) fn range(&self, a: usize, b: usize) -> Span {
+        Span {
+            map: self.map.clone(),
+            path: self.path.clone(),
+            off: a,
+            len: b.saturating_sub(a),
+        }
+    }
+
     /// Writes `mark` over the older of the two copies and syncs it. Called only by the shard's
     /// sync leader, so the mark's bytes have one writer.
     pub(crate) fn mark_writer(&self) -> MarkWriter {
@@ -247,16 +257,22 @@ impl Buffer {
 pub(crate) struct MarkWriter {
     map: Arc<dyn Map>,
     path: PathBuf,
-    at: usize,
+    /// Where the mark goes.
+    pub(crate) at: usize,
 }
 
 impl MarkWriter {
     /// Writes and syncs `mark`.
     pub(crate) fn write(&self, mark: Mark) -> Result<()> {
+        self.put(mark)?;
+        self.map.flush(self.at, MARK_LEN).ctx("msync", &self.path)
+    }
+
+    /// Writes `mark` into the map only; the caller makes it durable.
+    pub(crate) fn put(&self, mark: Mark) -> Result<()> {
         self.map
             .write(self.at, &mark.encode())
-            .ctx("write sync mark", &self.path)?;
-        self.map.flush(self.at, MARK_LEN).ctx("msync", &self.path)
+            .ctx("write sync mark", &self.path)
     }
 }
 

@@ -31,6 +31,7 @@
 
 mod buffer;
 mod cache;
+mod commit;
 mod describe;
 mod flush;
 mod gc;
@@ -94,6 +95,8 @@ pub struct Store {
     dir: PathBuf,
     shards: Arc<[Shard]>,
     durability: Durability,
+    /// Group commit of the shards for durability `always`.
+    group: commit::Group,
     background: Mutex<Background>,
     _lock: Box<dyn Any + Send + Sync>,
 }
@@ -209,6 +212,7 @@ impl Store {
             dir: dir.to_path_buf(),
             shards,
             durability: options.durability,
+            group: commit::Group::default(),
             background: Mutex::new(background),
             _lock: lock,
         })
@@ -222,7 +226,12 @@ impl Store {
     /// Inserts or overwrites `key` with `value` (0 to 256 bytes).
     pub fn put(&self, key: impl Into<Key>, value: impl AsRef<[u8]>) -> Result<()> {
         let key = key.into();
-        self.shard(key).1.put(key, value.as_ref(), self.durability)
+        let (i, shard) = self.shard(key);
+        let seq = shard.put(key, value.as_ref())?;
+        if self.durability == Durability::Always {
+            self.group.commit_to(&self.shards, i, seq + 1)?;
+        }
+        Ok(())
     }
 
     /// The value of `key`, or `None`. A value in a value section is read after the shard's
@@ -265,7 +274,12 @@ impl Store {
     /// Deletes `key`; returns whether it existed.
     pub fn delete(&self, key: impl Into<Key>) -> Result<bool> {
         let key = key.into();
-        self.shard(key).1.delete(key, self.durability)
+        let (i, shard) = self.shard(key);
+        let (existed, seq) = shard.delete(key)?;
+        if existed && self.durability == Durability::Always {
+            self.group.commit_to(&self.shards, i, seq + 1)?;
+        }
+        Ok(existed)
     }
 
     /// Iterates over the keys in `range` (inclusive or exclusive bounds, as written) in key

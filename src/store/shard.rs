@@ -17,7 +17,6 @@ use crate::error::{Error, Result};
 use crate::format::BANKS;
 use crate::io::Vfs;
 use crate::key::{Key, Value};
-use crate::options::Durability;
 
 use super::buffer::Buffer;
 use super::cache::Cache;
@@ -41,7 +40,8 @@ pub(crate) struct Shard {
     state: Mutex<State>,
     /// Signalled when a bank's write-out ends (done or failed).
     pub(crate) freed: Condvar,
-    /// Held by the thread that syncs; the others wait for it (group commit).
+    /// Held by the thread that syncs the shard (a group commit, garbage collection, the
+    /// periodic syncer, an explicit sync).
     pub(crate) syncing: Mutex<()>,
     /// Records below this are durable.
     pub(crate) synced: AtomicU64,
@@ -185,9 +185,8 @@ impl Shard {
         }
     }
 
-    /// Inserts or overwrites `key`; with `durability` [`Always`](Durability::Always) returns
-    /// once the put is durable.
-    pub(crate) fn put(&self, key: Key, value: &[u8], durability: Durability) -> Result<()> {
+    /// Inserts or overwrites `key`; returns the record's sequence number.
+    pub(crate) fn put(&self, key: Key, value: &[u8]) -> Result<u64> {
         let ((), seq, g) = self.write(|s| {
             let step = s.inner.put(key, value)?;
             if let Step::Done(..) = step {
@@ -196,14 +195,11 @@ impl Shard {
             Ok(step)
         })?;
         drop(g);
-        if durability == Durability::Always {
-            self.sync_to(seq + 1)?;
-        }
-        Ok(())
+        Ok(seq)
     }
 
-    /// Deletes `key`; returns whether it existed.
-    pub(crate) fn delete(&self, key: Key, durability: Durability) -> Result<bool> {
+    /// Deletes `key`; returns whether it existed, and the record written if it did.
+    pub(crate) fn delete(&self, key: Key) -> Result<(bool, u64)> {
         let (existed, seq, g) = {
             let mut g = self.lock();
             let (existed, seq) = g.inner.delete(key)?;
@@ -211,10 +207,7 @@ impl Shard {
             (existed, seq, g)
         };
         drop(g);
-        if existed && durability == Durability::Always {
-            self.sync_to(seq + 1)?;
-        }
-        Ok(existed)
+        Ok((existed, seq))
     }
 
     /// Moves the value of `key` to a new slot if record `seq` still holds it (garbage

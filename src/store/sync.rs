@@ -54,20 +54,10 @@ struct Plan {
 }
 
 impl Inner {
-    /// Captures what a sync must flush, with the mark that ends it (keeping key sections from
-    /// `first`); `None` when nothing changed since the last sync.
-    fn plan(&mut self, first: u32) -> Result<Option<Plan>> {
-        let to = self.next_seq;
+    /// Spans of the key records `from..to`.
+    pub(super) fn key_spans(&self, from: u64, to: u64) -> Result<Vec<Span>> {
+        let s = u64::from(self.slots);
         let mut spans = Vec::new();
-        for (bank, dirty) in self.dirty.iter_mut().enumerate() {
-            if let Some((lo, hi)) = dirty.take() {
-                spans.push(self.buffer.span(bank, lo, hi));
-            }
-        }
-        if to == self.synced_seq && first == self.buffer.mark.first {
-            return Ok(None);
-        }
-        let (from, s) = (self.synced_seq, u64::from(self.slots));
         if to > from {
             for n in (from / s)..=((to - 1) / s) {
                 let (sec, _) = self.locate(n * s)?;
@@ -76,6 +66,34 @@ impl Inner {
                 spans.push(self.keys[sec].span(a, b));
             }
         }
+        Ok(spans)
+    }
+
+    /// Takes the dirty ranges of the banks: `(offset, end)` in `buffer.b`.
+    pub(super) fn take_dirty(&mut self) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for (bank, dirty) in self.dirty.iter_mut().enumerate() {
+            if let Some((lo, hi)) = dirty.take() {
+                let span = self.buffer.span(bank, lo, hi);
+                out.push((span.off, span.off + span.len));
+            }
+        }
+        out
+    }
+
+    /// Captures what a sync must flush, with the mark that ends it (keeping key sections from
+    /// `first`); `None` when the mark already says everything.
+    fn plan(&mut self, first: u32) -> Result<Option<Plan>> {
+        let to = self.next_seq;
+        if to == self.buffer.mark.synced && first == self.buffer.mark.first {
+            return Ok(None);
+        }
+        let mut spans: Vec<Span> = self
+            .take_dirty()
+            .into_iter()
+            .map(|(a, b)| self.buffer.range(a, b))
+            .collect();
+        spans.extend(self.key_spans(self.synced_seq, to)?);
         let mark = Mark {
             generation: self.generation + 1,
             synced: to,
@@ -114,21 +132,10 @@ impl Inner {
 }
 
 impl Shard {
-    /// Makes every earlier put and delete of this shard durable.
+    /// Makes every earlier put and delete of this shard durable, and the sync mark say so
+    /// (garbage collection relies on the mark before it removes a file).
     pub(crate) fn sync(&self) -> Result<()> {
-        let to = self.lock().inner.next_seq;
-        self.sync_to(to)
-    }
-
-    /// Makes records below `to` durable, sharing the sync with other writers.
-    pub(crate) fn sync_to(&self, to: u64) -> Result<()> {
-        if self.synced.load(Ordering::Acquire) >= to {
-            return Ok(());
-        }
         let guard = self.syncing.lock().unwrap_or_else(|p| p.into_inner());
-        if self.synced.load(Ordering::Acquire) >= to {
-            return Ok(());
-        }
         self.sync_locked(&guard, None)
     }
 
