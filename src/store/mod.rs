@@ -355,7 +355,7 @@ impl Store {
         for shard in self.shards.iter() {
             let mut g = shard.lock();
             while g.inner.flushing.iter().any(|&f| f) {
-                g = shard.freed.wait(g).unwrap_or_else(|p| p.into_inner());
+                shard.freed.wait(&mut g);
             }
         }
     }

@@ -9,12 +9,15 @@
 use std::any::Any;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use parking_lot::{Condvar, Mutex as StateLock, MutexGuard};
 
 use crossbeam_channel::Sender;
 
 use crate::error::{Error, Result};
 use crate::format::BANKS;
+use crate::format::record::value_crc;
 use crate::io::Vfs;
 use crate::key::{Key, Value};
 
@@ -37,7 +40,7 @@ pub(crate) struct Job {
 /// One shard of a store.
 #[derive(Debug)]
 pub(crate) struct Shard {
-    state: Mutex<State>,
+    state: StateLock<State>,
     /// Signalled when a bank's write-out ends (done or failed).
     pub(crate) freed: Condvar,
     /// Held by the thread that syncs the shard (a group commit, garbage collection, the
@@ -155,7 +158,7 @@ impl Shard {
     pub(crate) fn new(inner: Inner, cache: Cache) -> Shard {
         let synced = AtomicU64::new(inner.synced_seq);
         Shard {
-            state: Mutex::new(State { inner, cache }),
+            state: StateLock::new(State { inner, cache }),
             freed: Condvar::new(),
             syncing: Mutex::new(()),
             synced,
@@ -165,7 +168,7 @@ impl Shard {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated in a way the
         // checksums would not catch, so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock()
     }
 
     /// Runs a write step, waiting while both banks are busy.
@@ -179,7 +182,7 @@ impl Shard {
                 Step::Done(t, seq) => return Ok((t, seq, g)),
                 Step::Wait => {
                     g.inner.counters.stalls += 1;
-                    g = self.freed.wait(g).unwrap_or_else(|p| p.into_inner());
+                    self.freed.wait(&mut g);
                 }
             }
         }
@@ -187,8 +190,9 @@ impl Shard {
 
     /// Inserts or overwrites `key`; returns the record's sequence number.
     pub(crate) fn put(&self, key: Key, value: &[u8]) -> Result<u64> {
+        let crc = value_crc(value);
         let ((), seq, g) = self.write(|s| {
-            let step = s.inner.put(key, value)?;
+            let step = s.inner.put(key, value, crc)?;
             if let Step::Done(..) = step {
                 s.cache.write(key, value);
             }
@@ -213,11 +217,12 @@ impl Shard {
     /// Moves the value of `key` to a new slot if record `seq` still holds it (garbage
     /// collection); returns whether it moved.
     pub(crate) fn relocate(&self, key: Key, seq: u64, value: &[u8]) -> Result<bool> {
+        let crc = value_crc(value);
         let (moved, _, _g) = self.write(|s| {
             if s.inner.index.get(key) != Some(seq) {
                 return Ok(Step::Done(false, seq));
             }
-            Ok(match s.inner.put(key, value)? {
+            Ok(match s.inner.put(key, value, crc)? {
                 Step::Done((), seq) => Step::Done(true, seq),
                 Step::Wait => Step::Wait,
             })

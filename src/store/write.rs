@@ -10,7 +10,7 @@
 
 use super::shard::{Inner, Job};
 use crate::error::{Context, Error, Result};
-use crate::format::{BANKS, MAX_SLOTS, Op, Record, record::value_crc};
+use crate::format::{BANKS, MAX_SLOTS, Op, Record};
 use crate::key::{Key, VALUE_MAX};
 
 use super::keys::Section;
@@ -25,7 +25,9 @@ pub(crate) enum Step<T> {
 }
 
 impl Inner {
-    pub(crate) fn put(&mut self, key: Key, value: &[u8]) -> Result<Step<()>> {
+    /// Puts `value` at `key`; `crc` is [`value_crc`] of `value`, computed by the caller
+    /// before it took the shard's lock.
+    pub(crate) fn put(&mut self, key: Key, value: &[u8], crc: u32) -> Result<Step<()>> {
         self.writable()?;
         if value.len() > VALUE_MAX {
             return Err(Error::ValueTooLong {
@@ -52,7 +54,7 @@ impl Inner {
             op: Op::Put {
                 slot,
                 len: value.len() as u16,
-                value_crc: value_crc(value),
+                value_crc: crc,
             },
         };
         let (sec, at) = self.section_for(seq)?;
