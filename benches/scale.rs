@@ -214,6 +214,32 @@ fn cold() {
     }
 }
 
+/// Bytes of `.v`, `.k` and other files under `dir`.
+fn kinds(dir: &Path) -> [u64; 3] {
+    let mut out = [0u64; 3];
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        if m.is_dir() {
+            let sub = kinds(&e.path());
+            (0..3).for_each(|i| out[i] += sub[i]);
+            continue;
+        }
+        let name = e.file_name().to_string_lossy().into_owned();
+        let i = if name.ends_with(".v") {
+            0
+        } else if name.ends_with(".k") {
+            1
+        } else {
+            2
+        };
+        out[i] += m.len();
+    }
+    out
+}
+
 fn dir_bytes(dir: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
@@ -235,7 +261,8 @@ fn gc() {
     for k in 0..live {
         store.put(k, VALUE).expect("put");
     }
-    let base = live * VALUE.len() as u64;
+    // Live data: each live key's value slot and key record.
+    let base = live * (toykv::format::SLOT_SIZE + toykv::format::RECORD_SIZE) as u64;
     let mut x = 7u64;
     let t0 = Instant::now();
     let mut peak = 0u64;
@@ -248,10 +275,15 @@ fn gc() {
         }
         let b = dir_bytes(&dir);
         peak = peak.max(b);
+        let [v, k, other] = kinds(&dir);
+        let mib = |x: u64| x as f64 / 1048576.0;
         println!(
-            "gc overwrite round {r}: dir {:.0} MiB = {:.2}x live values",
-            b as f64 / 1048576.0,
-            b as f64 / base as f64
+            "gc overwrite round {r}: dir {:.0} MiB = {:.2}x live data (values {:.0}, keys {:.0}, buffers and other {:.0} MiB)",
+            mib(b),
+            b as f64 / base as f64,
+            mib(v),
+            mib(k),
+            mib(other)
         );
     }
     let el = t0.elapsed().as_secs_f64();

@@ -14,6 +14,13 @@
 //! twice the live records, the first section's live records are moved (their values put
 //! again) so it can go: open time follows the live keys, not the history.
 //!
+//! **Holding writers back.** A writer faster than collection (a sustained stream of
+//! overwrites) would let value files grow without bound. When the value files are past
+//! [`HOLD_LIMIT`](super::shard::HOLD_LIMIT) times their live values plus a section, and a
+//! section is worth collecting, each put waits (up to 100 ms) for collection to free one:
+//! puts then go at the speed of collection, and the directory stays within about 1.4 times
+//! the live data (`cargo bench --bench scale -- gc`).
+//!
 //! Work is done in small steps ([`Shard::gc_step`]), each taking the shard's lock only for
 //! memory work, so puts and gets go on meanwhile.
 
@@ -21,11 +28,42 @@ use crate::error::{Error, Result};
 use crate::format::{Op, PAGE, RECORD_SIZE, Record, SLOT_SIZE, record::value_crc};
 use crate::key::Key;
 
-use super::shard::Shard;
+use super::shard::{Inner, Shard};
 use super::values;
 
 /// Value files may hold this many times the live values before collection starts.
-pub(crate) const SPACE_LIMIT: f64 = 1.2;
+pub(crate) const SPACE_LIMIT: f64 = 1.15;
+impl Inner {
+    /// The section with the fewest live values among those worth collecting, if the value
+    /// files collection can reduce (on disk, not in a bank) hold more than `limit` times
+    /// their live values plus `slack` slots.
+    pub(crate) fn over(&self, limit: f64, slack: u64) -> Option<u32> {
+        let on_disk: Vec<(u32, u32)> = self
+            .values
+            .sections()
+            .filter(|n| !self.buffer.banks.contains(&Some(*n)) && !self.gc_skip.contains(n))
+            .map(|n| (n, self.usage.live(n)))
+            .collect();
+        let live: u64 = on_disk.iter().map(|&(_, c)| u64::from(c)).sum();
+        let space = on_disk.len() as u64 * u64::from(self.slots);
+        if space as f64 <= live as f64 * limit + slack as f64 {
+            return None;
+        }
+        // Only a section with at least an eighth dead is worth its moves: each collection
+        // then frees that much, so collection cannot churn without new writes.
+        on_disk
+            .into_iter()
+            .filter(|&(_, c)| worth(c, self.slots))
+            .min_by_key(|&(_, c)| c)
+            .map(|(n, _)| n)
+    }
+}
+
+/// Whether a section with `live` of its `slots` values live is worth collecting.
+pub(crate) fn worth(live: u32, slots: u32) -> bool {
+    live <= slots - slots / 8
+}
+
 /// Records scanned per lock hold.
 const CHUNK: u64 = 1024;
 
@@ -54,26 +92,10 @@ impl Shard {
     /// The value section to collect, if the shard's value files are over the limit.
     fn victim(&self) -> Option<u32> {
         let g = self.lock();
-        let i = &g.inner;
-        if i.failed.is_some() {
+        if g.inner.failed.is_some() {
             return None;
         }
-        let on_disk: Vec<(u32, u32)> = i
-            .values
-            .sections()
-            .filter(|n| !i.buffer.banks.contains(&Some(*n)) && !i.gc_skip.contains(n))
-            .map(|n| (n, i.usage.live(n)))
-            .collect();
-        let live: u64 = on_disk.iter().map(|&(_, c)| u64::from(c)).sum();
-        let space = on_disk.len() as u64 * u64::from(i.slots);
-        if (space as f64) <= live as f64 * SPACE_LIMIT + f64::from(i.slots) {
-            return None;
-        }
-        on_disk
-            .into_iter()
-            .filter(|&(_, c)| c < i.slots)
-            .min_by_key(|&(_, c)| c)
-            .map(|(n, _)| n)
+        g.inner.over(SPACE_LIMIT, u64::from(g.inner.slots) / 2)
     }
 
     /// Moves the live values out of section `n`, syncs, and removes it.
@@ -113,6 +135,7 @@ impl Shard {
         g.inner.guard(r)?;
         g.inner.usage.forget(n);
         g.inner.counters.gc_sections += 1;
+        g.inner.weigh();
         Ok(())
     }
 

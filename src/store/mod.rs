@@ -144,6 +144,10 @@ pub struct Stats {
     pub gc_moved: u64,
     /// Key sections garbage collection removed since open.
     pub gc_key_sections: u64,
+    /// Puts held back since open while value space was past 1.2 times the live values (plus
+    /// one section), so that collection could catch up with a sustained stream of
+    /// overwrites.
+    pub gc_holds: u64,
     /// Bytes of the store's files: value sections, key sections and buffers.
     pub disk_bytes: u64,
 }
@@ -392,6 +396,7 @@ impl Store {
             gc_sections: 0,
             gc_moved: 0,
             gc_key_sections: 0,
+            gc_holds: 0,
             disk_bytes: 0,
         };
         for shard in self.shards.iter() {
@@ -417,6 +422,7 @@ impl Store {
             st.gc_sections += n.gc_sections;
             st.gc_moved += n.gc_moved;
             st.gc_key_sections += n.gc_key_sections;
+            st.gc_holds += n.holds;
             st.disk_bytes += i.values.count() as u64 * crate::format::values_len(i.slots)
                 + i.keys.len() as u64 * crate::format::keys_len(i.slots)
                 + crate::format::buffer_len(i.slots);

@@ -127,6 +127,8 @@ pub(super) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
         failed: None,
         counters: Counters::default(),
         gc_skip: Default::default(),
+        gc_on: options.gc,
+        pressure: false,
     };
     settle_banks(&mut inner, walk.last)?;
     inner.sync_inline()?;

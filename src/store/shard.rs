@@ -73,6 +73,8 @@ pub(crate) struct Counters {
     pub(crate) gc_moved: u64,
     /// Key sections garbage collection removed.
     pub(crate) gc_key_sections: u64,
+    /// Puts held back for collection.
+    pub(crate) holds: u64,
 }
 
 /// A shard's files and in-memory state.
@@ -114,9 +116,31 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     /// Value sections garbage collection gave up on (see `gc`).
     pub(crate) gc_skip: std::collections::BTreeSet<u32>,
+    /// Whether background collection runs (and so puts may be held back for it).
+    pub(crate) gc_on: bool,
+    /// Whether value space is past [`HOLD_LIMIT`]: puts wait for collection (see
+    /// [`Shard::put`]).
+    pub(crate) pressure: bool,
 }
 
+/// Value sections on disk past this many times their live values, plus one section of
+/// slack, hold puts back until collection catches up. Collection starts
+/// at [`SPACE_LIMIT`](super::gc::SPACE_LIMIT); a writer faster than collection meets this.
+pub(crate) const HOLD_LIMIT: f64 = 1.2;
+
+/// The longest one put waits for collection: past it the put returns anyway (collection
+/// may be unable to free anything, for example while every section is live).
+const HOLD_MAX: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Inner {
+    /// Recomputes [`pressure`](Self::pressure): whether collection is behind by more than
+    /// [`HOLD_LIMIT`] and has a section to collect (else puts would wait for nothing).
+    pub(crate) fn weigh(&mut self) {
+        self.pressure = self.gc_on
+            && self.failed.is_none()
+            && self.over(HOLD_LIMIT, u64::from(self.slots)).is_some();
+    }
+
     /// The key section index and record index of `seq`, if its section is kept.
     pub(crate) fn locate(&self, seq: u64) -> Result<(usize, u32)> {
         let s = u64::from(self.slots);
@@ -198,7 +222,11 @@ impl Shard {
             }
             Ok(step)
         })?;
+        let held = g.inner.pressure;
         drop(g);
+        if held {
+            self.hold();
+        }
         Ok(seq)
     }
 
@@ -212,6 +240,16 @@ impl Shard {
         };
         drop(g);
         Ok((existed, seq))
+    }
+
+    /// Waits while value space is past [`HOLD_LIMIT`], so that a sustained stream of
+    /// overwrites cannot outrun collection, up to [`HOLD_MAX`].
+    fn hold(&self) {
+        let start = std::time::Instant::now();
+        while self.lock().inner.pressure && start.elapsed() < HOLD_MAX {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        self.lock().inner.counters.holds += 1;
     }
 
     /// Moves the value of `key` to a new slot if record `seq` still holds it (garbage

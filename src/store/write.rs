@@ -150,6 +150,7 @@ impl Inner {
         }
         self.active = next;
         self.fill = 0;
+        self.weigh();
         Ok(true)
     }
 
