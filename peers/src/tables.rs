@@ -190,7 +190,7 @@ pub fn hot(dir: &Path) -> DbResult<String> {
     if let Some(first) = rows.first() {
         let _ = writeln!(
             s,
-            "{} records loaded, then uniform random gets (workload '{}') after one warm-up pass. \
+            "{} records loaded, then uniform random gets (workload '{}') after a warm-up of eight gets per key. \
              Durability: {}.\n",
             first.records,
             what.name,
