@@ -73,6 +73,7 @@ type Found = (Key, u64, u32, u16, u32);
 impl Shard {
     /// Does one unit of collection, if any is due; returns whether it did.
     pub(crate) fn gc_step(&self) -> Result<bool> {
+        let _one = self.collecting.lock().unwrap_or_else(|p| p.into_inner());
         if self.drop_first_keys()? {
             return Ok(true);
         }

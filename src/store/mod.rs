@@ -436,7 +436,8 @@ impl Store {
     }
 
     /// Up to `n` entries in `(from, to)`, with values, merged from the shards; used by
-    /// [`Scan`]. Uses cached values without counting them as uses, and caches nothing.
+    /// [`Scan`]. Uses cached values without counting them as uses, and caches nothing;
+    /// values on disk are read by several threads at once.
     fn batch(&self, from: Bound<Key>, to: Bound<Key>, n: usize) -> Result<Vec<(Key, Value)>> {
         let mut fetches = Vec::new();
         for shard in self.shards.iter() {
@@ -450,10 +451,7 @@ impl Store {
         }
         fetches.sort_unstable_by_key(|f| f.key);
         fetches.truncate(n);
-        fetches
-            .into_iter()
-            .map(|f| Ok((f.key, f.finish()?)))
-            .collect()
+        read::finish_all(fetches)
     }
 }
 

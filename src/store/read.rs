@@ -130,3 +130,59 @@ impl Fetch {
         Ok(value)
     }
 }
+
+/// Disk reads a scan thread does at least; below, spawning it costs more than it saves.
+const READS_PER_THREAD: usize = 4;
+/// Threads one scan batch reads with at most.
+const SCAN_THREADS: usize = 8;
+
+/// Finishes `fetches` in order. Those that read the disk (one direct read each) are spread
+/// over up to [`SCAN_THREADS`] threads, so a scan of uncached values waits on the device in
+/// parallel rather than once per value.
+pub(crate) fn finish_all(fetches: Vec<Fetch>) -> Result<Vec<(Key, Value)>> {
+    let disk = fetches.iter().filter(|f| f.reads_disk()).count();
+    let threads = (disk / READS_PER_THREAD).min(SCAN_THREADS);
+    if threads <= 1 {
+        return fetches
+            .into_iter()
+            .map(|f| Ok((f.key, f.finish()?)))
+            .collect();
+    }
+    let per = fetches.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<Fetch>> = Vec::with_capacity(threads);
+    let mut rest = fetches.into_iter();
+    loop {
+        let chunk: Vec<Fetch> = rest.by_ref().take(per).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        chunks.push(chunk);
+    }
+    let finish = |chunk: Vec<Fetch>| -> Result<Vec<(Key, Value)>> {
+        chunk
+            .into_iter()
+            .map(|f| Ok((f.key, f.finish()?)))
+            .collect()
+    };
+    let parts: Vec<Result<Vec<(Key, Value)>>> = std::thread::scope(|s| {
+        let mut chunks = chunks.into_iter();
+        let mine = chunks.next();
+        let handles: Vec<_> = chunks.map(|c| s.spawn(move || finish(c))).collect();
+        let mut parts = vec![mine.map_or(Ok(Vec::new()), finish)];
+        for h in handles {
+            parts.push(h.join().unwrap_or_else(|_| {
+                Err(crate::error::Error::io(
+                    "read value",
+                    "",
+                    std::io::Error::other("a thread reading scanned values panicked"),
+                ))
+            }));
+        }
+        parts
+    });
+    let mut out = Vec::new();
+    for p in parts {
+        out.extend(p?);
+    }
+    Ok(out)
+}

@@ -46,6 +46,9 @@ pub(crate) struct Shard {
     /// Held by the thread that syncs the shard (a group commit, garbage collection, the
     /// periodic syncer, an explicit sync).
     pub(crate) syncing: Mutex<()>,
+    /// Held by the thread running a step of garbage collection (the background collector or
+    /// [`Store::gc`](crate::Store::gc)), so that two never work on one shard at once.
+    pub(crate) collecting: Mutex<()>,
     /// Records below this are durable.
     pub(crate) synced: AtomicU64,
 }
@@ -185,6 +188,7 @@ impl Shard {
             state: StateLock::new(State { inner, cache }),
             freed: Condvar::new(),
             syncing: Mutex::new(()),
+            collecting: Mutex::new(()),
             synced,
         }
     }
