@@ -8,8 +8,11 @@ use crate::key::{Key, Value};
 
 use super::Store;
 
-/// Keys fetched per lock acquisition.
+/// Keys fetched per lock acquisition, at most.
 const BATCH: usize = 64;
+/// The first batch: batches then double up to [`BATCH`], so that a scan the caller stops
+/// after a few items reads few values.
+const FIRST_BATCH: usize = 8;
 
 /// An ordered scan over a key range; see [`Store::scan`]. Yields `(key, value)` pairs; after
 /// an error it ends.
@@ -20,6 +23,7 @@ pub struct Scan<'a> {
     to: Bound<Key>,
     ready: VecDeque<(Key, Value)>,
     done: bool,
+    batch: usize,
 }
 
 impl<'a> Scan<'a> {
@@ -30,6 +34,7 @@ impl<'a> Scan<'a> {
             to,
             ready: VecDeque::new(),
             done: false,
+            batch: FIRST_BATCH,
         }
     }
 }
@@ -39,9 +44,11 @@ impl Iterator for Scan<'_> {
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.ready.is_empty() && !self.done {
-            match self.store.batch(self.from, self.to, BATCH) {
+            let want = self.batch;
+            self.batch = (want * 2).min(BATCH);
+            match self.store.batch(self.from, self.to, want) {
                 Ok(batch) => {
-                    self.done = batch.len() < BATCH;
+                    self.done = batch.len() < want;
                     if let Some((last, _)) = batch.last() {
                         self.from = Bound::Excluded(*last);
                     }
