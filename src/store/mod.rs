@@ -436,8 +436,8 @@ impl Store {
     }
 
     /// Up to `n` entries in `(from, to)`, with values, merged from the shards; used by
-    /// [`Scan`]. Uses cached values without counting them as uses, and caches nothing;
-    /// values on disk are read by several threads at once.
+    /// [`Scan`]. Uses cached values without counting them as uses; values on disk are read
+    /// by several threads at once, then cached.
     fn batch(&self, from: Bound<Key>, to: Bound<Key>, n: usize) -> Result<Vec<(Key, Value)>> {
         let mut fetches = Vec::new();
         for shard in self.shards.iter() {
@@ -451,7 +451,28 @@ impl Store {
         }
         fetches.sort_unstable_by_key(|f| f.key);
         fetches.truncate(n);
-        read::finish_all(fetches)
+        let read: Vec<(Key, u64)> = fetches
+            .iter()
+            .filter(|f| f.reads_disk())
+            .map(|f| (f.key, f.seq))
+            .collect();
+        let out = read::finish_all(fetches)?;
+        // Values read from disk enter the cache (its small queue: a scan passing over keys
+        // once cannot displace the hot set), unless a write replaced them meanwhile.
+        if !read.is_empty() {
+            let mut disk = read.into_iter().peekable();
+            for (key, value) in &out {
+                if disk.peek().is_some_and(|(k, _)| k == key)
+                    && let Some((_, seq)) = disk.next()
+                {
+                    let mut g = self.shard(*key).1.lock();
+                    if g.inner.index.get(*key) == Some(seq) {
+                        g.cache.insert(*key, value);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
