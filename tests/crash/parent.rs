@@ -165,12 +165,41 @@ pub(crate) fn verify(
     applied
 }
 
-pub(crate) fn count(tally: &mut Tally, applied: Option<bool>) {
+/// After a kill: counts it, replays the acknowledged operations on the model, reopens the
+/// store in `dir` and checks it ([`verify`]); returns whether the in-flight operation took
+/// effect.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn settle(
+    tally: &mut Tally,
+    model: &mut Model,
+    dir: &Path,
+    seed: u64,
+    plan: Plan,
+    fired: bool,
+    acks: &[Option<bool>],
+    what: &str,
+) -> Option<bool> {
+    tally.kills += 1;
+    tally.acked_ops += acks.len() as u64;
+    if let Plan::Point { point, .. } = plan {
+        if fired {
+            *tally.fired.entry(point).or_default() += 1;
+        } else {
+            tally.missed += 1;
+        }
+    }
+    let in_flight = replay(model, seed, acks, what);
+    let n = acks.len() as u64;
+    let what = format!("{what}: {n} operations acknowledged, in flight op {n} {in_flight:?}");
+    let store =
+        crate::open(dir).unwrap_or_else(|e| panic!("{what}: reopen after the kill failed: {e}"));
+    let applied = verify(&store, model, seed, n, in_flight, &what);
     match applied {
         Some(true) => tally.in_flight_applied += 1,
         Some(false) => tally.in_flight_dropped += 1,
         None => {}
     }
+    applied
 }
 
 pub(crate) fn run(v: &Variant) -> Tally {
@@ -199,23 +228,10 @@ pub(crate) fn run(v: &Variant) -> Tally {
         let fired = child.kill_per(plan);
         let acks = std::mem::take(&mut child.acks);
         drop(child);
-        tally.kills += 1;
-        tally.acked_ops += acks.len() as u64;
-        if let Plan::Point { point, .. } = plan {
-            if fired {
-                *tally.fired.entry(point).or_default() += 1;
-            } else {
-                tally.missed += 1;
-            }
-        }
-
-        let in_flight = replay(&mut model, seed, &acks, &what);
-        let n = acks.len() as u64;
-        let what = format!("{what}: {n} ops acknowledged, in flight op {n} {in_flight:?}");
-        let store = crate::open(&dir)
-            .unwrap_or_else(|e| panic!("{what}: reopen after the kill failed: {e}"));
-        let applied = verify(&store, &mut model, seed, n, in_flight, &what);
-        count(&mut tally, applied);
+        let applied = settle(
+            &mut tally, &mut model, &dir, seed, plan, fired, &acks, &what,
+        );
+        let n = acks.len();
         if verbose() {
             println!(
                 "[{}] round {round}: {plan:?}: {n} acked, in flight applied: {applied:?}, point fired: {fired}",

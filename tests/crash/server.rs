@@ -14,7 +14,7 @@ use rand::{RngExt, SeedableRng};
 use crate::ENV_BASE_SEED;
 use crate::child::say;
 use crate::ops::{Model, Op, mix, ops, value};
-use crate::parent::{Tally, base_seed, count, create, replay, verify, workdir};
+use crate::parent::{Tally, base_seed, create, settle, workdir};
 use crate::running::{Plan, ROUND_TIMEOUT, Role, Running};
 
 /// The server child: serves `dir` on a loopback port it prints, until killed.
@@ -162,23 +162,8 @@ pub(crate) fn run(rounds: usize) -> Tally {
         }
         child.kill();
         drop(child);
-        tally.kills += 1;
-        tally.acked_ops += acks.len() as u64;
-        if let Plan::Point { point, .. } = plan {
-            if fired {
-                *tally.fired.entry(point).or_default() += 1;
-            } else {
-                tally.missed += 1;
-            }
-        }
-        let in_flight = replay(&mut model, seed, &acks, &what);
-        let n = acks.len() as u64;
-        let what = format!("{what}: {n} commands acknowledged, in flight op {n} {in_flight:?}");
-        let store = crate::open(&dir)
-            .unwrap_or_else(|e| panic!("{what}: reopen after the kill failed: {e}"));
-        count(
-            &mut tally,
-            verify(&store, &mut model, seed, n, in_flight, &what),
+        settle(
+            &mut tally, &mut model, &dir, seed, plan, fired, &acks, &what,
         );
     }
     println!(
