@@ -53,7 +53,8 @@
 //! **Garbage collection** ([`Options::gc`], on by default; [`Store::gc`]): a value section
 //! that is mostly dead has its live values put again and is removed, its number used again
 //! for a later section; a key section is dropped from the front of the log once none of its
-//! records is live, after the sync mark names the next section as the first one kept.
+//! records is live, after the sync mark names the next section as the first one kept. Puts
+//! wait for collection while value files hold more than 1.2 times their live values.
 //!
 //! | option | default | |
 //! |---|---|---|
@@ -74,8 +75,9 @@
 //! |---|---|
 //! | [`format`](mod@format) | byte layout: headers, sync marks, key records, file names |
 //! | [`io`] | the I/O traits, the OS implementation (the only `unsafe`), the power-loss simulator |
-//! | `store` | the engine: `shard`, `keys` (`.k`), `values` (`.v`), `buffer` (`.b`, two banks), `flush` (background write-outs, periodic syncs, the collector), `sync` (group commit), `gc`, `usage`, `index`, `cache` (S3-FIFO read cache), `read`, `write`, `open`, `recover`, `scan` |
+//! | `store` | the engine: `shard`, `keys` (`.k`), `values` (`.v`), `buffer` (`.b`, two banks), `flush` (background write-outs, periodic syncs, the collector), `sync` (syncs and the sync mark), `commit` (group commit for `Always`), `describe` (the `STORE` file), `gc` (collection and holding writers back), `usage`, `index`, `cache` (S3-FIFO read cache), `read`, `write`, `open`, `recover`, `scan` |
 //! | [`key`] | [`Key`] and [`Value`] |
+//! | [`kill`] | kill points for crash tests (`TOYKV_KILL_AT`) |
 //! | [`error`] | the [`Error`] enum |
 //! | [`options`] | [`Options`] |
 //! | [`server`] | the Redis-protocol server: `frame` (RESP), `connection`, `command` (one file per family), `keymode`, `stats`, `launch` (flags) |
