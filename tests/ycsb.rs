@@ -10,7 +10,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
 use toykv::server::{Config, Server};
 use toykv::ycsb::cli::{BenchArgs, bench};
 use toykv::ycsb::resp::{Flavor, RespDb};
@@ -147,8 +146,7 @@ fn loaded_keys_are_fnv_hashes_of_record_numbers() {
 /// A server over a fresh store, in-process on an ephemeral port; stops when dropped.
 struct Running {
     addr: String,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    served: common::Served<toykv::Result<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -160,30 +158,12 @@ impl Running {
             dir: dir.path().to_path_buf(),
             ..Config::default()
         };
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                Server::new(store, config)
-                    .run(listener, async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .unwrap();
-            });
+        let served = common::Served::start(move |listener, shutdown| {
+            Server::new(store, config).run(listener, shutdown)
         });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         Running {
-            addr: addr.to_string(),
-            stop: Some(stop),
-            thread: Some(thread),
+            addr: served.addr.to_string(),
+            served,
             _dir: dir,
         }
     }
@@ -191,12 +171,8 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.served.shutdown();
+        let _ = self.served.wait(Duration::from_secs(20));
     }
 }
 

@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use tokio::sync::oneshot;
 use toykv::Durability;
 use toykv::server::Config;
 use toykv::server::frame::Frame;
@@ -133,8 +132,7 @@ fn info_reports_engine_counters_as_they_move() {
 /// A server started by [`serve_on`] with command-line flags, on port 0.
 struct FlagServer {
     addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<toykv::Result<()>>>,
+    served: crate::common::Served<toykv::Result<()>>,
 }
 
 impl FlagServer {
@@ -145,28 +143,12 @@ impl FlagServer {
             .into_iter()
             .chain(args.iter().copied());
         let flags = Flags::try_parse_from(argv).unwrap();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                serve_on(flags, listener, async {
-                    let _ = stopped.await;
-                })
-                .await
-            })
+        let served = crate::common::Served::start(move |listener, shutdown| {
+            serve_on(flags, listener, shutdown)
         });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         FlagServer {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
+            addr: served.addr,
+            served,
         }
     }
 
@@ -180,19 +162,10 @@ impl FlagServer {
     }
 
     fn finish(&mut self) -> toykv::Result<()> {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        match self.thread.take() {
-            Some(t) => t.join().expect("server thread panicked"),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for FlagServer {
-    fn drop(&mut self) {
-        let _ = self.finish();
+        self.served.shutdown();
+        self.served
+            .wait(Duration::from_secs(20))
+            .expect("server did not stop")
     }
 }
 

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
-use tokio::sync::oneshot;
 use toykv::server::frame::{Frame, parse_reply};
 use toykv::server::{Config, Server};
 use toykv::{Options, Store};
@@ -32,9 +31,8 @@ use toykv::{Options, Store};
 pub struct TestServer {
     pub addr: SocketAddr,
     pub dir: TempDir,
-    stop: Option<oneshot::Sender<()>>,
-    done: Option<std::sync::mpsc::Receiver<toykv::Result<()>>>,
-    _thread: std::thread::JoinHandle<()>,
+    served: common::Served<toykv::Result<()>>,
+    waited: bool,
 }
 
 pub fn tempdir() -> TempDir {
@@ -59,33 +57,14 @@ impl TestServer {
     pub fn start_in(dir: TempDir, mut config: Config) -> TestServer {
         config.dir = dir.path().to_path_buf();
         let store = Arc::new(Store::open_with(dir.path(), options()).unwrap());
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let r = Server::new(store, config)
-                    .run(listener, async {
-                        let _ = stop_rx.await;
-                    })
-                    .await;
-                let _ = done_tx.send(r);
-            });
+        let served = common::Served::start(move |listener, shutdown| {
+            Server::new(store, config).run(listener, shutdown)
         });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         TestServer {
-            addr,
+            addr: served.addr,
             dir,
-            stop: Some(stop_tx),
-            done: Some(done_rx),
-            _thread: thread,
+            served,
+            waited: false,
         }
     }
 
@@ -96,27 +75,25 @@ impl TestServer {
 
     /// Waits for the server's `run` to return (after SHUTDOWN or [`stop`](Self::stop)).
     pub fn wait(&mut self) -> toykv::Result<()> {
-        let done = self.done.take().expect("waited twice");
-        done.recv_timeout(Duration::from_secs(20))
+        assert!(!self.waited, "waited twice");
+        self.waited = true;
+        self.served
+            .wait(Duration::from_secs(20))
             .expect("server did not stop")
     }
 
     /// Triggers the graceful shutdown and waits for it.
     pub fn stop(&mut self) -> toykv::Result<()> {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
+        self.served.shutdown();
         self.wait()
     }
 }
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(done) = self.done.take() {
-            let _ = done.recv_timeout(Duration::from_secs(10));
+        self.served.shutdown();
+        if !self.waited {
+            let _ = self.served.wait(Duration::from_secs(10));
         }
     }
 }
