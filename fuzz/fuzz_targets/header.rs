@@ -11,6 +11,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+
+#[path = "../common/crc.rs"]
+mod crc;
+use crc::crc32c;
 use toykv::format::{HEADER_LEN, Header, HeaderError, Kind, check_section_slots};
 
 /// Offset of the CRC-32C in the header (docs: bytes 60..64, over 0..60).
@@ -72,19 +76,3 @@ fuzz_target!(|data: &[u8]| {
         assert!(matches!(got, Err(HeaderError::Bad(_))), "{h:?}: {got:?}");
     }
 });
-
-/// CRC-32C (Castagnoli), bit by bit: independent of the crate's implementation.
-fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82F6_3B78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}

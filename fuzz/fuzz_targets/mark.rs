@@ -11,6 +11,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+
+#[path = "../common/crc.rs"]
+mod crc;
+use crc::crc32c;
 use toykv::format::{MARK_A, MARK_B, MARK_LEN, Mark, PAGE};
 
 /// Offset of a mark's CRC-32C (docs: bytes 20..24, over 0..20).
@@ -50,19 +54,3 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(Mark::newest(&page), want);
 });
-
-/// CRC-32C (Castagnoli), bit by bit: independent of the crate's implementation.
-fn crc32c(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0x82F6_3B78
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
