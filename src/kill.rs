@@ -19,6 +19,15 @@
 //! | `gc-keys-marked` | the mark names a new first key section, before the old one is removed |
 //! | `gc-compacted` | the first key section's live records were moved |
 //!
+//! With durability `always`, the journal adds [`JOURNAL_POINTS`]:
+//!
+//! | point | where |
+//! |---|---|
+//! | `journal-written` | a commit's frames are written, before the journal's flush |
+//! | `journal-synced` | a commit is durable, before its writers are told |
+//! | `checkpoint` | every shard is synced, before the next epoch's header |
+//! | `replayed` | open has replayed the journal into the shards, before syncing them |
+//!
 //! `tests/crash` uses every point.
 
 use std::sync::OnceLock;
@@ -39,6 +48,14 @@ pub const POINTS: [&str; 10] = [
     "gc-synced",
     "gc-keys-marked",
     "gc-compacted",
+];
+
+/// The kill points of the journal (durability `always`).
+pub const JOURNAL_POINTS: [&str; 4] = [
+    "journal-written",
+    "journal-synced",
+    "checkpoint",
+    "replayed",
 ];
 
 struct Armed {

@@ -31,6 +31,7 @@
 //! `docs/FORMAT.md` has the same with a worked hex example.
 
 pub mod header;
+pub mod journal;
 pub mod record;
 
 pub use header::{HEADER_LEN, Header, HeaderError, Kind, MARK_A, MARK_B, MARK_LEN, Mark, PAGE};

@@ -258,21 +258,16 @@ pub(crate) struct MarkWriter {
     map: Arc<dyn Map>,
     path: PathBuf,
     /// Where the mark goes.
-    pub(crate) at: usize,
+    at: usize,
 }
 
 impl MarkWriter {
     /// Writes and syncs `mark`.
     pub(crate) fn write(&self, mark: Mark) -> Result<()> {
-        self.put(mark)?;
-        self.map.flush(self.at, MARK_LEN).ctx("msync", &self.path)
-    }
-
-    /// Writes `mark` into the map only; the caller makes it durable.
-    pub(crate) fn put(&self, mark: Mark) -> Result<()> {
         self.map
             .write(self.at, &mark.encode())
-            .ctx("write sync mark", &self.path)
+            .ctx("write sync mark", &self.path)?;
+        self.map.flush(self.at, MARK_LEN).ctx("msync", &self.path)
     }
 }
 

@@ -31,15 +31,16 @@
 
 mod buffer;
 mod cache;
-mod commit;
 mod describe;
 mod flush;
 mod gc;
 mod index;
+mod journal;
 mod keys;
 mod open;
 mod read;
 mod recover;
+mod replay;
 mod scan;
 mod shard;
 mod sync;
@@ -95,8 +96,10 @@ pub struct Store {
     dir: PathBuf,
     shards: Arc<[Shard]>,
     durability: Durability,
-    /// Group commit of the shards for durability `always`.
-    group: commit::Group,
+    /// The journal that makes puts durable with durability `always`.
+    journal: Option<journal::Journal>,
+    /// What opening dropped from the journal's tail, if it looked like a torn commit.
+    journal_torn: Option<String>,
     background: Mutex<Background>,
     _lock: Box<dyn Any + Send + Sync>,
 }
@@ -136,8 +139,13 @@ pub struct Stats {
     pub flushes: u64,
     /// Puts that had to wait for a bank's write-out since open.
     pub stalls: u64,
-    /// Syncs since open (with durability `always`, each may cover many writers).
+    /// Shard syncs since open (explicit, periodic, by collection, or a journal checkpoint).
     pub syncs: u64,
+    /// Journal commits since open (durability `always`): one write and one flush each, for
+    /// every writer waiting on any shard.
+    pub journal_commits: u64,
+    /// Journal checkpoints since open: every shard synced and the journal emptied.
+    pub journal_checkpoints: u64,
     /// Value sections garbage collection removed since open.
     pub gc_sections: u64,
     /// Values garbage collection moved since open.
@@ -195,14 +203,16 @@ impl Store {
         });
         let mut shards = Vec::with_capacity(opened.len());
         for inner in opened {
-            let mut inner = inner?;
-            inner.jobs = Some(jobs.clone());
-            shards.push(Shard::new(inner, Cache::new(per_shard)));
+            shards.push(Shard::new(inner?, Cache::new(per_shard)));
         }
-        drop(jobs);
         if fresh {
             describe::write(&*vfs, dir, &options, count)?;
         }
+        let (journal, journal_torn) = replay::open(dir, &options, &shards, fresh)?;
+        for shard in &shards {
+            shard.lock().inner.jobs = Some(jobs.clone());
+        }
+        drop(jobs);
         let shards: Arc<[Shard]> = shards.into();
         let writers = shards.len().min(2);
         let background = Background::start(
@@ -216,7 +226,8 @@ impl Store {
             dir: dir.to_path_buf(),
             shards,
             durability: options.durability,
-            group: commit::Group::default(),
+            journal,
+            journal_torn,
             background: Mutex::new(background),
             _lock: lock,
         })
@@ -230,10 +241,10 @@ impl Store {
     /// Inserts or overwrites `key` with `value` (0 to 256 bytes).
     pub fn put(&self, key: impl Into<Key>, value: impl AsRef<[u8]>) -> Result<()> {
         let key = key.into();
-        let (i, shard) = self.shard(key);
-        let seq = shard.put(key, value.as_ref())?;
-        if self.durability == Durability::Always {
-            self.group.commit_to(&self.shards, i, seq + 1)?;
+        let (_, shard) = self.shard(key);
+        let ticket = shard.put(key, value.as_ref(), self.journal.as_ref())?;
+        if let (Some(j), Some(t)) = (&self.journal, ticket) {
+            j.wait(t, &self.shards)?;
         }
         Ok(())
     }
@@ -278,10 +289,10 @@ impl Store {
     /// Deletes `key`; returns whether it existed.
     pub fn delete(&self, key: impl Into<Key>) -> Result<bool> {
         let key = key.into();
-        let (i, shard) = self.shard(key);
-        let (existed, seq) = shard.delete(key)?;
-        if existed && self.durability == Durability::Always {
-            self.group.commit_to(&self.shards, i, seq + 1)?;
+        let (_, shard) = self.shard(key);
+        let (existed, ticket) = shard.delete(key, self.journal.as_ref())?;
+        if let (Some(j), Some(t)) = (&self.journal, ticket) {
+            j.wait(t, &self.shards)?;
         }
         Ok(existed)
     }
@@ -348,9 +359,14 @@ impl Store {
     }
 
     /// Stops the background threads (pending write-outs finish), syncs and closes the store.
+    /// With a journal, the sync is a checkpoint: the journal is left empty, so the next open
+    /// has nothing to replay.
     pub fn close(self) -> Result<()> {
         self.stop();
-        self.sync()
+        match &self.journal {
+            Some(j) => j.checkpoint(&self.shards),
+            None => self.sync(),
+        }
     }
 
     /// Waits until no bank is being written out.
@@ -393,12 +409,18 @@ impl Store {
             flushes: 0,
             stalls: 0,
             syncs: 0,
+            journal_commits: 0,
+            journal_checkpoints: 0,
             gc_sections: 0,
             gc_moved: 0,
             gc_key_sections: 0,
             gc_holds: 0,
             disk_bytes: 0,
         };
+        if let Some(j) = &self.journal {
+            st.journal_commits = j.commits.load(std::sync::atomic::Ordering::Relaxed);
+            st.journal_checkpoints = j.checkpoints.load(std::sync::atomic::Ordering::Relaxed);
+        }
         for shard in self.shards.iter() {
             let g = shard.lock();
             let (i, c, n) = (&g.inner, g.cache.stats(), &g.inner.counters);
@@ -426,6 +448,9 @@ impl Store {
             st.disk_bytes += i.values.count() as u64 * crate::format::values_len(i.slots)
                 + i.keys.len() as u64 * crate::format::keys_len(i.slots)
                 + crate::format::buffer_len(i.slots);
+        }
+        if st.torn_tail.is_none() {
+            st.torn_tail.clone_from(&self.journal_torn);
         }
         st
     }

@@ -8,7 +8,6 @@
 
 use std::any::Any;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use parking_lot::{Condvar, Mutex as StateLock, MutexGuard};
@@ -24,6 +23,7 @@ use crate::key::{Key, Value};
 use super::buffer::Buffer;
 use super::cache::Cache;
 use super::index::Index;
+use super::journal::Journal;
 use super::keys::Section;
 use super::read::Fetch;
 use super::usage::Usage;
@@ -49,8 +49,6 @@ pub(crate) struct Shard {
     /// Held by the thread running a step of garbage collection (the background collector or
     /// [`Store::gc`](crate::Store::gc)), so that two never work on one shard at once.
     pub(crate) collecting: Mutex<()>,
-    /// Records below this are durable.
-    pub(crate) synced: AtomicU64,
 }
 
 /// What the shard's lock guards. A value in `cache` is always the value of the record
@@ -183,13 +181,11 @@ impl Inner {
 
 impl Shard {
     pub(crate) fn new(inner: Inner, cache: Cache) -> Shard {
-        let synced = AtomicU64::new(inner.synced_seq);
         Shard {
             state: StateLock::new(State { inner, cache }),
             freed: Condvar::new(),
             syncing: Mutex::new(()),
             collecting: Mutex::new(()),
-            synced,
         }
     }
 
@@ -216,34 +212,50 @@ impl Shard {
         }
     }
 
-    /// Inserts or overwrites `key`; returns the record's sequence number.
-    pub(crate) fn put(&self, key: Key, value: &[u8]) -> Result<u64> {
+    /// Inserts or overwrites `key`; with a journal, appends the put's entry under the same
+    /// lock and returns its ticket.
+    pub(crate) fn put(
+        &self,
+        key: Key,
+        value: &[u8],
+        journal: Option<&Journal>,
+    ) -> Result<Option<u64>> {
         let crc = value_crc(value);
-        let ((), seq, g) = self.write(|s| {
-            let step = s.inner.put(key, value, crc)?;
-            if let Step::Done(..) = step {
-                s.cache.write(key, value);
+        let (ticket, _, g) = self.write(|s| {
+            if let Some(j) = journal {
+                j.writable()?;
             }
-            Ok(step)
+            Ok(match s.inner.put(key, value, crc)? {
+                Step::Done((), seq) => {
+                    s.cache.write(key, value);
+                    Step::Done(journal.map(|j| j.put(key, value)), seq)
+                }
+                Step::Wait => Step::Wait,
+            })
         })?;
         let held = g.inner.pressure;
         drop(g);
         if held {
             self.hold();
         }
-        Ok(seq)
+        Ok(ticket)
     }
 
-    /// Deletes `key`; returns whether it existed, and the record written if it did.
-    pub(crate) fn delete(&self, key: Key) -> Result<(bool, u64)> {
-        let (existed, seq, g) = {
-            let mut g = self.lock();
-            let (existed, seq) = g.inner.delete(key)?;
-            g.cache.remove(key);
-            (existed, seq, g)
-        };
-        drop(g);
-        Ok((existed, seq))
+    /// Deletes `key`; returns whether it existed and, with a journal, the ticket of the
+    /// delete's entry (appended under the same lock) if it did.
+    pub(crate) fn delete(
+        &self,
+        key: Key,
+        journal: Option<&Journal>,
+    ) -> Result<(bool, Option<u64>)> {
+        let mut g = self.lock();
+        if let Some(j) = journal {
+            j.writable()?;
+        }
+        let (existed, _) = g.inner.delete(key)?;
+        g.cache.remove(key);
+        let ticket = journal.filter(|_| existed).map(|j| j.delete(key));
+        Ok((existed, ticket))
     }
 
     /// Waits while value space is past [`HOLD_LIMIT`], so that a sustained stream of

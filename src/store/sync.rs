@@ -16,7 +16,6 @@
 //! writes are refused until reopen.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 
 use crate::error::{Context, Result};
@@ -158,8 +157,6 @@ impl Shard {
         let mut g = self.lock();
         g.inner.guard(r)?;
         g.inner.done(plan.mark);
-        drop(g);
-        self.synced.store(plan.mark.synced, Ordering::Release);
         Ok(())
     }
 }

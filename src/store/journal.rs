@@ -1,0 +1,338 @@
+//! Durability `always` through the store's journal: one flush per commit, whatever the shard
+//! count (the format is in [`crate::format::journal`]).
+//!
+//! A put or delete is applied to its shard as with any durability (value in the bank, record
+//! in the key section, index) and, under the same shard lock, its journal entry is appended
+//! to the store's pending bytes; it gets a *ticket*, the entry's number. So per key the
+//! journal holds operations in the order the shard applied them. The writer then waits until
+//! its ticket is durable:
+//!
+//! - one writer at a time leads a commit: it takes every pending entry (its own and those
+//!   of every writer that came meanwhile, across all shards), writes them as frames with one
+//!   aligned direct write and syncs the journal; then it wakes every waiter at once;
+//! - a commit that does not fit in the rest of the file is made durable by a *checkpoint*
+//!   instead: every shard is synced (its sync mark then covers every entry taken, since an
+//!   entry is appended only after its operation is applied) and the next epoch's header is
+//!   written, which empties the journal.
+//!
+//! The shards' own files are synced only by checkpoints, write-outs and garbage collection,
+//! as with durability `none`; what a power loss takes from them, replay gives back. A failed
+//! write or sync of the journal poisons it: the kernel may have dropped what it held, so
+//! every later put and delete is refused until the store is reopened.
+//!
+//! At open, [`recover`] reads the current epoch's frames; the store replays them into the
+//! shards before anything else runs, syncs the shards and starts the next epoch.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{Context, Error, Result};
+use crate::format::TMP_SUFFIX;
+use crate::format::journal::{
+    BLOCK, FRAME_HEADER_LEN, FRAMES_AT, Frame, JOURNAL_NAME, JournalHeader, PAYLOAD_MAX,
+    encode_delete, encode_put, split,
+};
+use crate::io::{AlignedBuf, FileIo, Mode, Vfs};
+use crate::key::Key;
+
+use super::replay::Found;
+use super::shard::Shard;
+
+/// Bytes of zeros written at a time while making a journal.
+const CHUNK: usize = 1 << 20;
+
+/// The store's journal, open for commits.
+#[derive(Debug)]
+pub(crate) struct Journal {
+    path: PathBuf,
+    file: Arc<dyn FileIo>,
+    len: u64,
+    /// Entries not yet taken by a commit.
+    pending: Mutex<Pending>,
+    /// Who leads, what is durable.
+    state: Mutex<Turn>,
+    /// Signalled, to every waiter at once, when a commit ends.
+    done: Condvar,
+    /// Where the next frame goes; only the leader touches it.
+    writer: Mutex<Writer>,
+    /// Set with [`Turn::failed`], for a check without the lock.
+    broken: AtomicBool,
+    /// Commits written since open.
+    pub(crate) commits: AtomicU64,
+    /// Checkpoints since open (the journal emptied into the shards' synced files).
+    pub(crate) checkpoints: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// Tickets handed out.
+    issued: u64,
+}
+
+#[derive(Debug, Default)]
+struct Turn {
+    leading: bool,
+    /// Tickets up to this one are durable.
+    durable: u64,
+    /// Set by a failed write or sync: (operation, error).
+    failed: Option<(&'static str, String)>,
+}
+
+#[derive(Debug)]
+struct Writer {
+    epoch: u64,
+    number: u64,
+    at: u64,
+    buf: AlignedBuf,
+    /// The pending bytes' next buffer (swapped in when a commit takes them).
+    spare: Vec<u8>,
+}
+
+impl Journal {
+    /// Makes a new journal of `len` bytes in `dir` (see the format's creation order).
+    pub(crate) fn create(vfs: &dyn Vfs, dir: &Path, len: u64, direct: bool) -> Result<Journal> {
+        let path = dir.join(JOURNAL_NAME);
+        let tmp = dir.join(format!("{JOURNAL_NAME}{TMP_SUFFIX}"));
+        let mode = Mode {
+            create: true,
+            write: true,
+            direct,
+        };
+        let file = vfs.open(&tmp, mode).ctx("create", &tmp)?;
+        file.set_len(0).ctx("truncate", &tmp)?;
+        let zeros = AlignedBuf::new(CHUNK, BLOCK);
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(CHUNK as u64) as usize;
+            file.write_at(&zeros.bytes()[..n], at).ctx("write", &tmp)?;
+            at += n as u64;
+        }
+        let header = JournalHeader { len, epoch: 1 };
+        write_header(&*file, &tmp, header)?;
+        vfs.rename(&tmp, &path).ctx("rename", &tmp)?;
+        vfs.sync_dir(dir).ctx("fsync", dir)?;
+        let file = vfs
+            .open(
+                &path,
+                Mode {
+                    create: false,
+                    ..mode
+                },
+            )
+            .ctx("open", &path)?;
+        Ok(Journal::new(file, path, header))
+    }
+
+    /// Continues a recovered journal whose entries were replayed and synced into the shards:
+    /// starts the next epoch (when the current one holds anything), so they never replay
+    /// again over later writes.
+    pub(super) fn resume(found: Found) -> Result<Journal> {
+        let Found {
+            file,
+            path,
+            header,
+            frames,
+            ..
+        } = found;
+        let header = if frames > 0 {
+            let next = JournalHeader {
+                epoch: header.epoch + 1,
+                ..header
+            };
+            write_header(&*file, &path, next)?;
+            next
+        } else {
+            header
+        };
+        Ok(Journal::new(file, path, header))
+    }
+
+    fn new(file: Arc<dyn FileIo>, path: PathBuf, header: JournalHeader) -> Journal {
+        Journal {
+            path,
+            file,
+            len: header.len,
+            pending: Mutex::new(Pending::default()),
+            state: Mutex::new(Turn::default()),
+            done: Condvar::new(),
+            writer: Mutex::new(Writer {
+                epoch: header.epoch,
+                number: 0,
+                at: FRAMES_AT,
+                buf: AlignedBuf::new(BLOCK, BLOCK),
+                spare: Vec::new(),
+            }),
+            broken: AtomicBool::new(false),
+            commits: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
+        }
+    }
+
+    /// Refuses writes once a commit failed.
+    pub(crate) fn writable(&self) -> Result<()> {
+        if !self.broken.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        Err(self.failure())
+    }
+
+    fn failure(&self) -> Error {
+        let (op, why) = self
+            .state
+            .lock()
+            .failed
+            .clone()
+            .unwrap_or(("commit", "the journal failed".into()));
+        Error::Failed {
+            op,
+            path: self.path.clone(),
+            why,
+        }
+    }
+
+    /// Appends a put's entry; its ticket. Call with the shard's lock held, after the put.
+    pub(crate) fn put(&self, key: Key, value: &[u8]) -> u64 {
+        let mut p = self.pending.lock();
+        encode_put(&mut p.bytes, key.0, value);
+        p.issued += 1;
+        p.issued
+    }
+
+    /// Appends a delete's entry; its ticket. Call with the shard's lock held, after the
+    /// delete.
+    pub(crate) fn delete(&self, key: Key) -> u64 {
+        let mut p = self.pending.lock();
+        encode_delete(&mut p.bytes, key.0);
+        p.issued += 1;
+        p.issued
+    }
+
+    /// Returns once `ticket` is durable, leading commits or waiting for them.
+    pub(crate) fn wait(&self, ticket: u64, shards: &[Shard]) -> Result<()> {
+        let mut turn = self.state.lock();
+        loop {
+            if turn.durable >= ticket {
+                return Ok(());
+            }
+            if turn.failed.is_some() {
+                drop(turn);
+                return Err(self.failure());
+            }
+            if !turn.leading {
+                turn.leading = true;
+                drop(turn);
+                let r = self.writer.lock().commit(self, shards);
+                turn = self.state.lock();
+                turn.leading = false;
+                match r {
+                    Ok(upto) => turn.durable = turn.durable.max(upto),
+                    Err(e) => {
+                        let op = match &e {
+                            Error::Io { op, .. } => *op,
+                            _ => "commit",
+                        };
+                        turn.failed = Some((op, e.to_string()));
+                        self.broken.store(true, Ordering::Release);
+                        self.done.notify_all();
+                        return Err(e);
+                    }
+                }
+                self.done.notify_all();
+                continue;
+            }
+            self.done.wait(&mut turn);
+        }
+    }
+
+    /// Makes everything applied so far durable and empties the journal: syncs every shard,
+    /// then starts the next epoch. For close, and for commits that do not fit.
+    pub(crate) fn checkpoint(&self, shards: &[Shard]) -> Result<()> {
+        self.writer.lock().checkpoint(self, shards)
+    }
+}
+
+impl Writer {
+    /// Commits every pending entry; the tickets now durable.
+    fn commit(&mut self, j: &Journal, shards: &[Shard]) -> Result<u64> {
+        let (bytes, upto) = {
+            let mut p = j.pending.lock();
+            let bytes = std::mem::replace(&mut p.bytes, std::mem::take(&mut self.spare));
+            (bytes, p.issued)
+        };
+        let r = self.write(j, shards, &bytes);
+        self.spare = bytes;
+        self.spare.clear();
+        r.map(|()| upto)
+    }
+
+    fn write(&mut self, j: &Journal, shards: &[Shard], bytes: &[u8]) -> Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let max = PAYLOAD_MAX.min((j.len - FRAMES_AT) as usize - FRAME_HEADER_LEN);
+        let pieces = split(bytes, max).map_err(|why| Error::corrupt(&j.path, self.at, why))?;
+        let frames: Vec<Frame> = pieces
+            .iter()
+            .enumerate()
+            .map(|(i, &(a, b, count))| Frame {
+                len: (b - a) as u32,
+                epoch: self.epoch,
+                number: self.number + i as u64,
+                count,
+            })
+            .collect();
+        let blocks: u64 = frames.iter().map(Frame::blocks).sum();
+        let size = blocks * BLOCK as u64;
+        if self.at + size > j.len {
+            // Every entry taken is applied already: the checkpoint's shard syncs cover them.
+            return self.checkpoint(j, shards);
+        }
+        if self.buf.len() < size as usize {
+            self.buf = AlignedBuf::new((size as usize).next_power_of_two(), BLOCK);
+        }
+        let out = &mut self.buf.bytes_mut()[..size as usize];
+        let mut off = 0;
+        for (f, &(a, b, _)) in frames.iter().zip(&pieces) {
+            let n = f.blocks() as usize * BLOCK;
+            f.encode(&bytes[a..b], &mut out[off..off + n]);
+            off += n;
+        }
+        j.file.write_at(out, self.at).ctx("write", &j.path)?;
+        crate::kill::point("journal-written");
+        j.file.sync().ctx("fdatasync", &j.path)?;
+        crate::kill::point("journal-synced");
+        self.at += size;
+        self.number += frames.len() as u64;
+        j.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, j: &Journal, shards: &[Shard]) -> Result<()> {
+        shards.iter().try_for_each(Shard::sync)?;
+        crate::kill::point("checkpoint");
+        let next = JournalHeader {
+            len: j.len,
+            epoch: self.epoch + 1,
+        };
+        write_header(&*j.file, &j.path, next)?;
+        self.epoch = next.epoch;
+        self.number = 0;
+        self.at = FRAMES_AT;
+        j.checkpoints.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// Writes `header` into its slot and syncs.
+pub(super) fn write_header(file: &dyn FileIo, path: &Path, header: JournalHeader) -> Result<()> {
+    let mut block = AlignedBuf::new(BLOCK, BLOCK);
+    let h = header.encode();
+    block.bytes_mut()[..h.len()].copy_from_slice(&h);
+    file.write_at(block.bytes(), header.slot_at())
+        .ctx("write", path)?;
+    file.sync().ctx("fdatasync", path)
+}

@@ -1,0 +1,271 @@
+//! Opening a store's journal: reading the current epoch's frames and replaying them into the
+//! shards (see [`crate::format::journal`] for the format and [`journal`](super::journal)
+//! for commits).
+//!
+//! Replay runs before the store's background threads start, so a bank that fills is written
+//! out in line. It applies every entry of the current epoch in order (per key the last one
+//! wins, whatever the shards already held), syncs every shard, and only then starts the next
+//! epoch: a crash before that replays the same entries again, to the same end.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Context, Error, Result};
+use crate::format::TMP_SUFFIX;
+use crate::format::journal::{
+    BLOCK, FRAME_HEADER_LEN, FRAMES_AT, Frame, JOURNAL_NAME, JournalHeader, JournalOp, decode_entry,
+};
+use crate::format::record::value_crc;
+use crate::io::{AlignedBuf, FileIo, Mode, Vfs};
+use crate::key::Key;
+use crate::options::{Durability, Options};
+
+use super::journal::Journal;
+use super::shard::Shard;
+use super::write::Step;
+
+/// Bytes read at a time.
+const CHUNK: usize = 1 << 20;
+
+/// What [`recover`] found in an existing journal.
+#[derive(Debug)]
+pub(super) struct Found {
+    pub(super) file: Arc<dyn FileIo>,
+    pub(super) path: PathBuf,
+    pub(super) header: JournalHeader,
+    /// The entries of the current epoch's frames, in order.
+    pub(super) entries: Vec<u8>,
+    /// Frames read.
+    pub(super) frames: u64,
+    /// Why the last block read was not a frame, when it looked like a torn commit.
+    pub(super) torn: Option<String>,
+}
+
+/// Opens the journal of the store in `dir` once its shards are open: replays what it holds
+/// (then syncs the shards and starts the next epoch), and keeps it, made if missing, for
+/// durability `always`. A new store (`fresh`) must not find one holding commits: that would
+/// be a store whose `STORE` file was lost.
+pub(super) fn open(
+    dir: &Path,
+    options: &Options,
+    shards: &[Shard],
+    fresh: bool,
+) -> Result<(Option<Journal>, Option<String>)> {
+    let vfs = &*options.vfs;
+    let found = recover(vfs, dir, options.direct_io)?;
+    let mut torn = None;
+    if let Some(f) = &found {
+        if fresh && f.frames > 0 {
+            let what = "the journal holds commits but the STORE file is missing";
+            return Err(Error::corrupt(&f.path, 0, what));
+        }
+        if f.frames > 0 {
+            replay(shards, &f.entries, &f.path)?;
+            crate::kill::point("replayed");
+            shards.iter().try_for_each(Shard::sync)?;
+        }
+        torn.clone_from(&f.torn);
+    }
+    let always = options.durability == Durability::Always;
+    let journal = match found {
+        Some(f) => Some(Journal::resume(f)?).filter(|_| always),
+        None if always => Some(Journal::create(
+            vfs,
+            dir,
+            options.journal_bytes,
+            options.direct_io,
+        )?),
+        None => None,
+    };
+    Ok((journal, torn))
+}
+
+/// Reads the journal of `dir`, if there is one (removing a leftover `journal.tmp`, an
+/// interrupted creation): its current header and the entries of the current epoch.
+pub(super) fn recover(vfs: &dyn Vfs, dir: &Path, direct: bool) -> Result<Option<Found>> {
+    let names = vfs.list(dir).ctx("list", dir)?;
+    let tmp = format!("{JOURNAL_NAME}{TMP_SUFFIX}");
+    if names.contains(&tmp) {
+        let p = dir.join(&tmp);
+        vfs.remove(&p).ctx("remove", &p)?;
+    }
+    if !names.iter().any(|n| n == JOURNAL_NAME) {
+        return Ok(None);
+    }
+    let path = dir.join(JOURNAL_NAME);
+    let mode = Mode {
+        create: false,
+        write: true,
+        direct,
+    };
+    let file = vfs.open(&path, mode).ctx("open", &path)?;
+    let len = file.len().ctx("stat", &path)?;
+    let header = current(&*file, &path, len)?;
+    let mut r = Reader {
+        file: &*file,
+        path: &path,
+        len,
+        base: FRAMES_AT,
+        buf: Vec::new(),
+        scratch: AlignedBuf::new(CHUNK, BLOCK),
+    };
+    let (mut at, mut frames, mut entries, mut torn) = (FRAMES_AT, 0u64, Vec::new(), None);
+    while at < len {
+        r.drop_before(at);
+        let head = r.get(at, FRAME_HEADER_LEN)?;
+        let Some(f) = Frame::peek(head, header.epoch, frames) else {
+            break;
+        };
+        let size = f.blocks() * BLOCK as u64;
+        if at + size > len {
+            torn = Some(format!(
+                "frame {frames} at offset {at} runs past the end of the file"
+            ));
+            break;
+        }
+        let b = r.get(at, FRAME_HEADER_LEN + f.len as usize)?;
+        if !f.check(b) {
+            torn = Some(format!(
+                "frame {frames} at offset {at}: checksum mismatch (a commit torn by power loss)"
+            ));
+            break;
+        }
+        let payload = &b[FRAME_HEADER_LEN..];
+        let mut n = 0;
+        let mut count = 0u32;
+        while n < payload.len() {
+            let (_, l) = decode_entry(&payload[n..]).map_err(|why| {
+                Error::corrupt(&path, at, format!("journal frame {frames}: {why}"))
+            })?;
+            n += l;
+            count += 1;
+        }
+        if count != f.count {
+            let what = format!(
+                "journal frame {frames} says {} entries and holds {count}",
+                f.count
+            );
+            return Err(Error::corrupt(&path, at, what));
+        }
+        entries.extend_from_slice(payload);
+        frames += 1;
+        at += size;
+    }
+    Ok(Some(Found {
+        file,
+        path,
+        header,
+        entries,
+        frames,
+        torn,
+    }))
+}
+
+/// The current header: the higher epoch among the slots that decode.
+fn current(file: &dyn FileIo, path: &Path, len: u64) -> Result<JournalHeader> {
+    if len < FRAMES_AT {
+        let what = format!("journal of {len} bytes, short of its {FRAMES_AT}-byte header slots");
+        return Err(Error::corrupt(path, 0, what));
+    }
+    let mut slots = AlignedBuf::new(FRAMES_AT as usize, BLOCK);
+    file.read_at(slots.bytes_mut(), 0).ctx("read", path)?;
+    let mut best: Option<JournalHeader> = None;
+    let mut why = Vec::new();
+    for (i, b) in slots.bytes().chunks(BLOCK).enumerate() {
+        match JournalHeader::decode(b) {
+            Ok(h) if h.slot_at() != (i * BLOCK) as u64 => {
+                why.push(format!(
+                    "slot {i}: epoch {} belongs in the other slot",
+                    h.epoch
+                ));
+            }
+            Ok(h) if h.len != len => {
+                why.push(format!(
+                    "slot {i}: says {} bytes, the file has {len}",
+                    h.len
+                ));
+            }
+            Ok(h) => {
+                if best.is_none_or(|b| h.epoch > b.epoch) {
+                    best = Some(h);
+                }
+            }
+            Err(e) => why.push(format!("slot {i}: {e}")),
+        }
+    }
+    best.ok_or_else(|| {
+        let what = format!("no journal header decodes ({})", why.join("; "));
+        Error::corrupt(path, 0, what)
+    })
+}
+
+/// Replays journal entries into the shards, in order; the operations applied. Runs at open,
+/// before the background threads start, so a full bank is written out in line.
+pub(super) fn replay(shards: &[Shard], entries: &[u8], path: &Path) -> Result<u64> {
+    let (mut at, mut n) = (0usize, 0u64);
+    while at < entries.len() {
+        let (op, len) = decode_entry(&entries[at..]).map_err(|why| Error::corrupt(path, 0, why))?;
+        let key = match op {
+            JournalOp::Put(k, _) | JournalOp::Delete(k) => Key(k),
+        };
+        let i = crate::format::shard_of(key.0, shards.len() as u32) as usize;
+        let Some(shard) = shards.get(i) else {
+            return Err(Error::corrupt(path, 0, "a journal entry names no shard"));
+        };
+        let mut g = shard.lock();
+        match op {
+            JournalOp::Put(_, value) => match g.inner.put(key, value, value_crc(value))? {
+                Step::Done(..) => g.cache.write(key, value),
+                Step::Wait => {
+                    let what = "replay found both banks busy, with no write-out running";
+                    return Err(Error::corrupt(path, 0, what));
+                }
+            },
+            JournalOp::Delete(_) => {
+                g.inner.delete(key)?;
+                g.cache.remove(key);
+            }
+        }
+        at += len;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Reads the journal in [`CHUNK`]s, keeping the bytes from `base` on.
+struct Reader<'a> {
+    file: &'a dyn FileIo,
+    path: &'a Path,
+    len: u64,
+    base: u64,
+    buf: Vec<u8>,
+    scratch: AlignedBuf,
+}
+
+impl Reader<'_> {
+    /// Forgets the bytes before `at` (a block boundary).
+    fn drop_before(&mut self, at: u64) {
+        let n = (at.saturating_sub(self.base) as usize).min(self.buf.len());
+        if n >= CHUNK {
+            self.buf.drain(..n);
+            self.base += n as u64;
+        }
+    }
+
+    /// The `n` bytes at `at` (`at + n` within the file).
+    fn get(&mut self, at: u64, n: usize) -> Result<&[u8]> {
+        while self.base + (self.buf.len() as u64) < at + n as u64 {
+            let from = self.base + self.buf.len() as u64;
+            let take = (self.len - from).min(CHUNK as u64) as usize;
+            if take == 0 {
+                let what = format!("journal read past its end at {from}");
+                return Err(Error::corrupt(self.path, from, what));
+            }
+            let chunk = &mut self.scratch.bytes_mut()[..take];
+            self.file.read_at(chunk, from).ctx("read", self.path)?;
+            self.buf.extend_from_slice(chunk);
+        }
+        let start = (at - self.base) as usize;
+        Ok(&self.buf[start..start + n])
+    }
+}
