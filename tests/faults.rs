@@ -45,6 +45,7 @@ fn opts(fs: &SimFs) -> Options {
         .shards(1)
         .gc(false)
         .durability(MODE.get())
+        .journal_bytes(64 << 10)
         .vfs(Arc::new(fs.clone()))
 }
 

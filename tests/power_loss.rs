@@ -35,6 +35,7 @@ fn opts(fs: &SimFs, shards: u32, durability: Durability) -> Options {
         .section_slots(16)
         .shards(shards)
         .durability(durability)
+        .journal_bytes(64 << 10)
         .vfs(Arc::new(fs.clone()))
 }
 

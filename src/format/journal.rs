@@ -284,6 +284,12 @@ impl Frame {
     /// Reads the header at the start of `b` if it is a frame of `epoch` numbered `number`;
     /// `None` otherwise (the end of the journal). The payload is checked by [`Frame::check`].
     pub fn peek(b: &[u8], epoch: u64, number: u64) -> Option<Frame> {
+        Frame::read(b).filter(|f| f.epoch == epoch && f.number == number)
+    }
+
+    /// Reads the header at the start of `b` if it has a frame's magic and a possible length,
+    /// whatever its epoch and number.
+    pub fn read(b: &[u8]) -> Option<Frame> {
         let h = b.get(..FRAME_HEADER_LEN)?;
         if h[F_MAGIC_AT..F_LEN_AT] != FRAME_MAGIC {
             return None;
@@ -294,7 +300,7 @@ impl Frame {
             number: u64_at(h, F_NUMBER_AT),
             count: u32_at(h, F_COUNT_AT),
         };
-        (f.epoch == epoch && f.number == number && f.len as usize <= PAYLOAD_MAX).then_some(f)
+        (f.len as usize <= PAYLOAD_MAX).then_some(f)
     }
 
     /// Whether the frame's checksum holds over `b`, which starts with its header and holds at

@@ -114,6 +114,7 @@ pub(super) fn recover(vfs: &dyn Vfs, dir: &Path, direct: bool) -> Result<Option<
         r.drop_before(at);
         let head = r.get(at, FRAME_HEADER_LEN)?;
         let Some(f) = Frame::peek(head, header.epoch, frames) else {
+            newer(&mut r, at, header.epoch)?;
             break;
         };
         let size = f.blocks() * BLOCK as u64;
@@ -159,6 +160,24 @@ pub(super) fn recover(vfs: &dyn Vfs, dir: &Path, direct: bool) -> Result<Option<
         frames,
         torn,
     }))
+}
+
+/// Refuses the store when the block at `at`, which ends the journal, is a sound frame of an
+/// epoch after `epoch`: a checkpoint syncs the next epoch's header before any of its frames
+/// is written, so that header was lost after it was made durable, and with it its commits.
+fn newer(r: &mut Reader<'_>, at: u64, epoch: u64) -> Result<()> {
+    let Some(f) = Frame::read(r.get(at, FRAME_HEADER_LEN)?) else {
+        return Ok(());
+    };
+    let end = at + f.blocks() * BLOCK as u64;
+    if f.epoch <= epoch || end > r.len || !f.check(r.get(at, FRAME_HEADER_LEN + f.len as usize)?) {
+        return Ok(());
+    }
+    let what = format!(
+        "journal frame of epoch {} after a header of epoch {epoch}: the header of epoch {} was lost",
+        f.epoch, f.epoch
+    );
+    Err(Error::corrupt(r.path, at, what))
 }
 
 /// The current header: the higher epoch among the slots that decode.

@@ -44,7 +44,7 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 use toykv::Options;
 use toykv::format::DEFAULT_SECTION_SLOTS;
-use toykv::kill::POINTS;
+use toykv::kill::{JOURNAL_POINTS, POINTS};
 
 use crate::parent::{Variant, run};
 use crate::running::Plan;
@@ -57,6 +57,8 @@ const ENV_SERVER: &str = "TOYKV_CRASH_SERVER";
 const ENV_SEED: &str = "TOYKV_CRASH_SEED";
 /// Operations after which the child stops and waits to be killed.
 const ENV_MAX_OPS: &str = "TOYKV_CRASH_MAX_OPS";
+/// The children's durability (`none` when unset, as for the parent's own opens).
+const ENV_DURABILITY: &str = "TOYKV_CRASH_DURABILITY";
 /// Overrides the base seed of a parent test (printed by every run).
 const ENV_BASE_SEED: &str = "TOYKV_CRASH_BASE_SEED";
 
@@ -65,13 +67,20 @@ const ENV_BASE_SEED: &str = "TOYKV_CRASH_BASE_SEED";
 const TAG: &str = "@toykv-crash ";
 
 /// The options children and checks open the store in `dir` with: the section size it was
-/// created with (the shard count comes from its `STORE` file); background GC on, durability
-/// `none` (a process crash loses nothing acknowledged at any durability).
+/// created with (the shard count comes from its `STORE` file); background GC on; durability
+/// from [`ENV_DURABILITY`], else `none` (a process crash loses nothing acknowledged at any
+/// durability; `always` adds the journal, its replay at open and its checkpoints, which a
+/// 64 KiB journal makes frequent).
 fn options(dir: &Path) -> Options {
     let slots = toykv::admin::section_slots(dir).unwrap_or(DEFAULT_SECTION_SLOTS);
+    let durability = std::env::var(ENV_DURABILITY)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(toykv::Durability::None);
     Options::new()
         .section_slots(slots)
-        .durability(toykv::Durability::None)
+        .durability(durability)
+        .journal_bytes(64 << 10)
 }
 
 /// Opens the store in `dir`, retrying while it is locked, for up to two seconds. The lock is
@@ -148,6 +157,7 @@ fn kill9_library_small_sections() {
         max_ops: 1500,
         plans: small_plan,
         rounds,
+        durability: toykv::Durability::None,
     });
     assert_eq!(t.kills, rounds);
     // Every kill point was hit at least once (the loop aims at each in turn).
@@ -197,12 +207,60 @@ fn kill9_library_default_sections() {
         max_ops: 100_000,
         plans: default_plan,
         rounds: 5,
+        durability: toykv::Durability::None,
     });
     assert_eq!(t.kills, 5);
     assert!(
         t.fired.get("write-out").is_some_and(|&n| n > 0),
         "no kill inside a 16 MiB write-out: {t:?}"
     );
+}
+
+/// Plans for `always`: kills after acknowledgements, at the journal's kill points (a commit
+/// written but not flushed, flushed but not acknowledged, a checkpoint between the shard
+/// syncs and the new header, an open between replay and its syncs), at the engine's, and
+/// during start-up (when the journal replays).
+fn always_plan(round: usize, rng: &mut StdRng) -> Plan {
+    match round % 4 {
+        0 => Plan::Acks {
+            n: rng.random_range(1..=300),
+            delay_us: rng.random_range(0..=3000),
+        },
+        1 => Plan::Point {
+            point: JOURNAL_POINTS[(round / 4) % JOURNAL_POINTS.len()],
+            nth: rng.random_range(1..=3),
+        },
+        2 => Plan::Point {
+            point: POINTS[(round / 4) % POINTS.len()],
+            nth: rng.random_range(1..=3),
+        },
+        _ => Plan::Startup {
+            delay_us: rng.random_range(0..=20_000),
+        },
+    }
+}
+
+#[test]
+fn kill9_library_always() {
+    let rounds = rounds(400) / 2;
+    let t = run(&Variant {
+        name: "library, always, 16 slots, 2 shards",
+        slots: 16,
+        shards: 2,
+        max_ops: 1500,
+        plans: always_plan,
+        rounds,
+        durability: toykv::Durability::Always,
+    });
+    assert_eq!(t.kills, rounds);
+    if rounds >= 100 {
+        for p in JOURNAL_POINTS {
+            assert!(
+                t.fired.get(p).is_some_and(|&n| n > 0),
+                "kill point {p} never fired: {t:?}"
+            );
+        }
+    }
 }
 
 #[test]

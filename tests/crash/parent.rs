@@ -23,6 +23,9 @@ pub(crate) struct Variant {
     pub(crate) max_ops: u64,
     pub(crate) plans: fn(round: usize, rng: &mut StdRng) -> Plan,
     pub(crate) rounds: usize,
+    /// The children's durability (the parent's checks open with `none`: replay does not
+    /// depend on it).
+    pub(crate) durability: toykv::Durability,
 }
 
 /// What a whole run saw, for the summary and the final assertions.
@@ -224,7 +227,15 @@ pub(crate) fn run(v: &Variant) -> Tally {
             v.name,
             dir.display()
         );
-        let mut child = Running::spawn(&dir, Role::Library, seed, v.max_ops, plan, what.clone());
+        let mut child = Running::spawn(
+            &dir,
+            Role::Library,
+            seed,
+            v.max_ops,
+            plan,
+            v.durability,
+            what.clone(),
+        );
         let fired = child.kill_per(plan);
         let acks = std::mem::take(&mut child.acks);
         drop(child);

@@ -10,7 +10,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::child::{Msg, parse};
-use crate::{ENV_DIR, ENV_MAX_OPS, ENV_SEED, ENV_SERVER};
+use crate::{ENV_DIR, ENV_DURABILITY, ENV_MAX_OPS, ENV_SEED, ENV_SERVER};
 
 /// Longest wait for one line from the child, and for it to die after SIGKILL.
 pub(crate) const LINE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,6 +61,7 @@ impl Running {
         seed: u64,
         max_ops: u64,
         plan: Plan,
+        durability: toykv::Durability,
         what: String,
     ) -> Running {
         let exe = std::env::current_exe().expect("current_exe");
@@ -80,6 +81,7 @@ impl Running {
             )
             .env(ENV_SEED, seed.to_string())
             .env(ENV_MAX_OPS, max_ops.to_string())
+            .env(ENV_DURABILITY, durability.to_string())
             .env("RUST_BACKTRACE", "1")
             .env("RUST_LOG", "error")
             .env_remove(toykv::kill::ENV)

@@ -129,7 +129,15 @@ pub(crate) fn run(rounds: usize) -> Tally {
             dir.display()
         );
         let max_ops = 400;
-        let mut child = Running::spawn(&dir, Role::Server, seed, max_ops, plan, what.clone());
+        let mut child = Running::spawn(
+            &dir,
+            Role::Server,
+            seed,
+            max_ops,
+            plan,
+            toykv::Durability::None,
+            what.clone(),
+        );
         let mut acks = Vec::new();
         let mut fired = false;
         if let Plan::Startup { delay_us } = plan {
