@@ -34,12 +34,25 @@ pub(crate) fn linger() {
 /// options; the store keeps its section size and shard count) and runs the operation sequence
 /// named by the environment, acknowledging each operation on stdout. A kill point armed in
 /// the environment (`TOYKV_KILL_AT`) may end it first.
+///
+/// Aimed at `replayed`, which only an open that finds commits in the journal reaches (the
+/// parent's check replays the journal after every kill), the child drops its store without
+/// closing it after a few operations and opens it again: a crash inside the recovery of a
+/// crash.
 pub(crate) fn write(dir: &Path) {
     let seed = env_u64(ENV_SEED);
     let max_ops = env_u64(ENV_MAX_OPS);
-    let store = crate::open(dir).unwrap_or_else(|e| panic!("child: open {}: {e}", dir.display()));
+    let reopen_at = std::env::var(toykv::kill::ENV)
+        .is_ok_and(|p| p.starts_with("replayed"))
+        .then_some(1 + seed % 50);
+    let mut store =
+        crate::open(dir).unwrap_or_else(|e| panic!("child: open {}: {e}", dir.display()));
     say(format_args!("O"));
     for (n, op) in (0..max_ops).zip(ops(seed)) {
+        if reopen_at == Some(n) {
+            drop(store);
+            store = crate::open(dir).unwrap_or_else(|e| panic!("child: reopen: {e}"));
+        }
         match op {
             Op::Put { key, len } => {
                 let v = value(seed, n, key, len);

@@ -226,10 +226,16 @@ fn always_plan(round: usize, rng: &mut StdRng) -> Plan {
             n: rng.random_range(1..=300),
             delay_us: rng.random_range(0..=3000),
         },
-        1 => Plan::Point {
-            point: JOURNAL_POINTS[(round / 4) % JOURNAL_POINTS.len()],
-            nth: rng.random_range(1..=3),
-        },
+        1 => {
+            let point = JOURNAL_POINTS[(round / 4) % JOURNAL_POINTS.len()];
+            // A child replays at most once (see `child::write`).
+            let nth = if point == "replayed" {
+                1
+            } else {
+                rng.random_range(1..=3)
+            };
+            Plan::Point { point, nth }
+        }
         2 => Plan::Point {
             point: POINTS[(round / 4) % POINTS.len()],
             nth: rng.random_range(1..=3),
