@@ -77,7 +77,7 @@ pub struct Flags {
 
     /// What a write survives once it is acknowledged. none: a crash of the server process
     /// (the kernel writes it back; power loss may lose what was not synced yet); always: power
-    /// loss too (synced before the reply; concurrent writers share syncs); periodic or
+    /// loss too (in the journal before the reply; concurrent writers share its flushes); periodic or
     /// periodic:MS: as none, plus a sync of everything every MS milliseconds (default 1000), so
     /// power loss loses at most about that much.
     #[arg(

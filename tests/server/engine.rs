@@ -49,7 +49,15 @@ fn wait_for(c: &mut Client, what: &str, done: impl Fn(&str) -> bool) -> String {
 }
 
 /// The engine fields INFO shows, by section.
-const PERSISTENCE: [&str; 5] = ["loading", "durability", "syncs", "flushes", "stalls"];
+const PERSISTENCE: [&str; 7] = [
+    "loading",
+    "durability",
+    "syncs",
+    "journal_commits",
+    "journal_checkpoints",
+    "flushes",
+    "stalls",
+];
 const STORAGE: [&str; 5] = [
     "shards",
     "disk_bytes",
@@ -180,13 +188,14 @@ fn durability_shards_and_gc_flags_reach_the_store() {
     let before = info(&mut c, "everything");
     assert_eq!(field(&before, "durability"), "always");
     assert_eq!(num(&before, "shards"), 3);
-    // With durability always, every acknowledged SET was synced: one client, one sync each.
+    // With durability always, every acknowledged SET was committed to the journal: one
+    // client, one commit each.
     for i in 0..20 {
         assert_eq!(c.call(&["SET", &format!("a{i}"), "v"]), Frame::ok());
     }
     let after = info(&mut c, "persistence");
     assert!(
-        num(&after, "syncs") >= num(&before, "syncs") + 20,
+        num(&after, "journal_commits") >= num(&before, "journal_commits") + 20,
         "before:\n{before}\nafter:\n{after}"
     );
     drop(c);

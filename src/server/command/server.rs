@@ -198,6 +198,8 @@ pub(super) fn info(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
                 line("loading", &0);
                 line("durability", &st.durability);
                 line("syncs", &st.syncs);
+                line("journal_commits", &st.journal_commits);
+                line("journal_checkpoints", &st.journal_checkpoints);
                 line("flushes", &st.flushes);
                 line("stalls", &st.stalls);
             }
