@@ -26,7 +26,8 @@
 //! # Layout
 //!
 //! On-disk format version 2. A data directory holds `STORE` (a header page naming the shard
-//! count and section size), `LOCK`, and one directory per shard, `shard-00` … `shard-ff`. A
+//! count and section size), `LOCK`, the `journal` once the store was opened with
+//! [`Durability::Always`], and one directory per shard, `shard-00` … `shard-ff`. A
 //! key belongs to shard [`format::shard_of`] (SplitMix64's finaliser of its bytes, then
 //! multiply-shift onto the shard count); each shard is a complete store with its own files,
 //! index, read cache and lock, so operations on different shards run in parallel. In each
@@ -47,8 +48,11 @@
 //!
 //! **Durability** ([`Durability`], chosen at each open): a sync makes the new values, then the
 //! new key records, then the sync mark durable; `None` syncs only on [`Store::sync`],
-//! `Periodic` (the default, every second) also from a background thread, `Always` before each
-//! put or delete returns, concurrent writers sharing one sync (group commit).
+//! `Periodic` (the default, every second) also from a background thread. `Always` writes
+//! each put or delete to the store's **journal** before it returns: one writer at a time
+//! commits every waiting writer's entries, on every shard, with one aligned direct write and
+//! one flush (group commit). When the journal (64 MiB) is full, a checkpoint syncs every shard
+//! and empties it; open replays what it holds.
 //!
 //! **Garbage collection** ([`Options::gc`], on by default; [`Store::gc`]): a value section
 //! that is mostly dead has its live values put again and is removed, its number used again
@@ -64,6 +68,7 @@
 //! | [`Options::cache_bytes`] | 256 MiB | the read cache (S3-FIFO); 0 turns it off |
 //! | [`Options::direct_io`] | `true` | `O_DIRECT` for value sections; off: page cache and `fdatasync` |
 //! | [`Options::section_slots`] | 65,536 | records per key section, slots per value section; fixed at creation |
+//! | [`Options::journal_bytes`] | 64 MiB | the journal of `Always`, made when first needed |
 //!
 //! The server takes the same settings as flags: `--durability none|always|periodic[:MS]`,
 //! `--shards N` (a new store only), `--no-gc`, `--cache-bytes`, `--direct-io`; see
@@ -73,9 +78,9 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | [`format`](mod@format) | byte layout: headers, sync marks, key records, file names |
+//! | [`format`](mod@format) | byte layout: headers, sync marks, key records, the journal, file names |
 //! | [`io`] | the I/O traits, the OS implementation (the only `unsafe`), the power-loss simulator |
-//! | `store` | the engine: `shard`, `keys` (`.k`), `values` (`.v`), `buffer` (`.b`, two banks), `flush` (background write-outs, periodic syncs, the collector), `sync` (syncs and the sync mark), `commit` (group commit for `Always`), `describe` (the `STORE` file), `gc` (collection and holding writers back), `usage`, `index`, `cache` (S3-FIFO read cache), `read`, `write`, `open`, `recover`, `scan` |
+//! | `store` | the engine: `shard`, `keys` (`.k`), `values` (`.v`), `buffer` (`.b`, two banks), `flush` (background write-outs, periodic syncs, the collector), `sync` (syncs and the sync mark), `journal` (commits and checkpoints for `Always`), `replay` (reading and replaying the journal at open), `describe` (the `STORE` file), `gc` (collection and holding writers back), `usage`, `index`, `cache` (S3-FIFO read cache), `read`, `write`, `open`, `recover`, `scan` |
 //! | [`key`] | [`Key`] and [`Value`] |
 //! | [`kill`] | kill points for crash tests (`TOYKV_KILL_AT`) |
 //! | [`error`] | the [`Error`] enum |
@@ -89,7 +94,8 @@
 //!
 //! - A put or delete that returned `Ok` survives a crash of the process (kill -9) at any
 //!   moment: its bytes are in shared memory maps, which the kernel keeps.
-//! - With [`Durability::Always`] it also survives power loss once it returns; with
+//! - With [`Durability::Always`] it also survives power loss once it returns (it is in the
+//!   journal, and open replays the journal into the shards); with
 //!   `Periodic`, once the next periodic sync ran. [`Store::sync`] makes everything before it
 //!   survive power loss in any mode. Writes after the last sync may be lost on power loss, but
 //!   what survives of a shard is a prefix of them: never a hole, never a wrong value.

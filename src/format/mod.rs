@@ -2,9 +2,9 @@
 //!
 //! # Files of a data directory
 //!
-//! A data directory holds `STORE` (a header page naming the shard count), the `LOCK` file and
-//! one directory per shard, `shard-00` … `shard-ff`. A key belongs to shard
-//! [`shard_of`]`(key, shards)`. Each shard directory holds:
+//! A data directory holds `STORE` (a header page naming the shard count), the `LOCK` file, the
+//! [`journal`] of durability `always` (once used) and one directory per shard, `shard-00` …
+//! `shard-ff`. A key belongs to shard [`shard_of`]`(key, shards)`. Each shard directory holds:
 //!
 //! | name | kind | layout |
 //! |---|---|---|
@@ -27,7 +27,8 @@
 //! A bank carries its value section's header page right before its slots, so a full bank
 //! becomes a `.v` file with one aligned direct write of `[bank_at, bank_at + values_len)`.
 //!
-//! See [`header`] for the header page and sync marks and [`record`] for key records;
+//! See [`header`] for the header page and sync marks, [`record`] for key records and
+//! [`journal`] for the journal;
 //! `docs/FORMAT.md` has the same with a worked hex example.
 
 pub mod header;

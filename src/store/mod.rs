@@ -14,8 +14,9 @@
 //! ([`flush`]) while puts fill the other bank.
 //!
 //! # Durability
-//! [`Durability`] chooses what a returned put survives; [`sync`] describes the ordering (values,
-//! then records, then the sync mark) and the group commit of `always`.
+//! [`Durability`] chooses what a returned put survives; [`sync`] describes the ordering of a
+//! shard sync (values, then records, then the sync mark); [`journal`] the group commit of
+//! `always` through the store's journal, and [`replay`] its recovery at open.
 //!
 //! # Reads
 //! A get finds the record number in the index, reads the record from the mapped key section,

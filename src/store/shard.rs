@@ -43,7 +43,7 @@ pub(crate) struct Shard {
     state: StateLock<State>,
     /// Signalled when a bank's write-out ends (done or failed).
     pub(crate) freed: Condvar,
-    /// Held by the thread that syncs the shard (a group commit, garbage collection, the
+    /// Held by the thread that syncs the shard (a journal checkpoint, garbage collection, the
     /// periodic syncer, an explicit sync).
     pub(crate) syncing: Mutex<()>,
     /// Held by the thread running a step of garbage collection (the background collector or

@@ -1,4 +1,4 @@
-//! Syncing a shard, with group commit.
+//! Syncing a shard.
 //!
 //! A sync makes every record written before it durable, in this order: the values those
 //! records point at (slots of the banks written since the last sync), then the key records,
@@ -7,10 +7,10 @@
 //! lock: the lock is taken only to capture what to flush (a *plan*) and to record the result,
 //! so puts go on meanwhile.
 //!
-//! One thread syncs at a time (it holds [`Shard::syncing`]). A writer that needs its record
-//! durable (durability `always`) takes that lock in turn; if a sync that started after its
-//! put covered it meanwhile, it returns at once. So while one sync waits on the disk, the
-//! writers that arrive queue up and the next sync covers all of them: group commit.
+//! One thread syncs a shard at a time (it holds [`Shard::syncing`]): an explicit sync, the
+//! periodic syncer, garbage collection, or a checkpoint of the journal (durability `always`
+//! makes puts durable through the journal, see [`journal`](super::journal), not through
+//! shard syncs).
 //!
 //! Any failed msync poisons the shard: the kernel may have dropped the pages, so further
 //! writes are refused until reopen.
