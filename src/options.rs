@@ -193,7 +193,9 @@ impl Options {
                 why: format!("{n} is not from 1 to {MAX_SHARDS}"),
             });
         }
-        if self.journal_bytes < MIN_JOURNAL_BYTES || self.journal_bytes % BLOCK as u64 != 0 {
+        if self.journal_bytes < MIN_JOURNAL_BYTES
+            || !self.journal_bytes.is_multiple_of(BLOCK as u64)
+        {
             return Err(crate::Error::Option {
                 what: "journal_bytes",
                 why: format!(

@@ -8,7 +8,8 @@
 //!
 //! 1. the `STORE` file (its header names the shard count and section size; a directory with a
 //!    `buffer.b` at its top and no `STORE` is format version 1, which open refuses), the names
-//!    at the top, and that every shard directory exists (open would create a missing one empty);
+//!    at the top (a leftover `journal.tmp` is a warning: open removes it), and that every shard
+//!    directory exists (open would create a missing one empty);
 //! 2. in each shard directory: every file name (`*.tmp` leftovers and foreign names are
 //!    warnings: open removes or ignores them); the write buffer: its length, its header, both
 //!    sync marks and the header pages of its two banks; every value section's length and
@@ -20,7 +21,15 @@
 //!    in a bank must match its `value_crc`;
 //! 4. after the walk, every live value's section must exist (as a `.v` file or in a bank), and
 //!    every live value's bytes must match its `value_crc` (open checks only unsynced values in
-//!    the buffer; a get checks the rest).
+//!    the buffer; a get checks the rest);
+//! 5. the `journal` at the top, if any (`store/replay.rs`, see
+//!    [`format::journal`](crate::format::journal)): its current header (the valid slot with the
+//!    higher epoch; no valid slot, or a file shorter than its two slots, is an error), then the
+//!    current epoch's frames from the first one up to the first block that is not the next
+//!    frame, whose entries open replays into the shards ([`JournalReport`]). A frame that fails
+//!    its checksum is a torn commit that open drops (a warning, [`ProblemKind::TornTail`]); a
+//!    frame that passes it but whose entries do not decode is an error, since open refuses it,
+//!    and so are frames to replay without a `STORE` file.
 //!
 //! A record that fails before the sync mark is **corruption** ([`Severity::Error`]): open would
 //! refuse the store. The first failing record at or after the mark ends the log, and it and
@@ -30,15 +39,19 @@
 //! empty. [`Report::opens`] says whether open would succeed.
 //!
 //! Since the store's own readers are private and open files for writing, the walk is
-//! reimplemented here on the public [`format`](crate::format) API, mirroring `store/open.rs` and
-//! `store/recover.rs`; the unit tests check that both agree on damaged stores.
+//! reimplemented here on the public [`format`](crate::format) API, mirroring `store/open.rs`,
+//! `store/recover.rs` and `store/replay.rs`; the unit tests check that both agree on damaged
+//! stores.
 
+mod journal;
 mod show;
 mod survey;
 mod walk;
 
 #[cfg(test)]
 mod damage_tests;
+#[cfg(test)]
+mod journal_tests;
 #[cfg(test)]
 mod tests;
 
@@ -53,6 +66,7 @@ use crate::format::{
 use crate::io::{Os, Vfs};
 use crate::server::keymode::{KEYMODE_FILE, KeyMode};
 
+pub use journal::JournalReport;
 pub use show::{readable, show_key};
 
 use ProblemKind as K;
@@ -78,17 +92,19 @@ pub enum ProblemKind {
     Missing,
     /// A file of the wrong length.
     Length,
-    /// A header that does not decode or disagrees with the other files.
+    /// A header that does not decode or disagrees with the other files (or a journal header
+    /// slot).
     Header,
     /// A copy of the sync mark that fails its checksum.
     SyncMark,
-    /// A key record before the sync mark that fails its checks.
+    /// A key record before the sync mark that fails its checks, or the entries of a journal
+    /// frame that passes its checksum.
     Record,
     /// A value whose bytes do not match their record's `value_crc`.
     Value,
     /// A shard directory named by `STORE` is gone: open refuses the store.
     LostShard,
-    /// Unsynced records that open drops.
+    /// Unsynced records that open drops, or a torn journal frame.
     TornTail,
     /// A file that could not be read.
     Io,
@@ -190,12 +206,14 @@ pub struct ShardReport {
 pub struct Report {
     /// The data directory.
     pub dir: PathBuf,
-    /// Every problem, in the order found (the top directory, then each shard's files and log).
+    /// Every problem, in the order found (the top directory, each shard's files and log, the journal).
     pub problems: Vec<Problem>,
     /// The totals over the shards (and the files at the top).
     pub counts: Counts,
     /// Each shard directory that exists, in order.
     pub shards: Vec<ShardReport>,
+    /// The journal, if the directory has one: what open would replay.
+    pub journal: Option<JournalReport>,
 }
 
 /// What [`stats`] found: the totals, and each shard's counts.
@@ -205,6 +223,8 @@ pub struct Summary {
     pub counts: Counts,
     /// Each shard directory that exists, in order.
     pub shards: Vec<ShardReport>,
+    /// The journal, if the directory has one: what open would replay.
+    pub journal: Option<JournalReport>,
 }
 
 /// Checks the data directory `dir` without changing it; see the [module docs](self).
@@ -223,6 +243,7 @@ pub fn stats(dir: impl AsRef<Path>) -> Result<Summary> {
     Ok(Summary {
         counts: r.counts,
         shards: r.shards,
+        journal: r.journal,
     })
 }
 
@@ -237,6 +258,8 @@ pub fn stats(dir: impl AsRef<Path>) -> Result<Summary> {
 /// their line: `[unsynced]` (kept, after the sync mark), `[value checksum mismatch]` (a live
 /// value), `[corrupt: …]` (synced but failing) and `[dropped at open: …]` (the torn tail). A
 /// record that does not decode is shown as `bad` with its file, offset and reason.
+/// Entries of the journal, which open replays into the shards, are not listed: [`check`] and
+/// [`stats`] count them.
 pub fn dump(dir: impl AsRef<Path>, out: &mut impl Write) -> Result<()> {
     let dir = dir.as_ref();
     let mode = KeyMode::recorded(dir).ok().flatten().unwrap_or_default();
@@ -340,11 +363,13 @@ fn run(dir: &Path, how: Run<'_>) -> Result<Report> {
                     would be lost";
         p.error(ProblemKind::LostShard, path, 0, what);
     }
+    let journal = journal::read(dir, &names, &mut p);
     Ok(Report {
         dir: dir.to_path_buf(),
         problems: p.finish(),
         counts,
         shards,
+        journal,
     })
 }
 
@@ -388,6 +413,7 @@ pub(crate) fn survey(dir: &Path, names: &[String], p: &mut Problems) -> Survey {
         s.top.add(&path, p);
         match parse_name(name) {
             _ if name == STORE_NAME => has_store = true,
+            _ if journal::top_name(name, &path, p) => {}
             Entry::Lock => {}
             Entry::Keys(_) | Entry::Values(_) | Entry::Buffer => v1.push(path),
             Entry::Other if name == KEYMODE_FILE => {

@@ -11,7 +11,7 @@ use crate::server::keymode::KeyMode;
 
 use super::survey::parse_shard;
 use super::walk::{Seen, Status};
-use super::{Counts, Problem, ProblemKind, Report, Severity, Summary};
+use super::{Counts, JournalReport, Problem, ProblemKind, Report, Severity, Summary};
 
 /// Longest value preview in a dump, in bytes.
 const PREVIEW: usize = 48;
@@ -304,6 +304,11 @@ fn log_line(c: &Counts) -> String {
     log
 }
 
+/// The journal's line of a report: what open would replay, or `none`.
+fn journal_line(j: Option<&JournalReport>) -> String {
+    j.map_or_else(|| "none".to_string(), JournalReport::to_string)
+}
+
 /// A bank's section, or `-`.
 fn bank(b: Option<u32>) -> String {
     b.map_or_else(|| "-".to_string(), |n| n.to_string())
@@ -341,6 +346,7 @@ impl fmt::Display for Report {
             log_line(c),
             c.values_checked
         )?;
+        writeln!(f, "  journal: {}", journal_line(self.journal.as_ref()))?;
         for p in &self.problems {
             writeln!(f, "{p}")?;
         }
@@ -396,6 +402,8 @@ impl fmt::Display for Counts {
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", self.counts)?;
+        let journal = journal_line(self.journal.as_ref());
+        writeln!(f, "{:<21} {journal}", "journal")?;
         write!(
             f,
             "\n{:<9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6}  {:<12} sync mark",

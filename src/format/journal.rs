@@ -156,7 +156,7 @@ impl JournalHeader {
             return Err(format!("block size {block}, expected {BLOCK}"));
         }
         let len = u64_at(b, LEN_AT);
-        if len < MIN_JOURNAL_BYTES || len % BLOCK as u64 != 0 {
+        if len < MIN_JOURNAL_BYTES || !len.is_multiple_of(BLOCK as u64) {
             return Err(format!(
                 "length {len} is not a whole number of blocks from {MIN_JOURNAL_BYTES}"
             ));

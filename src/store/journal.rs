@@ -26,6 +26,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -40,6 +41,9 @@ use crate::key::Key;
 
 use super::replay::Found;
 use super::shard::Shard;
+
+/// The longest a leader waits for the writers of the last commit to come back.
+const GATHER: Duration = Duration::from_micros(100);
 
 /// Bytes of zeros written at a time while making a journal.
 const CHUNK: usize = 1 << 20;
@@ -90,6 +94,9 @@ struct Writer {
     buf: AlignedBuf,
     /// The pending bytes' next buffer (swapped in when a commit takes them).
     spare: Vec<u8>,
+    /// Tickets taken by the last commit, and how many that was.
+    taken: u64,
+    last: u64,
 }
 
 impl Journal {
@@ -128,27 +135,20 @@ impl Journal {
     }
 
     /// Continues a recovered journal whose entries were replayed and synced into the shards:
-    /// starts the next epoch (when the current one holds anything), so they never replay
-    /// again over later writes.
+    /// starts the next epoch, so that they never replay again over later writes. Even when
+    /// no frame was read: a commit of several frames torn by power loss can leave a later
+    /// frame of the epoch behind its lost first one, and new commits of the same epoch would
+    /// lead replay back to it.
     pub(super) fn resume(found: Found) -> Result<Journal> {
         let Found {
-            file,
-            path,
-            header,
-            frames,
-            ..
+            file, path, header, ..
         } = found;
-        let header = if frames > 0 {
-            let next = JournalHeader {
-                epoch: header.epoch + 1,
-                ..header
-            };
-            write_header(&*file, &path, next)?;
-            next
-        } else {
-            header
+        let next = JournalHeader {
+            epoch: header.epoch + 1,
+            ..header
         };
-        Ok(Journal::new(file, path, header))
+        write_header(&*file, &path, next)?;
+        Ok(Journal::new(file, path, next))
     }
 
     fn new(file: Arc<dyn FileIo>, path: PathBuf, header: JournalHeader) -> Journal {
@@ -165,6 +165,8 @@ impl Journal {
                 at: FRAMES_AT,
                 buf: AlignedBuf::new(BLOCK, BLOCK),
                 spare: Vec::new(),
+                taken: 0,
+                last: 0,
             }),
             broken: AtomicBool::new(false),
             commits: AtomicU64::new(0),
@@ -258,12 +260,20 @@ impl Journal {
 impl Writer {
     /// Commits every pending entry; the tickets now durable.
     fn commit(&mut self, j: &Journal, shards: &[Shard]) -> Result<u64> {
+        // The writers the last commit released are on their way back with their next entry:
+        // give them a moment, so that one flush covers them all.
+        let start = Instant::now();
+        while j.pending.lock().issued - self.taken < self.last && start.elapsed() < GATHER {
+            std::thread::yield_now();
+        }
         let (bytes, upto) = {
             let mut p = j.pending.lock();
             let bytes = std::mem::replace(&mut p.bytes, std::mem::take(&mut self.spare));
             (bytes, p.issued)
         };
         let r = self.write(j, shards, &bytes);
+        self.last = upto - self.taken;
+        self.taken = upto;
         self.spare = bytes;
         self.spare.clear();
         r.map(|()| upto)

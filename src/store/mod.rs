@@ -185,6 +185,7 @@ impl Store {
             open::probe_direct(&*vfs, dir)?;
         }
         let (count, fresh) = describe::read(&*vfs, dir, &options)?;
+        let found = replay::find(dir, &options, fresh)?;
         let (jobs, queue) = crossbeam_channel::unbounded();
         let per_shard = options.cache_bytes / count as usize;
         let opened: Vec<Result<shard::Inner>> = std::thread::scope(|s| {
@@ -209,7 +210,7 @@ impl Store {
         if fresh {
             describe::write(&*vfs, dir, &options, count)?;
         }
-        let (journal, journal_torn) = replay::open(dir, &options, &shards, fresh)?;
+        let (journal, journal_torn) = replay::open(dir, &options, &shards, found)?;
         for shard in &shards {
             shard.lock().inner.jobs = Some(jobs.clone());
         }

@@ -41,24 +41,31 @@ pub(super) struct Found {
     pub(super) torn: Option<String>,
 }
 
-/// Opens the journal of the store in `dir` once its shards are open: replays what it holds
-/// (then syncs the shards and starts the next epoch), and keeps it, made if missing, for
-/// durability `always`. A new store (`fresh`) must not find one holding commits: that would
-/// be a store whose `STORE` file was lost.
+/// Reads the journal of the store in `dir`, if any, before anything else is written: a new
+/// store (`fresh`, no `STORE` file) must not find one holding commits, which would be a
+/// store whose `STORE` file was lost (refused, leaving the directory as it was).
+pub(super) fn find(dir: &Path, options: &Options, fresh: bool) -> Result<Option<Found>> {
+    let found = recover(&*options.vfs, dir, options.direct_io)?;
+    if let Some(f) = &found
+        && fresh
+        && f.frames > 0
+    {
+        let what = "the journal holds commits but the STORE file is missing";
+        return Err(Error::corrupt(&f.path, 0, what));
+    }
+    Ok(found)
+}
+
+/// Opens the journal [`find`] found once the shards are open: replays what it holds, syncs
+/// the shards and starts the next epoch; keeps it, made if missing, for durability `always`.
 pub(super) fn open(
     dir: &Path,
     options: &Options,
     shards: &[Shard],
-    fresh: bool,
+    found: Option<Found>,
 ) -> Result<(Option<Journal>, Option<String>)> {
-    let vfs = &*options.vfs;
-    let found = recover(vfs, dir, options.direct_io)?;
     let mut torn = None;
     if let Some(f) = &found {
-        if fresh && f.frames > 0 {
-            let what = "the journal holds commits but the STORE file is missing";
-            return Err(Error::corrupt(&f.path, 0, what));
-        }
         if f.frames > 0 {
             replay(shards, &f.entries, &f.path)?;
             crate::kill::point("replayed");
@@ -70,7 +77,7 @@ pub(super) fn open(
     let journal = match found {
         Some(f) => Some(Journal::resume(f)?).filter(|_| always),
         None if always => Some(Journal::create(
-            vfs,
+            &*options.vfs,
             dir,
             options.journal_bytes,
             options.direct_io,
