@@ -44,6 +44,7 @@ mod recover;
 mod replay;
 mod scan;
 mod shard;
+mod stats;
 mod sync;
 mod usage;
 mod values;
@@ -61,6 +62,7 @@ use crate::key::{Key, Value};
 use crate::options::{Durability, Options};
 
 pub use scan::Scan;
+pub use stats::Stats;
 
 use cache::Cache;
 use flush::Background;
@@ -103,62 +105,6 @@ pub struct Store {
     journal_torn: Option<String>,
     background: Mutex<Background>,
     _lock: Box<dyn Any + Send + Sync>,
-}
-
-/// Statistics of an open store (sums over its shards).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Live keys.
-    pub keys: u64,
-    /// Key records kept in key sections (the log's length since the oldest kept section).
-    pub records: u64,
-    /// Value slots holding live values.
-    pub slots_used: u64,
-    /// Value sections in `.v` files.
-    pub value_sections: u64,
-    /// Key section files.
-    pub key_sections: u64,
-    /// Shards.
-    pub shards: u64,
-    /// The durability chosen at open (`none`, `periodic:MS`, `always`).
-    pub durability: String,
-    /// Whether value sections use `O_DIRECT`.
-    pub direct_io: bool,
-    /// What recovery dropped when the store was opened: set when the log ended at a damaged
-    /// (torn or garbled) record after the last sync rather than at a never-written one.
-    pub torn_tail: Option<String>,
-    /// Gets answered by the read cache, without reading the value.
-    pub cache_hits: u64,
-    /// Gets the read cache could not answer, absent keys included (0 while it is disabled).
-    pub cache_misses: u64,
-    /// Values in the read cache.
-    pub cache_entries: u64,
-    /// Bytes the read cache charges for them (see [`Options::cache_bytes`]).
-    pub cache_bytes: u64,
-    /// Full banks written out to value sections since open.
-    pub flushes: u64,
-    /// Puts that had to wait for a bank's write-out since open.
-    pub stalls: u64,
-    /// Shard syncs since open (explicit, periodic, by collection, or a journal checkpoint).
-    pub syncs: u64,
-    /// Journal commits since open (durability `always`): one write and one flush each, for
-    /// every writer waiting on any shard.
-    pub journal_commits: u64,
-    /// Journal checkpoints since open: every shard synced and the journal emptied.
-    pub journal_checkpoints: u64,
-    /// Value sections garbage collection removed since open.
-    pub gc_sections: u64,
-    /// Values garbage collection moved since open.
-    pub gc_moved: u64,
-    /// Key sections garbage collection removed since open.
-    pub gc_key_sections: u64,
-    /// Puts held back since open while value space was past 1.2 times the live values (plus
-    /// one section), so that collection could catch up with a sustained stream of
-    /// overwrites.
-    pub gc_holds: u64,
-    /// Bytes of the store's files: value sections, key sections and buffers.
-    pub disk_bytes: u64,
 }
 
 impl Store {
@@ -390,71 +336,6 @@ impl Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .stop();
-    }
-
-    /// Counts describing the store.
-    pub fn stats(&self) -> Stats {
-        let mut st = Stats {
-            keys: 0,
-            records: 0,
-            slots_used: 0,
-            value_sections: 0,
-            key_sections: 0,
-            shards: self.shards.len() as u64,
-            durability: self.durability.to_string(),
-            direct_io: false,
-            torn_tail: None,
-            cache_hits: 0,
-            cache_misses: 0,
-            cache_entries: 0,
-            cache_bytes: 0,
-            flushes: 0,
-            stalls: 0,
-            syncs: 0,
-            journal_commits: 0,
-            journal_checkpoints: 0,
-            gc_sections: 0,
-            gc_moved: 0,
-            gc_key_sections: 0,
-            gc_holds: 0,
-            disk_bytes: 0,
-        };
-        if let Some(j) = &self.journal {
-            st.journal_commits = j.commits.load(std::sync::atomic::Ordering::Relaxed);
-            st.journal_checkpoints = j.checkpoints.load(std::sync::atomic::Ordering::Relaxed);
-        }
-        for shard in self.shards.iter() {
-            let g = shard.lock();
-            let (i, c, n) = (&g.inner, g.cache.stats(), &g.inner.counters);
-            let s = u64::from(i.slots);
-            st.keys += i.index.len() as u64;
-            st.records += i.next_seq - u64::from(i.first) * s;
-            st.slots_used += i.usage.live_values();
-            st.value_sections += i.values.count() as u64;
-            st.key_sections += i.keys.len() as u64;
-            st.direct_io = i.values.direct();
-            if st.torn_tail.is_none() {
-                st.torn_tail.clone_from(&i.torn);
-            }
-            st.cache_hits += c.hits;
-            st.cache_misses += c.misses;
-            st.cache_entries += c.entries;
-            st.cache_bytes += c.bytes;
-            st.flushes += n.flushes;
-            st.stalls += n.stalls;
-            st.syncs += n.syncs;
-            st.gc_sections += n.gc_sections;
-            st.gc_moved += n.gc_moved;
-            st.gc_key_sections += n.gc_key_sections;
-            st.gc_holds += n.holds;
-            st.disk_bytes += i.values.count() as u64 * crate::format::values_len(i.slots)
-                + i.keys.len() as u64 * crate::format::keys_len(i.slots)
-                + crate::format::buffer_len(i.slots);
-        }
-        if st.torn_tail.is_none() {
-            st.torn_tail.clone_from(&self.journal_torn);
-        }
-        st
     }
 
     /// The data directory.
