@@ -80,7 +80,7 @@
 //! |---|---|
 //! | [`format`](mod@format) | byte layout: headers, sync marks, key records, the journal, file names |
 //! | [`io`] | the I/O traits, the OS implementation (the only `unsafe`), the power-loss simulator |
-//! | `store` | the engine: `shard`, `keys` (`.k`), `values` (`.v`), `buffer` (`.b`, two banks), `flush` (background write-outs, periodic syncs, the collector), `sync` (syncs and the sync mark), `journal` (commits and checkpoints for `Always`), `replay` (reading and replaying the journal at open), `describe` (the `STORE` file), `gc` (collection and holding writers back), `usage`, `index`, `cache` (S3-FIFO read cache), `read`, `write`, `open`, `recover`, `scan` |
+//! | `store` | the engine: `shard`, `stats`, `keys` (`.k`), `values` (`.v`), `buffer` (`.b`, two banks), `flush` (background write-outs, periodic syncs, the collector), `sync` (syncs and the sync mark), `journal` (commits and checkpoints for `Always`), `replay` (reading and replaying the journal at open), `describe` (the `STORE` file), `gc` (collection and holding writers back), `usage`, `index`, `cache` (S3-FIFO read cache), `read`, `write`, `open`, `recover`, `scan` |
 //! | [`key`] | [`Key`] and [`Value`] |
 //! | [`kill`] | kill points for crash tests (`TOYKV_KILL_AT`) |
 //! | [`error`] | the [`Error`] enum |
