@@ -1,7 +1,8 @@
 //! Real process crashes: a child process writes to a store, or serves it over RESP, and dies
 //! by SIGKILL — from the parent at a random moment, or by its own hand at a kill point inside
-//! a bank write-out, a sync, a key-section creation or a step of garbage collection (see
-//! `toykv::kill`); the parent then reopens the store and checks it against a model.
+//! a bank write-out, a sync, a key-section creation, a step of garbage collection or, at
+//! durability `always`, a journal commit, a checkpoint or a replay (see `toykv::kill`); the
+//! parent then reopens the store and checks it against a model.
 //!
 //! The guarantee under test (crate docs): a put or delete that returned `Ok` survives kill -9
 //! at any moment, and nothing that was never written appears. The single operation that was in
