@@ -334,3 +334,26 @@ fn a_journal_without_its_store_is_refused_and_left_alone() {
         assert_eq!(names(), before);
     }
 }
+
+/// `sync` at `always` is a checkpoint: the journal is left with nothing to replay (the server
+/// syncs at shutdown, so a clean restart replays nothing).
+#[test]
+fn sync_empties_the_journal() {
+    let d = tempdir();
+    let store = Store::open_with(d.path(), always(2, 1 << 20)).unwrap();
+    for k in 0..10u64 {
+        store.put(k, b"v").unwrap();
+    }
+    let before = header(d.path()).epoch;
+    let b = std::fs::read(d.path().join(JOURNAL_NAME)).unwrap();
+    assert!(Frame::peek(&b[FRAMES_AT as usize..], before, 0).is_some());
+    store.sync().unwrap();
+    let h = header(d.path());
+    assert_eq!(h.epoch, before + 1);
+    let b = std::fs::read(d.path().join(JOURNAL_NAME)).unwrap();
+    assert!(Frame::peek(&b[FRAMES_AT as usize..], h.epoch, 0).is_none());
+    assert_eq!(store.stats().journal_checkpoints, 1);
+    drop(store);
+    let store = Store::open_with(d.path(), always(2, 1 << 20)).unwrap();
+    assert_eq!(store.len(), 10);
+}

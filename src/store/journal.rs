@@ -233,12 +233,7 @@ impl Journal {
                 match r {
                     Ok(upto) => turn.durable = turn.durable.max(upto),
                     Err(e) => {
-                        let op = match &e {
-                            Error::Io { op, .. } => *op,
-                            _ => "commit",
-                        };
-                        turn.failed = Some((op, e.to_string()));
-                        self.broken.store(true, Ordering::Release);
+                        poison(&mut turn, &self.broken, &e);
                         self.done.notify_all();
                         return Err(e);
                     }
@@ -251,10 +246,30 @@ impl Journal {
     }
 
     /// Makes everything applied so far durable and empties the journal: syncs every shard,
-    /// then starts the next epoch. For close, and for commits that do not fit.
+    /// then starts the next epoch. For [`Store::sync`](crate::Store::sync) (and so close),
+    /// and for commits that do not fit.
     pub(crate) fn checkpoint(&self, shards: &[Shard]) -> Result<()> {
-        self.writer.lock().checkpoint(self, shards)
+        self.writable()?;
+        let r = self.writer.lock().checkpoint(self, shards);
+        if let Err(e) = &r {
+            poison(&mut self.state.lock(), &self.broken, e);
+            self.done.notify_all();
+        }
+        r
     }
+}
+
+/// Records a failed commit or checkpoint: every later write is refused until reopen, since
+/// the kernel may have dropped what the journal or a shard held.
+fn poison(turn: &mut Turn, broken: &AtomicBool, e: &Error) {
+    let op = match e {
+        Error::Io { op, .. } => *op,
+        _ => "commit",
+    };
+    if turn.failed.is_none() {
+        turn.failed = Some((op, e.to_string()));
+    }
+    broken.store(true, Ordering::Release);
 }
 
 impl Writer {

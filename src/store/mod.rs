@@ -295,9 +295,14 @@ impl Store {
         self.len() == 0
     }
 
-    /// Makes every earlier put and delete durable against power loss.
+    /// Makes every earlier put and delete durable against power loss. With a journal
+    /// (durability `always`), this is a checkpoint: the shards are synced and the journal
+    /// emptied, so the next open has nothing to replay.
     pub fn sync(&self) -> Result<()> {
-        self.shards.iter().try_for_each(Shard::sync)
+        match &self.journal {
+            Some(j) => j.checkpoint(&self.shards),
+            None => self.shards.iter().try_for_each(Shard::sync),
+        }
     }
 
     /// Runs garbage collection on every shard until none has work left (the background
@@ -307,14 +312,9 @@ impl Store {
     }
 
     /// Stops the background threads (pending write-outs finish), syncs and closes the store.
-    /// With a journal, the sync is a checkpoint: the journal is left empty, so the next open
-    /// has nothing to replay.
     pub fn close(self) -> Result<()> {
         self.stop();
-        match &self.journal {
-            Some(j) => j.checkpoint(&self.shards),
-            None => self.sync(),
-        }
+        self.sync()
     }
 
     /// Waits until no bank is being written out.

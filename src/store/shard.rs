@@ -1,9 +1,12 @@
 //! One shard: its files, index and cache behind one lock, and the waits around that lock.
 //!
 //! A shard's state (key sections, buffer, value sections, index, usage, cache) sits behind a
-//! mutex held only for memory work: index and map updates, never a disk wait. Disk waits
-//! happen outside it: direct reads of values (see [`read`](super::read)), the background
-//! write-out of a full bank (see [`flush`](super::flush)), and syncs (see [`sync`](super::sync)).
+//! mutex held for memory work: index and map updates. The common disk waits happen outside
+//! it: direct reads of values (see [`read`](super::read)), the background write-out of a full
+//! bank (see [`flush`](super::flush)), and syncs (see [`sync`](super::sync)). Three rare
+//! steps wait on the disk under it: a bank taking a new section (one msync of its header
+//! page), a new key section (the file made and the directory fsynced, once per 65,536
+//! records), and a write-out when no background writer runs (at open).
 //! A put that finds both banks busy waits on [`Shard::freed`] for the write-out to finish.
 
 use std::any::Any;
