@@ -202,6 +202,28 @@ fn current(file: &File, path: &Path, len: u64, p: &mut Problems) -> Option<Journ
     Some(best)
 }
 
+/// Reports the block at `at`, which ends the journal, when it is a frame of an epoch after
+/// `epoch` whose checksum holds: open refuses the store then.
+fn newer(file: &File, path: &Path, at: u64, epoch: u64, len: u64, head: &[u8], p: &mut Problems) {
+    let Some(f) = Frame::read(head).filter(|f| f.epoch > epoch) else {
+        return;
+    };
+    if at + f.blocks() * BLOCK as u64 > len {
+        return;
+    }
+    let Ok(b) = read_file_at_most(file, at, FRAME_HEADER_LEN + f.len as usize) else {
+        return;
+    };
+    if f.check(&b) {
+        let what = format!(
+            "journal frame of epoch {} after a header of epoch {epoch}: the header of epoch {} \
+             was lost, and with it the commits of that epoch",
+            f.epoch, f.epoch
+        );
+        p.error(K::Header, path, at, what);
+    }
+}
+
 /// Walks the frames of `epoch` from [`FRAMES_AT`] as `recover` does, counting into `j`.
 fn frames(file: &File, path: &Path, epoch: u64, j: &mut JournalReport, p: &mut Problems) {
     let mut at = FRAMES_AT;
@@ -220,7 +242,10 @@ fn frames(file: &File, path: &Path, epoch: u64, j: &mut JournalReport, p: &mut P
             }
         };
         let Some(f) = Frame::peek(&head, epoch, n) else {
-            return; // not the next frame of the epoch: the journal ends here
+            // Not the next frame of the epoch: the journal ends here, unless this is a sound
+            // frame of a later epoch, whose header (durable before it) was lost.
+            newer(file, path, at, epoch, j.len, &head, p);
+            return;
         };
         let span = f.blocks() * BLOCK as u64;
         if at + span > j.len {

@@ -200,6 +200,29 @@ fn zeroed_header_slots_are_an_error_and_open_refuses() {
 }
 
 #[test]
+fn commits_of_a_lost_header_are_an_error_and_open_refuses() {
+    // Epoch 1 (slot 1) holds the commits; slot 0 gets an older header, then slot 1 is lost.
+    let d = journaled(5);
+    let (h, frames) = frames_of(d.path());
+    assert_eq!((h.epoch, frames.len()), (1, 5));
+    let older = JournalHeader { epoch: 0, ..h };
+    let mut b = fs::read(journal(d.path())).unwrap();
+    b[..BLOCK].fill(0);
+    b[..64].copy_from_slice(&older.encode());
+    b[BLOCK..2 * BLOCK].fill(0);
+    fs::write(journal(d.path()), b).unwrap();
+    let r = check(d.path()).unwrap();
+    let errors: Vec<_> = found(&r).into_iter().filter(|f| f.0 == E).collect();
+    assert_eq!(
+        errors,
+        vec![(E, K::Header, "journal".into(), FRAMES_AT)],
+        "{r}"
+    );
+    assert!(!r.opens());
+    assert!(Store::open_with(d.path(), always()).is_err());
+}
+
+#[test]
 fn one_torn_header_slot_is_a_warning() {
     // Epoch 2 is current (slot 0) after a reopen; epoch 1 stays in slot 1.
     let d = journaled(5);
