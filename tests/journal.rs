@@ -55,6 +55,20 @@ fn patch(path: &Path, at: u64, bytes: &[u8]) {
     f.write_all_at(bytes, at).unwrap();
 }
 
+/// One block holding frame `number` of `epoch` with a one-entry `payload`, as a commit
+/// writes it.
+fn frame_block(epoch: u64, number: u64, payload: &[u8]) -> Vec<u8> {
+    let f = Frame {
+        len: payload.len() as u32,
+        epoch,
+        number,
+        count: 1,
+    };
+    let mut block = vec![0u8; BLOCK];
+    f.encode(payload, &mut block);
+    block
+}
+
 /// Eight writers on three shards, each putting (and now and then deleting) its own keys with
 /// rising versions; then power is lost, the store is dropped without a sync. Every key must
 /// hold exactly what its writer was last told had returned.
@@ -188,14 +202,7 @@ fn a_checked_commit_that_does_not_decode_is_refused() {
     let mut payload = Vec::new();
     encode_put(&mut payload, *b"abcdefgh", b"x");
     payload[0] = 9; // no such operation
-    let f = Frame {
-        len: payload.len() as u32,
-        epoch: h.epoch,
-        number: 1,
-        count: 1,
-    };
-    let mut block = vec![0u8; BLOCK];
-    f.encode(&payload, &mut block);
+    let block = frame_block(h.epoch, 1, &payload);
     let at = FRAMES_AT + BLOCK as u64;
     patch(&d.path().join(JOURNAL_NAME), at, &block);
     match Store::open_with(d.path(), always(1, 1 << 20)) {
@@ -276,14 +283,7 @@ fn a_stale_frame_behind_a_lost_first_frame_never_replays() {
     let h = header(d.path());
     let mut payload = Vec::new();
     encode_put(&mut payload, 5u64.to_be_bytes(), b"never acknowledged");
-    let stale = Frame {
-        len: payload.len() as u32,
-        epoch: h.epoch,
-        number: 1,
-        count: 1,
-    };
-    let mut block = vec![0u8; BLOCK];
-    stale.encode(&payload, &mut block);
+    let block = frame_block(h.epoch, 1, &payload);
     patch(
         &d.path().join(JOURNAL_NAME),
         FRAMES_AT + BLOCK as u64,

@@ -224,22 +224,34 @@ fn newer(file: &File, path: &Path, at: u64, epoch: u64, len: u64, head: &[u8], p
     }
 }
 
+/// `len` bytes of frame `n` at `at`; `None`, reported as an error, when they cannot be read.
+fn read_frame(
+    file: &File,
+    path: &Path,
+    at: u64,
+    len: usize,
+    n: u64,
+    p: &mut Problems,
+) -> Option<Vec<u8>> {
+    read_file_at_most(file, at, len)
+        .map_err(|e| {
+            p.error(
+                K::Io,
+                path,
+                at,
+                format!("cannot read journal frame {n}: {e}"),
+            )
+        })
+        .ok()
+}
+
 /// Walks the frames of `epoch` from [`FRAMES_AT`] as `recover` does, counting into `j`.
 fn frames(file: &File, path: &Path, epoch: u64, j: &mut JournalReport, p: &mut Problems) {
     let mut at = FRAMES_AT;
     while at < j.len {
         let n = j.frames;
-        let head = match read_file_at_most(file, at, FRAME_HEADER_LEN) {
-            Ok(b) => b,
-            Err(e) => {
-                p.error(
-                    K::Io,
-                    path,
-                    at,
-                    format!("cannot read journal frame {n}: {e}"),
-                );
-                return;
-            }
+        let Some(head) = read_frame(file, path, at, FRAME_HEADER_LEN, n, p) else {
+            return;
         };
         let Some(f) = Frame::peek(&head, epoch, n) else {
             // Not the next frame of the epoch: the journal ends here, unless this is a sound
@@ -258,17 +270,8 @@ fn frames(file: &File, path: &Path, epoch: u64, j: &mut JournalReport, p: &mut P
             p.warn(K::TornTail, path, at, what);
             return;
         }
-        let b = match read_file_at_most(file, at, FRAME_HEADER_LEN + f.len as usize) {
-            Ok(b) => b,
-            Err(e) => {
-                p.error(
-                    K::Io,
-                    path,
-                    at,
-                    format!("cannot read journal frame {n}: {e}"),
-                );
-                return;
-            }
+        let Some(b) = read_frame(file, path, at, FRAME_HEADER_LEN + f.len as usize, n, p) else {
+            return;
         };
         if !f.check(&b) {
             j.torn = true;
