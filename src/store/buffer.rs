@@ -19,9 +19,9 @@ use crate::format::{
 use crate::io::{FileIo, Map, Mode, Vfs};
 use crate::key::VALUE_MAX;
 
-use super::header_error;
-use super::keys::create_complete;
-use super::sync::Span;
+use super::file::Span;
+use super::file::create_complete;
+use super::file::header_error;
 
 /// The open write buffer.
 #[derive(Debug)]

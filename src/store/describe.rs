@@ -24,8 +24,8 @@ use crate::format::{
 use crate::io::{Mode, Vfs};
 use crate::options::{Options, default_shards};
 
-use super::header_error;
-use super::keys::create_complete;
+use super::file::create_complete;
+use super::file::header_error;
 
 const READ: Mode = Mode {
     create: false,

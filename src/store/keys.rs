@@ -10,41 +10,12 @@ use std::sync::Arc;
 
 use crate::error::{Context, Error, Result};
 use crate::format::{
-    HEADER_LEN, Header, KEYS_DATA_AT, Kind, PAGE, RECORD_SIZE, Record, TMP_SUFFIX, keys_len,
-    keys_name,
+    HEADER_LEN, Header, KEYS_DATA_AT, Kind, PAGE, RECORD_SIZE, Record, keys_len, keys_name,
 };
 use crate::io::{FileIo, Map, Mode, Vfs};
 
-use super::header_error;
-use super::sync::Span;
-
-/// Creates `path` complete: writes `parts` (offset, bytes) into a preallocated file of `len`
-/// bytes under a temporary name, syncs it, and renames it into place. The caller syncs the
-/// directory.
-pub(crate) fn create_complete(
-    vfs: &dyn Vfs,
-    path: &Path,
-    len: u64,
-    parts: &[(u64, &[u8])],
-) -> Result<Arc<dyn FileIo>> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(TMP_SUFFIX);
-    let tmp = PathBuf::from(tmp);
-    let mode = Mode {
-        create: true,
-        write: true,
-        direct: false,
-    };
-    let file = vfs.open(&tmp, mode).ctx("create", &tmp)?;
-    file.set_len(0).ctx("truncate", &tmp)?;
-    file.allocate(len).ctx("allocate", &tmp)?;
-    for (off, bytes) in parts {
-        file.write_at(bytes, *off).ctx("write header", &tmp)?;
-    }
-    file.sync().ctx("fdatasync", &tmp)?;
-    vfs.rename(&tmp, path).ctx("rename", &tmp)?;
-    Ok(file)
-}
+use super::file::header_error;
+use super::file::{Span, create_complete};
 
 /// One open key section.
 #[derive(Debug)]

@@ -30,25 +30,19 @@
 //! See [`gc`]: value sections with the most dead slots are emptied by moving their live values
 //! and then removed; key sections whose records are all dead are removed.
 
+mod background;
 mod buffer;
 mod cache;
 mod describe;
-mod flush;
-mod gc;
+mod file;
 mod index;
 mod journal;
 mod keys;
-mod open;
-mod read;
-mod recover;
-mod replay;
 mod scan;
 mod shard;
 mod stats;
-mod sync;
 mod usage;
 mod values;
-mod write;
 
 use std::any::Any;
 use std::io;
@@ -57,17 +51,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Context, Error, Result};
-use crate::format::{HeaderError, Kind, shard_name, shard_of};
+use crate::format::{shard_name, shard_of};
 use crate::key::{Key, Value};
 use crate::options::{Durability, Options};
 
 pub use scan::Scan;
 pub use stats::Stats;
 
+use background::Background;
 use cache::Cache;
-use flush::Background;
-use read::Fetch;
-use shard::Shard;
+use shard::{Fetch, Shard};
 
 /// A key/value store in one data directory. `Send + Sync`; share it with an `Arc`.
 ///
@@ -128,17 +121,17 @@ impl Store {
             _ => Error::io("lock", dir, e),
         })?;
         if options.direct_io {
-            open::probe_direct(&*vfs, dir)?;
+            shard::probe_direct(&*vfs, dir)?;
         }
         let (count, fresh) = describe::read(&*vfs, dir, &options)?;
-        let found = replay::find(dir, &options, fresh)?;
+        let found = journal::find(dir, &options, fresh)?;
         let (jobs, queue) = crossbeam_channel::unbounded();
         let per_shard = options.cache_bytes / count as usize;
         let opened: Vec<Result<shard::Inner>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..count)
                 .map(|i| {
                     let (path, options) = (dir.join(shard_name(i)), &options);
-                    s.spawn(move || open::open(&path, i as usize, options))
+                    s.spawn(move || shard::open(&path, i as usize, options))
                 })
                 .collect();
             handles
@@ -156,7 +149,7 @@ impl Store {
         if fresh {
             describe::write(&*vfs, dir, &options, count)?;
         }
-        let (journal, journal_torn) = replay::open(dir, &options, &shards, found)?;
+        let (journal, journal_torn) = journal::open(dir, &options, &shards, found)?;
         for shard in &shards {
             shard.lock().inner.jobs = Some(jobs.clone());
         }
@@ -364,7 +357,7 @@ impl Store {
             .filter(|f| f.reads_disk())
             .map(|f| (f.key, f.seq))
             .collect();
-        let out = read::finish_all(fetches)?;
+        let out = shard::finish_all(fetches)?;
         // Values read from disk enter the cache (its small queue: a scan passing over keys
         // once cannot displace the hot set), unless a write replaced them meanwhile.
         if !read.is_empty() {
@@ -411,23 +404,6 @@ fn bounds<K: Into<Key> + Copy>(range: &impl RangeBounds<K>) -> (Bound<Key>, Boun
         Bound::Unbounded => Bound::Unbounded,
     };
     (conv(range.start_bound()), conv(range.end_bound()))
-}
-
-/// Turns a header decoding failure into the crate error for `path`.
-pub(crate) fn header_error(path: &Path, kind: Kind, e: HeaderError) -> Error {
-    match e {
-        HeaderError::Magic(got) => Error::Foreign {
-            file: path.to_path_buf(),
-            kind: kind.name(),
-            got,
-        },
-        HeaderError::Version(got) => Error::Version {
-            file: path.to_path_buf(),
-            expected: crate::format::header::VERSION,
-            got,
-        },
-        HeaderError::Bad(why) => Error::corrupt(path, 0, format!("{} header: {why}", kind.name())),
-    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::format::{
 use crate::io::{AlignedBuf, FileIo, Mode, Vfs};
 
 use super::buffer::Outbound;
-use super::header_error;
+use super::file::header_error;
 
 /// The open value sections.
 #[derive(Debug)]

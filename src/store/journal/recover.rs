@@ -20,16 +20,16 @@ use crate::io::{AlignedBuf, FileIo, Mode, Vfs};
 use crate::key::Key;
 use crate::options::{Durability, Options};
 
-use super::journal::Journal;
-use super::shard::Shard;
-use super::write::Step;
+use super::Journal;
+use crate::store::shard::Shard;
+use crate::store::shard::Step;
 
 /// Bytes read at a time.
 const CHUNK: usize = 1 << 20;
 
 /// What [`recover`] found in an existing journal.
 #[derive(Debug)]
-pub(super) struct Found {
+pub(crate) struct Found {
     pub(super) file: Arc<dyn FileIo>,
     pub(super) path: PathBuf,
     pub(super) header: JournalHeader,
@@ -44,7 +44,7 @@ pub(super) struct Found {
 /// Reads the journal of the store in `dir`, if any, before anything else is written: a new
 /// store (`fresh`, no `STORE` file) must not find one holding commits, which would be a
 /// store whose `STORE` file was lost (refused, leaving the directory as it was).
-pub(super) fn find(dir: &Path, options: &Options, fresh: bool) -> Result<Option<Found>> {
+pub(crate) fn find(dir: &Path, options: &Options, fresh: bool) -> Result<Option<Found>> {
     let found = recover(&*options.vfs, dir, options.direct_io)?;
     if let Some(f) = &found
         && fresh
@@ -58,7 +58,7 @@ pub(super) fn find(dir: &Path, options: &Options, fresh: bool) -> Result<Option<
 
 /// Opens the journal [`find`] found once the shards are open: replays what it holds, syncs
 /// the shards and starts the next epoch; keeps it, made if missing, for durability `always`.
-pub(super) fn open(
+pub(crate) fn open(
     dir: &Path,
     options: &Options,
     shards: &[Shard],

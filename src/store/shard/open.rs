@@ -23,15 +23,15 @@ use crate::format::{
 use crate::io::Vfs;
 use crate::options::Options;
 
-use super::buffer::Buffer;
-use super::keys::Section;
 use super::recover;
-use super::shard::{Counters, Inner};
-use super::usage::Usage;
-use super::values::Values;
+use super::{Counters, Inner};
+use crate::store::buffer::Buffer;
+use crate::store::keys::Section;
+use crate::store::usage::Usage;
+use crate::store::values::Values;
 
 /// Opens or creates shard `id` in `dir` (the store holds the directory lock).
-pub(super) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
+pub(crate) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
     let vfs: Arc<dyn Vfs> = options.vfs.clone();
     let slots = options.section_slots;
     vfs.create_dir(dir).ctx("create directory", dir)?;
@@ -293,7 +293,7 @@ fn drop_tail(keys: &[Section], first: u32, end: u64, slots: u32) -> Result<()> {
 
 /// Fails early, with the option to turn it off, when the file system refuses `O_DIRECT`: opens
 /// the lock file with it.
-pub(super) fn probe_direct(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
+pub(crate) fn probe_direct(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
     let path = dir.join(crate::format::LOCK_NAME);
     let mode = crate::io::Mode {
         create: false,

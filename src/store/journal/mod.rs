@@ -23,6 +23,8 @@
 //! At open, [`recover`] reads the current epoch's frames; the store replays them into the
 //! shards before anything else runs, syncs the shards and starts the next epoch.
 
+mod recover;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,8 +41,9 @@ use crate::format::journal::{
 use crate::io::{AlignedBuf, FileIo, Mode, Vfs};
 use crate::key::Key;
 
-use super::replay::Found;
-use super::shard::Shard;
+use crate::store::shard::Shard;
+use recover::Found;
+pub(crate) use recover::{find, open};
 
 /// The longest a leader waits for the writers of the last commit to come back.
 const GATHER: Duration = Duration::from_micros(100);

@@ -18,10 +18,10 @@
 use crate::error::{Error, Result};
 use crate::format::{Op, RECORD_SIZE, Record, RecordError, SLOT_SIZE, record::value_crc};
 
-use super::buffer::Buffer;
-use super::index::Log;
-use super::keys::Section;
-use super::values::Values;
+use crate::store::buffer::Buffer;
+use crate::store::index::Log;
+use crate::store::keys::Section;
+use crate::store::values::Values;
 
 /// Why the log ends at an all-zero record.
 const NEVER_WRITTEN: &str = "record never written";

@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
-use super::keys::Section;
-use super::shard::Inner;
-use super::values;
+use super::Inner;
 use crate::error::{Error, Result};
 use crate::format::{Op, record::value_crc};
 use crate::key::{Key, Value};
+use crate::store::keys::Section;
+use crate::store::values;
 
 impl Inner {
     /// Finds the value of record `seq`, which the index holds for `key`: copied already when

@@ -8,12 +8,12 @@
 //! now holds before any value goes in: the lowest section number not in use, since garbage
 //! collection frees numbers.
 
-use super::shard::{Inner, Job};
+use super::{Inner, Job};
 use crate::error::{Context, Error, Result};
 use crate::format::{BANKS, MAX_SLOTS, Op, Record};
 use crate::key::{Key, VALUE_MAX};
 
-use super::keys::Section;
+use crate::store::keys::Section;
 
 /// What a write step did.
 #[derive(Debug)]

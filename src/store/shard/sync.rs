@@ -15,34 +15,14 @@
 //! Any failed msync poisons the shard: the kernel may have dropped the pages, so further
 //! writes are refused until reopen.
 
-use std::path::PathBuf;
-use std::sync::{Arc, MutexGuard};
+use std::sync::MutexGuard;
 
-use crate::error::{Context, Result};
+use crate::error::Result;
 use crate::format::Mark;
-use crate::io::Map;
 
-use super::buffer::MarkWriter;
-use super::shard::{Inner, Shard};
-
-/// A range of a map to make durable.
-#[derive(Debug)]
-pub(crate) struct Span {
-    pub(crate) map: Arc<dyn Map>,
-    pub(crate) path: PathBuf,
-    pub(crate) off: usize,
-    pub(crate) len: usize,
-}
-
-impl Span {
-    /// msyncs the range.
-    pub(crate) fn flush(&self) -> Result<()> {
-        if self.len == 0 {
-            return Ok(());
-        }
-        self.map.flush(self.off, self.len).ctx("msync", &self.path)
-    }
-}
+use super::{Inner, Shard};
+use crate::store::buffer::MarkWriter;
+use crate::store::file::Span;
 
 /// What one sync flushes, captured under the lock.
 #[derive(Debug)]

@@ -28,8 +28,8 @@ use crate::error::{Error, Result};
 use crate::format::{Op, PAGE, RECORD_SIZE, Record, SLOT_SIZE, record::value_crc};
 use crate::key::Key;
 
-use super::shard::{Inner, Shard};
-use super::values;
+use super::{Inner, Shard};
+use crate::store::values;
 
 /// Value files may hold this many times the live values before collection starts.
 pub(crate) const SPACE_LIMIT: f64 = 1.15;

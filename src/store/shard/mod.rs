@@ -9,6 +9,13 @@
 //! records), and a write-out when no background writer runs (at open).
 //! A put that finds both banks busy waits on [`Shard::freed`] for the write-out to finish.
 
+mod gc;
+mod open;
+mod read;
+mod recover;
+mod sync;
+mod write;
+
 use std::any::Any;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -28,10 +35,12 @@ use super::cache::Cache;
 use super::index::Index;
 use super::journal::Journal;
 use super::keys::Section;
-use super::read::Fetch;
 use super::usage::Usage;
 use super::values::Values;
-use super::write::Step;
+
+pub(crate) use open::{open, probe_direct};
+pub(crate) use read::{Fetch, finish_all};
+pub(crate) use write::Step;
 
 /// A bank's write-out, for the background thread: shard number and bank.
 #[derive(Clone, Copy, Debug)]

@@ -1,0 +1,74 @@
+//! What the store's files share: creating a file complete under a temporary name, a range
+//! of a mapped file to make durable outside the shard's lock, and the error for a header
+//! that does not decode.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Context, Error, Result};
+use crate::format::{HeaderError, Kind, TMP_SUFFIX};
+use crate::io::{FileIo, Map, Mode, Vfs};
+
+/// Creates `path` complete: writes `parts` (offset, bytes) into a preallocated file of `len`
+/// bytes under a temporary name, syncs it, and renames it into place. The caller syncs the
+/// directory.
+pub(crate) fn create_complete(
+    vfs: &dyn Vfs,
+    path: &Path,
+    len: u64,
+    parts: &[(u64, &[u8])],
+) -> Result<Arc<dyn FileIo>> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(TMP_SUFFIX);
+    let tmp = PathBuf::from(tmp);
+    let mode = Mode {
+        create: true,
+        write: true,
+        direct: false,
+    };
+    let file = vfs.open(&tmp, mode).ctx("create", &tmp)?;
+    file.set_len(0).ctx("truncate", &tmp)?;
+    file.allocate(len).ctx("allocate", &tmp)?;
+    for (off, bytes) in parts {
+        file.write_at(bytes, *off).ctx("write header", &tmp)?;
+    }
+    file.sync().ctx("fdatasync", &tmp)?;
+    vfs.rename(&tmp, path).ctx("rename", &tmp)?;
+    Ok(file)
+}
+
+/// A range of a map to make durable.
+#[derive(Debug)]
+pub(crate) struct Span {
+    pub(crate) map: Arc<dyn Map>,
+    pub(crate) path: PathBuf,
+    pub(crate) off: usize,
+    pub(crate) len: usize,
+}
+
+impl Span {
+    /// msyncs the range.
+    pub(crate) fn flush(&self) -> Result<()> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        self.map.flush(self.off, self.len).ctx("msync", &self.path)
+    }
+}
+
+/// Turns a header decoding failure into the crate error for `path`.
+pub(crate) fn header_error(path: &Path, kind: Kind, e: HeaderError) -> Error {
+    match e {
+        HeaderError::Magic(got) => Error::Foreign {
+            file: path.to_path_buf(),
+            kind: kind.name(),
+            got,
+        },
+        HeaderError::Version(got) => Error::Version {
+            file: path.to_path_buf(),
+            expected: crate::format::header::VERSION,
+            got,
+        },
+        HeaderError::Bad(why) => Error::corrupt(path, 0, format!("{} header: {why}", kind.name())),
+    }
+}
