@@ -128,7 +128,7 @@ impl Shard {
         let job = {
             let g = self.lock();
             let (dir, direct) = g.inner.values.place();
-            g.inner.buffer.banks[bank].map(|n| {
+            g.inner.buffer.sections()[bank].map(|n| {
                 let out = g.inner.buffer.outbound(bank);
                 (n, out, g.inner.vfs.clone(), dir, direct)
             })
@@ -152,7 +152,7 @@ impl Shard {
             }
             None => {}
         }
-        g.inner.flushing[bank] = false;
+        g.inner.buffer.written_out(bank);
         drop(g);
         self.freed.notify_all();
     }

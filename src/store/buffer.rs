@@ -7,6 +7,25 @@
 //! thread in one aligned direct write straight from the map. A bank is then free for the next
 //! section: [`reset`](Buffer::reset) rewrites (and syncs) its header page first, so the page
 //! always names the section whose values the bank holds.
+//!
+//! # The bank hand-off
+//!
+//! This module alone owns which bank puts fill ([`Buffer::fill`]), how far ([`Buffer::next`]),
+//! which bank is being written out, and which slots were written since the last sync plan
+//! ([`Buffer::take_dirty`]). Its invariants, enforced here:
+//!
+//! 1. A bank being written out is never written: puts write only the active bank, and
+//!    [`Buffer::rotate`] refuses to give a bank a new section while its write-out runs, so
+//!    the background writer copies bytes no one changes.
+//! 2. The active bank is never being written out.
+//! 3. Two banks never name the same section (a bank gives its section up with
+//!    [`Buffer::clear`], and a new section number is one neither bank names).
+//! 4. A bank's header page is rewritten and synced before any value of its new section goes
+//!    in, so the page always names the section of the values the bank holds.
+//!
+//! A write-out is started by [`Buffer::rotate`] (which hands back the full bank's number),
+//! carried out from an [`Outbound`] without the shard's lock, and ended by
+//! [`Buffer::written_out`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,13 +50,21 @@ pub(crate) struct Buffer {
     map: Arc<dyn Map>,
     slots: u32,
     /// The section each bank's header page names (`None` when never set, torn or stale).
-    pub(crate) banks: [Option<u32>; BANKS],
+    banks: [Option<u32>; BANKS],
     /// Banks whose header page held bytes that do not decode (torn or damaged), found at open.
-    pub(crate) damaged: [bool; BANKS],
+    damaged: [bool; BANKS],
     /// The newest valid sync mark found or written.
-    pub(crate) mark: Mark,
+    mark: Mark,
     /// Where the next mark goes (the older copy).
     mark_at: usize,
+    /// The bank puts fill.
+    active: usize,
+    /// Next free slot index in the active bank (`slots` when full or when it holds no section).
+    fill: u32,
+    /// Banks being written out.
+    writing: [bool; BANKS],
+    /// Per bank, slot indexes written since the last sync plan.
+    dirty: [Option<(u32, u32)>; BANKS],
 }
 
 impl Buffer {
@@ -63,6 +90,10 @@ impl Buffer {
             damaged: [false; BANKS],
             mark: Mark::default(),
             mark_at: MARK_A,
+            active: 0,
+            fill: slots,
+            writing: [false; BANKS],
+            dirty: [None; BANKS],
         })
     }
 
@@ -133,6 +164,10 @@ impl Buffer {
             damaged,
             mark,
             mark_at,
+            active: 0,
+            fill: slots,
+            writing: [false; BANKS],
+            dirty: [None; BANKS],
         })
     }
 
@@ -146,8 +181,130 @@ impl Buffer {
         bank_at(self.slots, bank) + PAGE + index as usize * SLOT_SIZE
     }
 
+    /// Where the next put goes: the active bank's section and the slot index in it; `None`
+    /// when the bank is full (or holds no section yet): [`rotate`](Self::rotate) first.
+    pub(crate) fn next(&self) -> Option<(u32, u32)> {
+        let section = self.banks[self.active]?;
+        (self.fill < self.slots).then_some((section, self.fill))
+    }
+
+    /// Copies `value` into the slot [`next`](Self::next) named and moves past it.
+    pub(crate) fn fill(&mut self, value: &[u8]) -> Result<()> {
+        let index = self.fill;
+        if index >= self.slots || self.banks[self.active].is_none() {
+            return Err(Error::corrupt(
+                &self.path,
+                bank_at(self.slots, self.active) as u64,
+                "a put found the active bank full or holding no section",
+            ));
+        }
+        self.write(self.active, index, value)?;
+        let d = &mut self.dirty[self.active];
+        *d = Some(d.map_or((index, index + 1), |(lo, hi)| {
+            (lo.min(index), hi.max(index + 1))
+        }));
+        self.fill += 1;
+        Ok(())
+    }
+
+    /// Whether puts can move on to the other bank: it is not being written out.
+    pub(crate) fn ready(&self) -> bool {
+        !self.writing[self.other()]
+    }
+
+    fn other(&self) -> usize {
+        (self.active + 1) % BANKS
+    }
+
+    /// Moves puts on to the other bank, which takes `section`: its header page is rewritten
+    /// and synced first. The full bank is handed back to be written out unless `kept` says
+    /// its section is in a `.v` file already (or it holds nothing new): the caller writes it
+    /// out (see [`outbound`](Self::outbound)) and then calls
+    /// [`written_out`](Self::written_out). Refused while the other bank is being written out
+    /// (see [`ready`](Self::ready)).
+    pub(crate) fn rotate(
+        &mut self,
+        section: u32,
+        kept: impl Fn(u32) -> bool,
+    ) -> Result<Option<usize>> {
+        let (full, next) = (self.active, self.other());
+        if self.writing[next] || self.banks.contains(&Some(section)) {
+            return Err(Error::corrupt(
+                &self.path,
+                bank_at(self.slots, next) as u64,
+                format!("bank {next} cannot take section {section}: busy, or the section is held"),
+            ));
+        }
+        self.reset(next, section)?;
+        crate::kill::point("bank-reset");
+        // The bank's earlier slots are durable in their `.v` file (a write-out syncs it).
+        self.dirty[next] = None;
+        let out = match self.banks[full] {
+            Some(s) if !kept(s) && self.fill > 0 => {
+                self.writing[full] = true;
+                Some(full)
+            }
+            _ => None,
+        };
+        self.active = next;
+        self.fill = 0;
+        Ok(out)
+    }
+
+    /// Ends the write-out of `bank` that [`rotate`](Self::rotate) started (done or failed):
+    /// the bank may take a new section again.
+    pub(crate) fn written_out(&mut self, bank: usize) {
+        self.writing[bank] = false;
+    }
+
+    /// Whether any bank is being written out.
+    #[cfg(test)]
+    pub(crate) fn writing_out(&self) -> bool {
+        self.writing.iter().any(|&w| w)
+    }
+
+    /// Puts go on filling `bank` from slot `fill` (open, after recovery found that the log's
+    /// last put went to slot `fill - 1` of it); slots before are unsynced as far as this
+    /// buffer knows.
+    pub(crate) fn resume(&mut self, bank: usize, fill: u32) {
+        self.active = bank;
+        self.fill = fill.min(self.slots);
+        self.dirty[bank] = Some((0, self.fill));
+    }
+
+    /// The section each bank's header page names.
+    pub(crate) fn sections(&self) -> [Option<u32>; BANKS] {
+        self.banks
+    }
+
+    /// The bank that holds section `n`, if one does.
+    pub(crate) fn holding(&self, n: u32) -> Option<usize> {
+        self.banks.iter().position(|&b| b == Some(n))
+    }
+
+    /// A bank whose header page held bytes that do not decode, found at open.
+    pub(crate) fn damaged(&self) -> Option<usize> {
+        self.damaged.iter().position(|&d| d)
+    }
+
+    /// The newest sync mark.
+    pub(crate) fn mark(&self) -> Mark {
+        self.mark
+    }
+
+    /// Takes the slot ranges written since the last call, as spans to make durable.
+    pub(crate) fn take_dirty(&mut self) -> Vec<Span> {
+        let mut out = Vec::new();
+        for bank in 0..BANKS {
+            if let Some((lo, hi)) = self.dirty[bank].take() {
+                out.push(self.span(bank, lo, hi));
+            }
+        }
+        out
+    }
+
     /// Writes `value` (zero-padded to a whole slot) into slot `index` of `bank`.
-    pub(crate) fn write(&self, bank: usize, index: u32, value: &[u8]) -> Result<()> {
+    fn write(&self, bank: usize, index: u32, value: &[u8]) -> Result<()> {
         let mut slot = [0u8; SLOT_SIZE];
         let Some(dst) = slot.get_mut(..value.len()) else {
             return Err(Error::ValueTooLong {
@@ -169,23 +326,13 @@ impl Buffer {
     }
 
     /// Slots `from..to` of `bank`, to make durable outside the store's lock.
-    pub(crate) fn span(&self, bank: usize, from: u32, to: u32) -> Span {
+    fn span(&self, bank: usize, from: u32, to: u32) -> Span {
         let at = self.offset(bank, from);
         Span {
             map: self.map.clone(),
             path: self.path.clone(),
             off: at,
             len: (to - from) as usize * SLOT_SIZE,
-        }
-    }
-
-    /// Bytes `a..b` of the file, to make durable outside the store's lock.
-    pub(crate) fn range(&self, a: usize, b: usize) -> Span {
-        Span {
-            map: self.map.clone(),
-            path: self.path.clone(),
-            off: a,
-            len: b.saturating_sub(a),
         }
     }
 
@@ -223,7 +370,7 @@ impl Buffer {
     /// Gives `bank` to `section`: rewrites its header page and syncs it, before any value of
     /// the section goes in. Old slot contents stay until overwritten; no live record points
     /// at them.
-    pub(crate) fn reset(&mut self, bank: usize, section: u32) -> Result<()> {
+    fn reset(&mut self, bank: usize, section: u32) -> Result<()> {
         let header = Header {
             kind: Kind::Values,
             section_slots: self.slots,
@@ -243,6 +390,13 @@ impl Buffer {
     /// naming the same section.
     pub(crate) fn clear(&mut self, bank: usize) -> Result<()> {
         let at = bank_at(self.slots, bank);
+        if self.writing[bank] || bank == self.active && self.fill > 0 && self.fill < self.slots {
+            return Err(Error::corrupt(
+                &self.path,
+                at as u64,
+                format!("bank {bank} cannot be cleared while in use"),
+            ));
+        }
         self.map
             .write(at, &[0u8; HEADER_LEN])
             .ctx("write header", &self.path)?;

@@ -315,7 +315,7 @@ impl Store {
     pub(crate) fn settle(&self) {
         for shard in self.shards.iter() {
             let mut g = shard.lock();
-            while g.inner.flushing.iter().any(|&f| f) {
+            while g.inner.buffer.writing_out() {
                 shard.freed.wait(&mut g);
             }
         }

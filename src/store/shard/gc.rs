@@ -41,7 +41,7 @@ impl Inner {
         let on_disk: Vec<(u32, u32)> = self
             .values
             .sections()
-            .filter(|n| !self.buffer.banks.contains(&Some(*n)) && !self.gc_skip.contains(n))
+            .filter(|&n| self.buffer.holding(n).is_none() && !self.gc_skip.contains(&n))
             .map(|n| (n, self.usage.live(n)))
             .collect();
         let live: u64 = on_disk.iter().map(|&(_, c)| u64::from(c)).sum();

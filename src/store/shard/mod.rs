@@ -25,7 +25,6 @@ use parking_lot::{Condvar, Mutex as StateLock, MutexGuard};
 use crossbeam_channel::Sender;
 
 use crate::error::{Error, Result};
-use crate::format::BANKS;
 use crate::format::record::value_crc;
 use crate::io::Vfs;
 use crate::key::{Key, Value};
@@ -103,14 +102,6 @@ pub(crate) struct Inner {
     pub(crate) keys: Vec<Section>,
     pub(crate) first: u32,
     pub(crate) buffer: Buffer,
-    /// The bank puts fill.
-    pub(crate) active: usize,
-    /// Next free slot index in the active bank (`slots` when full or when it holds no section).
-    pub(crate) fill: u32,
-    /// Banks being written out.
-    pub(crate) flushing: [bool; BANKS],
-    /// Per bank, slot indexes written since the last sync plan.
-    pub(crate) dirty: [Option<(u32, u32)>; BANKS],
     pub(crate) values: Values,
     pub(crate) index: Index,
     pub(crate) usage: Usage,

@@ -86,7 +86,7 @@ pub(crate) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
         values.open(&*vfs, n)?;
     }
 
-    let first = buffer.mark.first;
+    let first = buffer.mark().first;
     let keys = open_keys(&*vfs, dir, slots, &buffer, &mut key_files)?;
     let walk = recover::walk(&keys, first, slots, &buffer, &values)?;
     drop_tail(&keys, first, walk.end, slots)?;
@@ -102,7 +102,7 @@ pub(crate) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
     let index = walk.log.build();
     let mut usage = Usage::new(slots, first, walk.fills);
     usage.count(index.seqs());
-    let mark = buffer.mark;
+    let mark = buffer.mark();
     let mut inner = Inner {
         id,
         dir: dir.to_path_buf(),
@@ -112,10 +112,6 @@ pub(crate) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
         keys,
         first,
         buffer,
-        active: 0,
-        fill: slots,
-        flushing: [false; BANKS],
-        dirty: [None; BANKS],
         values,
         index,
         usage,
@@ -145,7 +141,7 @@ fn open_keys(
     buffer: &Buffer,
     key_files: &mut Vec<u32>,
 ) -> Result<Vec<Section>> {
-    let first = buffer.mark.first;
+    let first = buffer.mark().first;
     let old: Vec<u32> = key_files.iter().copied().filter(|&n| n < first).collect();
     for &n in &old {
         let path = dir.join(keys_name(n));
@@ -156,13 +152,13 @@ fn open_keys(
         key_files.retain(|&n| n >= first);
     }
     if key_files.is_empty() {
-        if buffer.mark.synced > u64::from(first) * u64::from(slots) {
+        if buffer.mark().synced > u64::from(first) * u64::from(slots) {
             return Err(Error::corrupt(
                 dir.join(keys_name(first)),
                 0,
                 format!(
                     "key records up to {} were synced but no key section is left",
-                    buffer.mark.synced
+                    buffer.mark().synced
                 ),
             ));
         }
@@ -194,7 +190,7 @@ fn settle_banks(inner: &mut Inner, last: Option<(u32, u32)>) -> Result<()> {
         inner.usage.track(n);
     }
     for bank in 0..BANKS {
-        let Some(t) = inner.buffer.banks[bank] else {
+        let Some(t) = inner.buffer.sections()[bank] else {
             continue;
         };
         if inner.values.has(t) {
@@ -202,9 +198,7 @@ fn settle_banks(inner: &mut Inner, last: Option<(u32, u32)>) -> Result<()> {
         }
         match last {
             Some((l, index)) if l == t => {
-                inner.active = bank;
-                inner.fill = index + 1;
-                inner.dirty[bank] = Some((0, index + 1));
+                inner.buffer.resume(bank, index + 1);
                 inner.usage.track(t);
             }
             _ if inner.usage.live(t) > 0 => {
@@ -219,12 +213,12 @@ fn settle_banks(inner: &mut Inner, last: Option<(u32, u32)>) -> Result<()> {
     }
     let Some(bad) = inner
         .usage
-        .missing(|n| inner.values.has(n) || inner.buffer.banks.contains(&Some(n)))
+        .missing(|n| inner.values.has(n) || inner.buffer.holding(n).is_some())
     else {
         return Ok(());
     };
     // A bank whose header page is damaged may be the one that held the section.
-    if let Some(bank) = inner.buffer.damaged.iter().position(|&d| d) {
+    if let Some(bank) = inner.buffer.damaged() {
         return Err(Error::corrupt(
             &inner.buffer.path,
             bank_at(inner.slots, bank) as u64,

@@ -41,7 +41,7 @@ impl Inner {
         }
         let (vsec, index) = (slot / self.slots, slot % self.slots);
         let mut value = Value::empty();
-        let bank = self.buffer.banks.iter().position(|&b| b == Some(vsec));
+        let bank = self.buffer.holding(vsec);
         let place = match bank {
             Some(bank) if !self.values.has(vsec) => {
                 self.buffer.read(bank, index, value.slot_mut())?;

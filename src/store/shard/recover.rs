@@ -54,7 +54,7 @@ pub(crate) fn walk(
     values: &Values,
 ) -> Result<Walk> {
     let s64 = u64::from(slots);
-    let synced = buffer.mark.synced;
+    let synced = buffer.mark().synced;
     let mut log = Log::with_capacity(sections.len().saturating_mul(slots as usize));
     let mut last: Option<(u32, u32)> = None;
     let mut fills: Vec<(u64, u32)> = Vec::new();
@@ -176,7 +176,7 @@ fn check(
     if values.has(section) {
         return Ok(None);
     }
-    let Some(bank) = buffer.banks.iter().position(|&b| b == Some(section)) else {
+    let Some(bank) = buffer.holding(section) else {
         return Ok(Some(format!(
             "its slot {slot} is in value section {section}, which neither exists ({}) nor is \
              in the buffer",

@@ -48,30 +48,14 @@ impl Inner {
         Ok(spans)
     }
 
-    /// Takes the dirty ranges of the banks: `(offset, end)` in `buffer.b`.
-    pub(super) fn take_dirty(&mut self) -> Vec<(usize, usize)> {
-        let mut out = Vec::new();
-        for (bank, dirty) in self.dirty.iter_mut().enumerate() {
-            if let Some((lo, hi)) = dirty.take() {
-                let span = self.buffer.span(bank, lo, hi);
-                out.push((span.off, span.off + span.len));
-            }
-        }
-        out
-    }
-
     /// Captures what a sync must flush, with the mark that ends it (keeping key sections from
     /// `first`); `None` when the mark already says everything.
     fn plan(&mut self, first: u32) -> Result<Option<Plan>> {
         let to = self.next_seq;
-        if to == self.buffer.mark.synced && first == self.buffer.mark.first {
+        if to == self.buffer.mark().synced && first == self.buffer.mark().first {
             return Ok(None);
         }
-        let mut spans: Vec<Span> = self
-            .take_dirty()
-            .into_iter()
-            .map(|(a, b)| self.buffer.range(a, b))
-            .collect();
+        let mut spans = self.buffer.take_dirty();
         spans.extend(self.key_spans(self.synced_seq, to)?);
         let mark = Mark {
             generation: self.generation + 1,
@@ -89,7 +73,7 @@ impl Inner {
 impl Inner {
     /// Syncs with the lock held (at open, before the shard is shared).
     pub(crate) fn sync_inline(&mut self) -> Result<()> {
-        let Some(plan) = self.plan(self.buffer.mark.first)? else {
+        let Some(plan) = self.plan(self.buffer.mark().first)? else {
             return Ok(());
         };
         let r = plan
@@ -124,7 +108,7 @@ impl Shard {
         let plan = {
             let mut g = self.lock();
             g.inner.writable()?;
-            let first = first.unwrap_or(g.inner.buffer.mark.first);
+            let first = first.unwrap_or(g.inner.buffer.mark().first);
             g.inner.plan(first)?
         };
         let Some(plan) = plan else {

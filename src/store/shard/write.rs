@@ -10,7 +10,7 @@
 
 use super::{Inner, Job};
 use crate::error::{Context, Error, Result};
-use crate::format::{BANKS, MAX_SLOTS, Op, Record};
+use crate::format::{MAX_SLOTS, Op, Record};
 use crate::key::{Key, VALUE_MAX};
 
 use crate::store::keys::Section;
@@ -35,17 +35,15 @@ impl Inner {
                 max: VALUE_MAX,
             });
         }
-        if self.fill >= self.slots && !self.advance()? {
-            return Ok(Step::Wait);
-        }
-        let Some(section) = self.buffer.banks[self.active] else {
-            return Err(Error::corrupt(
-                &self.buffer.path,
-                0,
-                "the active bank holds no section",
-            ));
+        let next = match self.buffer.next() {
+            Some(next) => next,
+            None if self.advance()? => self
+                .buffer
+                .next()
+                .ok_or_else(|| Error::corrupt(&self.buffer.path, 0, "a new bank has no room"))?,
+            None => return Ok(Step::Wait),
         };
-        let index = self.fill;
+        let (section, index) = next;
         let slot = section * self.slots + index;
         let seq = self.next_seq;
         let rec = Record {
@@ -58,18 +56,13 @@ impl Inner {
             },
         };
         let (sec, at) = self.section_for(seq)?;
-        self.buffer.write(self.active, index, value)?;
+        self.buffer.fill(value)?;
         self.keys[sec].write(at, &rec.encode())?;
         if let Some(old) = self.index.insert(key, seq) {
             self.usage.kill(old);
         }
         self.usage.put(seq, section);
-        let d = &mut self.dirty[self.active];
-        *d = Some(d.map_or((index, index + 1), |(lo, hi)| {
-            (lo.min(index), hi.max(index + 1))
-        }));
         self.next_seq += 1;
-        self.fill += 1;
         Ok(Step::Done((), seq))
     }
 
@@ -116,40 +109,30 @@ impl Inner {
         self.locate(seq)
     }
 
-    /// Moves puts on to the other bank: hands the full one to the background writer (when
-    /// its section is not written out yet) and gives the other a new section. `false` when
-    /// the other bank is still being written out.
+    /// Moves puts on to the other bank (see `Buffer::rotate`), giving it a new section;
+    /// the full bank goes to the background writer, or is written out here when none runs.
+    /// `false` when the other bank is still being written out.
     fn advance(&mut self) -> Result<bool> {
-        let full = self.active;
-        let next = (full + 1) % BANKS;
-        if self.flushing[next] {
+        if !self.buffer.ready() {
             return Ok(false);
         }
         let n = self.free_section()?;
-        let r = self.buffer.reset(next, n);
-        self.guard(r)?;
-        crate::kill::point("bank-reset");
-        // The bank's earlier slots are durable in their `.v` file (a write-out syncs it).
-        self.dirty[next] = None;
+        let values = &self.values;
+        let r = self.buffer.rotate(n, |s| values.has(s));
+        let full = self.guard(r)?;
         self.usage.track(n);
-        if let Some(s) = self.buffer.banks[full]
-            && !self.values.has(s)
-            && self.fill > 0
-        {
-            self.flushing[full] = true;
+        if let Some(bank) = full {
             let job = Job {
                 shard: self.id,
-                bank: full,
+                bank,
             };
             let sent = self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok());
             if !sent {
-                let r = self.write_out(full);
-                self.flushing[full] = false;
+                let r = self.write_out(bank);
+                self.buffer.written_out(bank);
                 r?;
             }
         }
-        self.active = next;
-        self.fill = 0;
         self.weigh();
         Ok(true)
     }
@@ -157,7 +140,7 @@ impl Inner {
     /// Writes bank `bank` out to its value section here and now (recovery, or no background
     /// writer), and registers the file.
     pub(crate) fn write_out(&mut self, bank: usize) -> Result<()> {
-        let Some(n) = self.buffer.banks[bank] else {
+        let Some(n) = self.buffer.sections()[bank] else {
             return Ok(());
         };
         let out = self.buffer.outbound(bank);
@@ -172,7 +155,7 @@ impl Inner {
     fn free_section(&self) -> Result<u32> {
         let limit = MAX_SLOTS / u64::from(self.slots);
         lowest_free(limit, |n| {
-            self.values.has(n) || self.buffer.banks.contains(&Some(n))
+            self.values.has(n) || self.buffer.holding(n).is_some()
         })
         .ok_or(Error::Full {
             what: "value slots",
