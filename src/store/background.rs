@@ -22,7 +22,6 @@ use crate::error::Result;
 use crate::options::Durability;
 
 use super::shard::{Job, Shard};
-use super::values;
 
 /// How long the collector sleeps when no shard has work.
 const GC_IDLE: Duration = Duration::from_millis(50);
@@ -119,41 +118,5 @@ fn collect(shards: &[Shard], stopped: &Receiver<()>) {
         if let Err(RecvTimeoutError::Disconnected) = stopped.recv_timeout(wait) {
             return;
         }
-    }
-}
-
-impl Shard {
-    /// Writes bank `bank` out (a background writer's job), then frees it.
-    pub(crate) fn write_out(&self, bank: usize) {
-        let job = {
-            let g = self.lock();
-            let (dir, direct) = g.inner.values.place();
-            g.inner.buffer.sections()[bank].map(|n| {
-                let out = g.inner.buffer.outbound(bank);
-                (n, out, g.inner.vfs.clone(), dir, direct)
-            })
-        };
-        let r = job.map(|(n, out, vfs, dir, direct)| {
-            crate::kill::point("write-out");
-            (n, values::write_file(&*vfs, &dir, direct, n, &out))
-        });
-        let mut g = self.lock();
-        match r {
-            Some((n, Ok((path, file)))) => {
-                g.inner.values.insert(n, path, file);
-                g.inner.counters.flushes += 1;
-            }
-            Some((n, Err(e))) => {
-                let path = g.inner.values.path(n);
-                tracing::error!("writing value section {}: {e}", path.display());
-                if g.inner.failed.is_none() {
-                    g.inner.failed = Some(("write value section", path, e.to_string()));
-                }
-            }
-            None => {}
-        }
-        g.inner.buffer.written_out(bank);
-        drop(g);
-        self.freed.notify_all();
     }
 }

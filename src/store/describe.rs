@@ -33,7 +33,7 @@ const READ: Mode = Mode {
     direct: false,
 };
 
-/// The shard count of the store in `dir`, and whether the store is new (then [`write`] must
+/// The shard count of the store in `dir`, and whether the store is new (then [`write()`] must
 /// follow once its shards exist).
 pub(super) fn read(vfs: &dyn Vfs, dir: &Path, options: &Options) -> Result<(u32, bool)> {
     let names = vfs.list(dir).ctx("list", dir)?;

@@ -1,22 +1,41 @@
 //! The store: put, get, delete, scan, sync over shards, each with key sections, value
 //! sections and a write buffer.
 //!
+//! # Layout: one module per on-disk object or concern
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`describe`] | the `STORE` file: shard count and section size, written last at creation |
+//! | [`keys`] | one `.k` key section: its map, reading and writing records |
+//! | [`values`] | the `.v` value sections of a shard: direct reads of slots, writing a bank out |
+//! | [`buffer`] | `buffer.b`: the sync marks and the two banks, and the bank hand-off |
+//! | [`journal`] | the store's `journal` (durability `always`): commits, checkpoints, reading it at open |
+//! | [`file`](mod@file) | what the files share: creating one complete, spans to make durable, header errors |
+//! | [`index`], [`usage`], [`cache`] | in memory: key → record, live counts per section, the read cache |
+//! | [`shard`] | a shard's state behind its lock, private to it; its operations in children: `write`, `read`, `sync`, `gc`, `open`, `recover` (the log walk) |
+//! | [`background`] | the threads: bank write-outs, periodic syncs, the collector |
+//! | [`scan`], [`stats`] | the scan iterator and [`Stats`] |
+//!
+//! Modules import downward: the file modules (`keys`, `values`, `buffer`, `journal`, `file`)
+//! know nothing of shards; the journal is handed what applies a replayed entry and what syncs
+//! every shard.
+//!
 //! # Shards
 //! A store is made of N shards (fixed at creation, recorded in `STORE`), each a directory
 //! with its own files, lock, index and cache; a key goes to one by a hash of its bytes
-//! ([`shard_of`](crate::format::shard_of)). Operations on different shards run in parallel;
+//! ([`shard_of`](crate::format::shard_of())). Operations on different shards run in parallel;
 //! scans merge the shards' ordered indexes. Each shard addresses 2^32 value slots.
 //!
 //! # Write path
-//! See [`write`]: a put copies its value into the active bank of the shard's buffer and its
-//! key record into the key section, both memory stores, so it survives a process crash as
-//! soon as it returns. A full bank is written out to a `.v` file by a background thread
-//! ([`flush`]) while puts fill the other bank.
+//! A put copies its value into the active bank of the shard's buffer and its key record into
+//! the key section, both memory stores, so it survives a process crash as soon as it
+//! returns. A full bank is written out to a `.v` file by a background thread while puts fill
+//! the other bank (see [`buffer`] for the hand-off).
 //!
 //! # Durability
-//! [`Durability`] chooses what a returned put survives; [`sync`] describes the ordering of a
-//! shard sync (values, then records, then the sync mark); [`journal`] the group commit of
-//! `always` through the store's journal, and [`replay`] its recovery at open.
+//! [`Durability`] chooses what a returned put survives; a shard sync makes values durable,
+//! then records, then the sync mark; [`journal`] is the group commit of `always` through
+//! the store's journal, and its recovery at open.
 //!
 //! # Reads
 //! A get finds the record number in the index, reads the record from the mapped key section,
@@ -27,8 +46,8 @@
 //! it was read from. Scans use cached values but neither cache nor count what they find.
 //!
 //! # Garbage collection
-//! See [`gc`]: value sections with the most dead slots are emptied by moving their live values
-//! and then removed; key sections whose records are all dead are removed.
+//! Value sections with the most dead slots are emptied by moving their live values and then
+//! removed; key sections whose records are all dead are removed (the shard's `gc`).
 
 mod background;
 mod buffer;
@@ -51,6 +70,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Context, Error, Result};
+use crate::format::journal::{JOURNAL_NAME, JournalOp};
 use crate::format::{shard_name, shard_of};
 use crate::key::{Key, Value};
 use crate::options::{Durability, Options};
@@ -59,7 +79,6 @@ pub use scan::Scan;
 pub use stats::Stats;
 
 use background::Background;
-use cache::Cache;
 use shard::{Fetch, Shard};
 
 /// A key/value store in one data directory. `Send + Sync`; share it with an `Arc`.
@@ -127,11 +146,11 @@ impl Store {
         let found = journal::find(dir, &options, fresh)?;
         let (jobs, queue) = crossbeam_channel::unbounded();
         let per_shard = options.cache_bytes / count as usize;
-        let opened: Vec<Result<shard::Inner>> = std::thread::scope(|s| {
+        let opened: Vec<Result<Shard>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..count)
                 .map(|i| {
                     let (path, options) = (dir.join(shard_name(i)), &options);
-                    s.spawn(move || shard::open(&path, i as usize, options))
+                    s.spawn(move || Shard::open(&path, i as usize, options, per_shard))
                 })
                 .collect();
             handles
@@ -143,15 +162,31 @@ impl Store {
                 .collect()
         });
         let mut shards = Vec::with_capacity(opened.len());
-        for inner in opened {
-            shards.push(Shard::new(inner?, Cache::new(per_shard)));
+        for shard in opened {
+            shards.push(shard?);
         }
         if fresh {
             describe::write(&*vfs, dir, &options, count)?;
         }
-        let (journal, journal_torn) = journal::open(dir, &options, &shards, found)?;
+        let (journal, journal_torn) = journal::open(
+            dir,
+            &options,
+            found,
+            |op| {
+                let key = match op {
+                    JournalOp::Put(k, _) | JournalOp::Delete(k) => k,
+                };
+                let i = shard_of(key, count) as usize;
+                let Some(shard) = shards.get(i) else {
+                    let what = "a journal entry names no shard";
+                    return Err(Error::corrupt(dir.join(JOURNAL_NAME), 0, what));
+                };
+                shard.apply(op)
+            },
+            || shards.iter().try_for_each(Shard::sync),
+        )?;
         for shard in &shards {
-            shard.lock().inner.jobs = Some(jobs.clone());
+            shard.set_jobs(Some(jobs.clone()));
         }
         drop(jobs);
         let shards: Arc<[Shard]> = shards.into();
@@ -185,7 +220,7 @@ impl Store {
         let (_, shard) = self.shard(key);
         let ticket = shard.put(key, value.as_ref(), self.journal.as_ref())?;
         if let (Some(j), Some(t)) = (&self.journal, ticket) {
-            j.wait(t, &self.shards)?;
+            j.wait(t, &|| self.sync_shards())?;
         }
         Ok(())
     }
@@ -224,7 +259,7 @@ impl Store {
     /// Whether `key` exists (no value is read).
     pub fn contains(&self, key: impl Into<Key>) -> bool {
         let key = key.into();
-        self.shard(key).1.lock().inner.index.get(key).is_some()
+        self.shard(key).1.contains(key)
     }
 
     /// Deletes `key`; returns whether it existed.
@@ -233,7 +268,7 @@ impl Store {
         let (_, shard) = self.shard(key);
         let (existed, ticket) = shard.delete(key, self.journal.as_ref())?;
         if let (Some(j), Some(t)) = (&self.journal, ticket) {
-            j.wait(t, &self.shards)?;
+            j.wait(t, &|| self.sync_shards())?;
         }
         Ok(existed)
     }
@@ -261,10 +296,7 @@ impl Store {
         let mut all: Vec<Key> = self
             .shards
             .iter()
-            .flat_map(|s| {
-                let g = s.lock();
-                g.inner.index.range(from, to, limit)
-            })
+            .flat_map(|s| s.range(from, to, limit))
             .map(|(k, _)| k)
             .collect();
         all.sort_unstable();
@@ -280,7 +312,7 @@ impl Store {
 
     /// Number of live keys.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().inner.index.len()).sum()
+        self.shards.iter().map(Shard::len).sum()
     }
 
     /// Whether the store holds no keys.
@@ -293,9 +325,13 @@ impl Store {
     /// emptied, so the next open has nothing to replay.
     pub fn sync(&self) -> Result<()> {
         match &self.journal {
-            Some(j) => j.checkpoint(&self.shards),
-            None => self.shards.iter().try_for_each(Shard::sync),
+            Some(j) => j.checkpoint(&|| self.sync_shards()),
+            None => self.sync_shards(),
         }
+    }
+
+    fn sync_shards(&self) -> Result<()> {
+        self.shards.iter().try_for_each(Shard::sync)
     }
 
     /// Runs garbage collection on every shard until none has work left (the background
@@ -313,17 +349,12 @@ impl Store {
     /// Waits until no bank is being written out.
     #[cfg(test)]
     pub(crate) fn settle(&self) {
-        for shard in self.shards.iter() {
-            let mut g = shard.lock();
-            while g.inner.buffer.writing_out() {
-                shard.freed.wait(&mut g);
-            }
-        }
+        self.shards.iter().for_each(Shard::settle);
     }
 
     fn stop(&self) {
         for shard in self.shards.iter() {
-            shard.lock().inner.jobs = None;
+            shard.set_jobs(None);
         }
         self.background
             .lock()
@@ -342,13 +373,7 @@ impl Store {
     fn batch(&self, from: Bound<Key>, to: Bound<Key>, n: usize) -> Result<Vec<(Key, Value)>> {
         let mut fetches = Vec::new();
         for shard in self.shards.iter() {
-            let g = shard.lock();
-            for (key, seq) in g.inner.index.range(from, to, n) {
-                fetches.push(match g.cache.peek(key) {
-                    Some(value) => Fetch::cached(key, seq, value),
-                    None => g.inner.fetch(key, seq)?,
-                });
-            }
+            fetches.extend(shard.fetches(from, to, n)?);
         }
         fetches.sort_unstable_by_key(|f| f.key);
         fetches.truncate(n);
@@ -366,10 +391,7 @@ impl Store {
                 if disk.peek().is_some_and(|(k, _)| k == key)
                     && let Some((_, seq)) = disk.next()
                 {
-                    let mut g = self.shard(*key).1.lock();
-                    if g.inner.index.get(*key) == Some(seq) {
-                        g.cache.insert(*key, value);
-                    }
+                    self.shard(*key).1.keep(*key, seq, value);
                 }
             }
         }

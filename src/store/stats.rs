@@ -3,7 +3,6 @@
 use std::sync::atomic::Ordering;
 
 use super::Store;
-use crate::format::{buffer_len, keys_len, values_len};
 
 /// Statistics of an open store (sums over its shards).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,32 +93,7 @@ impl Store {
             st.journal_checkpoints = j.checkpoints.load(Ordering::Relaxed);
         }
         for shard in self.shards.iter() {
-            let g = shard.lock();
-            let (i, c, n) = (&g.inner, g.cache.stats(), &g.inner.counters);
-            let s = u64::from(i.slots);
-            st.keys += i.index.len() as u64;
-            st.records += i.next_seq - u64::from(i.first) * s;
-            st.slots_used += i.usage.live_values();
-            st.value_sections += i.values.count() as u64;
-            st.key_sections += i.keys.len() as u64;
-            st.direct_io = i.values.direct();
-            if st.torn_tail.is_none() {
-                st.torn_tail.clone_from(&i.torn);
-            }
-            st.cache_hits += c.hits;
-            st.cache_misses += c.misses;
-            st.cache_entries += c.entries;
-            st.cache_bytes += c.bytes;
-            st.flushes += n.flushes;
-            st.stalls += n.stalls;
-            st.syncs += n.syncs;
-            st.gc_sections += n.gc_sections;
-            st.gc_moved += n.gc_moved;
-            st.gc_key_sections += n.gc_key_sections;
-            st.gc_holds += n.holds;
-            st.disk_bytes += i.values.count() as u64 * values_len(i.slots)
-                + i.keys.len() as u64 * keys_len(i.slots)
-                + buffer_len(i.slots);
+            shard.tally(&mut st);
         }
         if st.torn_tail.is_none() {
             st.torn_tail.clone_from(&self.journal_torn);

@@ -20,6 +20,9 @@
 //! write or sync of the journal poisons it: the kernel may have dropped what it held, so
 //! every later put and delete is refused until the store is reopened.
 //!
+//! The journal knows nothing of shards: a commit that must checkpoint, and
+//! [`Journal::checkpoint`], call the `sync` they are given (the store's: every shard synced).
+//!
 //! At open, [`recover`] reads the current epoch's frames; the store replays them into the
 //! shards before anything else runs, syncs the shards and starts the next epoch.
 
@@ -41,7 +44,6 @@ use crate::format::journal::{
 use crate::io::{AlignedBuf, FileIo, Mode, Vfs};
 use crate::key::Key;
 
-use crate::store::shard::Shard;
 use recover::Found;
 pub(crate) use recover::{find, open};
 
@@ -217,7 +219,7 @@ impl Journal {
     }
 
     /// Returns once `ticket` is durable, leading commits or waiting for them.
-    pub(crate) fn wait(&self, ticket: u64, shards: &[Shard]) -> Result<()> {
+    pub(crate) fn wait(&self, ticket: u64, sync: &dyn Fn() -> Result<()>) -> Result<()> {
         let mut turn = self.state.lock();
         loop {
             if turn.durable >= ticket {
@@ -230,7 +232,7 @@ impl Journal {
             if !turn.leading {
                 turn.leading = true;
                 drop(turn);
-                let r = self.writer.lock().commit(self, shards);
+                let r = self.writer.lock().commit(self, sync);
                 turn = self.state.lock();
                 turn.leading = false;
                 match r {
@@ -251,9 +253,9 @@ impl Journal {
     /// Makes everything applied so far durable and empties the journal: syncs every shard,
     /// then starts the next epoch. For [`Store::sync`](crate::Store::sync) (and so close),
     /// and for commits that do not fit.
-    pub(crate) fn checkpoint(&self, shards: &[Shard]) -> Result<()> {
+    pub(crate) fn checkpoint(&self, sync: &dyn Fn() -> Result<()>) -> Result<()> {
         self.writable()?;
-        let r = self.writer.lock().checkpoint(self, shards);
+        let r = self.writer.lock().checkpoint(self, sync);
         if let Err(e) = &r {
             poison(&mut self.state.lock(), &self.broken, e);
             self.done.notify_all();
@@ -277,7 +279,7 @@ fn poison(turn: &mut Turn, broken: &AtomicBool, e: &Error) {
 
 impl Writer {
     /// Commits every pending entry; the tickets now durable.
-    fn commit(&mut self, j: &Journal, shards: &[Shard]) -> Result<u64> {
+    fn commit(&mut self, j: &Journal, sync: &dyn Fn() -> Result<()>) -> Result<u64> {
         // The writers the last commit released are on their way back with their next entry:
         // give them a moment, so that one flush covers them all.
         let start = Instant::now();
@@ -289,7 +291,7 @@ impl Writer {
             let bytes = std::mem::replace(&mut p.bytes, std::mem::take(&mut self.spare));
             (bytes, p.issued)
         };
-        let r = self.write(j, shards, &bytes);
+        let r = self.write(j, sync, &bytes);
         self.last = upto - self.taken;
         self.taken = upto;
         self.spare = bytes;
@@ -297,7 +299,7 @@ impl Writer {
         r.map(|()| upto)
     }
 
-    fn write(&mut self, j: &Journal, shards: &[Shard], bytes: &[u8]) -> Result<()> {
+    fn write(&mut self, j: &Journal, sync: &dyn Fn() -> Result<()>, bytes: &[u8]) -> Result<()> {
         if bytes.is_empty() {
             return Ok(());
         }
@@ -317,7 +319,7 @@ impl Writer {
         let size = blocks * BLOCK as u64;
         if self.at + size > j.len {
             // Every entry taken is applied already: the checkpoint's shard syncs cover them.
-            return self.checkpoint(j, shards);
+            return self.checkpoint(j, sync);
         }
         if self.buf.len() < size as usize {
             self.buf = AlignedBuf::new((size as usize).next_power_of_two(), BLOCK);
@@ -339,8 +341,8 @@ impl Writer {
         Ok(())
     }
 
-    fn checkpoint(&mut self, j: &Journal, shards: &[Shard]) -> Result<()> {
-        shards.iter().try_for_each(Shard::sync)?;
+    fn checkpoint(&mut self, j: &Journal, sync: &dyn Fn() -> Result<()>) -> Result<()> {
+        sync()?;
         crate::kill::point("checkpoint");
         let next = JournalHeader {
             len: j.len,

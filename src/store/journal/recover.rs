@@ -1,9 +1,10 @@
 //! Opening a store's journal: reading the current epoch's frames and replaying them into the
-//! shards (see [`crate::format::journal`] for the format and [`journal`](super::journal)
+//! shards (see [`crate::format::journal`] for the format and [`journal`](super)
 //! for commits).
 //!
 //! Replay runs before the store's background threads start, so a bank that fills is written
-//! out in line. It applies every entry of the current epoch in order (per key the last one
+//! out in line. The journal knows nothing of shards: the store passes what applies an entry
+//! and what syncs every shard. It applies every entry of the current epoch in order (per key the last one
 //! wins, whatever the shards already held), syncs every shard, and only then starts the next
 //! epoch: a crash before that replays the same entries again, to the same end.
 
@@ -15,14 +16,10 @@ use crate::format::TMP_SUFFIX;
 use crate::format::journal::{
     BLOCK, FRAME_HEADER_LEN, FRAMES_AT, Frame, JOURNAL_NAME, JournalHeader, JournalOp, decode_entry,
 };
-use crate::format::record::value_crc;
 use crate::io::{AlignedBuf, FileIo, Mode, Vfs};
-use crate::key::Key;
 use crate::options::{Durability, Options};
 
 use super::Journal;
-use crate::store::shard::Shard;
-use crate::store::shard::Step;
 
 /// Bytes read at a time.
 const CHUNK: usize = 1 << 20;
@@ -61,15 +58,16 @@ pub(crate) fn find(dir: &Path, options: &Options, fresh: bool) -> Result<Option<
 pub(crate) fn open(
     dir: &Path,
     options: &Options,
-    shards: &[Shard],
     found: Option<Found>,
+    apply: impl FnMut(JournalOp<'_>) -> Result<()>,
+    sync: impl Fn() -> Result<()>,
 ) -> Result<(Option<Journal>, Option<String>)> {
     let mut torn = None;
     if let Some(f) = &found {
         if f.frames > 0 {
-            replay(shards, &f.entries, &f.path)?;
+            replay(&f.entries, &f.path, apply)?;
             crate::kill::point("replayed");
-            shards.iter().try_for_each(Shard::sync)?;
+            sync()?;
         }
         torn.clone_from(&f.torn);
     }
@@ -225,33 +223,17 @@ fn current(file: &dyn FileIo, path: &Path, len: u64) -> Result<JournalHeader> {
     })
 }
 
-/// Replays journal entries into the shards, in order; the operations applied. Runs at open,
-/// before the background threads start, so a full bank is written out in line.
-pub(super) fn replay(shards: &[Shard], entries: &[u8], path: &Path) -> Result<u64> {
+/// Replays journal entries in order through `apply` (into the shards); the operations
+/// applied.
+fn replay(
+    entries: &[u8],
+    path: &Path,
+    mut apply: impl FnMut(JournalOp<'_>) -> Result<()>,
+) -> Result<u64> {
     let (mut at, mut n) = (0usize, 0u64);
     while at < entries.len() {
         let (op, len) = decode_entry(&entries[at..]).map_err(|why| Error::corrupt(path, 0, why))?;
-        let key = match op {
-            JournalOp::Put(k, _) | JournalOp::Delete(k) => Key(k),
-        };
-        let i = crate::format::shard_of(key.0, shards.len() as u32) as usize;
-        let Some(shard) = shards.get(i) else {
-            return Err(Error::corrupt(path, 0, "a journal entry names no shard"));
-        };
-        let mut g = shard.lock();
-        match op {
-            JournalOp::Put(_, value) => match g.inner.put(key, value, value_crc(value))? {
-                Step::Done(..) => g.cache.write(key, value),
-                Step::Wait => {
-                    let what = "replay found both banks busy, with no write-out running";
-                    return Err(Error::corrupt(path, 0, what));
-                }
-            },
-            JournalOp::Delete(_) => {
-                g.inner.delete(key)?;
-                g.cache.remove(key);
-            }
-        }
+        apply(op)?;
         at += len;
         n += 1;
     }

@@ -16,7 +16,7 @@
 //!
 //! **Holding writers back.** A writer faster than collection (a sustained stream of
 //! overwrites) would let value files grow without bound. When the value files are past
-//! [`HOLD_LIMIT`](super::shard::HOLD_LIMIT) times their live values plus a section, and a
+//! [`HOLD_LIMIT`](super::HOLD_LIMIT) times their live values plus a section, and a
 //! section is worth collecting, each put waits (up to 100 ms) for collection to free one:
 //! puts then go at the speed of collection, and the directory stays within about 1.4 times
 //! the live data (`cargo bench --bench scale -- gc`).
@@ -37,7 +37,7 @@ impl Inner {
     /// The section with the fewest live values among those worth collecting, if the value
     /// files collection can reduce (on disk, not in a bank) hold more than `limit` times
     /// their live values plus `slack` slots.
-    pub(crate) fn over(&self, limit: f64, slack: u64) -> Option<u32> {
+    pub(super) fn over(&self, limit: f64, slack: u64) -> Option<u32> {
         let on_disk: Vec<(u32, u32)> = self
             .values
             .sections()

@@ -2,12 +2,16 @@
 //!
 //! A shard's state (key sections, buffer, value sections, index, usage, cache) sits behind a
 //! mutex held for memory work: index and map updates. The common disk waits happen outside
-//! it: direct reads of values (see [`read`](super::read)), the background write-out of a full
-//! bank (see [`flush`](super::flush)), and syncs (see [`sync`](super::sync)). Three rare
+//! it: direct reads of values (see [`read`]), the background write-out of a full bank (see
+//! [`write`](mod@write) and [`background`](super::background)), and syncs (see [`sync`]). Three rare
 //! steps wait on the disk under it: a bank taking a new section (one msync of its header
 //! page), a new key section (the file made and the directory fsynced, once per 65,536
 //! records), and a write-out when no background writer runs (at open).
-//! A put that finds both banks busy waits on [`Shard::freed`] for the write-out to finish.
+//! A put that finds both banks busy waits on `Shard::freed` for the write-out to finish.
+//!
+//! The state's fields are private to this module; its children (`write`, `read`, `sync`,
+//! `gc`, `open`, `recover`) are the shard's operations, and everything else reaches a shard
+//! through [`Shard`]'s methods.
 
 mod gc;
 mod open;
@@ -17,7 +21,8 @@ mod sync;
 mod write;
 
 use std::any::Any;
-use std::path::PathBuf;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use parking_lot::{Condvar, Mutex as StateLock, MutexGuard};
@@ -25,21 +30,25 @@ use parking_lot::{Condvar, Mutex as StateLock, MutexGuard};
 use crossbeam_channel::Sender;
 
 use crate::error::{Error, Result};
+use crate::format::journal::JournalOp;
 use crate::format::record::value_crc;
+use crate::format::{buffer_len, keys_len, values_len};
 use crate::io::Vfs;
 use crate::key::{Key, Value};
+use crate::options::Options;
 
 use super::buffer::Buffer;
 use super::cache::Cache;
 use super::index::Index;
 use super::journal::Journal;
 use super::keys::Section;
+use super::stats::Stats;
 use super::usage::Usage;
 use super::values::Values;
 
-pub(crate) use open::{open, probe_direct};
+pub(crate) use open::probe_direct;
 pub(crate) use read::{Fetch, finish_all};
-pub(crate) use write::Step;
+use write::Step;
 
 /// A bank's write-out, for the background thread: shard number and bank.
 #[derive(Clone, Copy, Debug)]
@@ -53,84 +62,84 @@ pub(crate) struct Job {
 pub(crate) struct Shard {
     state: StateLock<State>,
     /// Signalled when a bank's write-out ends (done or failed).
-    pub(crate) freed: Condvar,
+    freed: Condvar,
     /// Held by the thread that syncs the shard (a journal checkpoint, garbage collection, the
     /// periodic syncer, an explicit sync).
-    pub(crate) syncing: Mutex<()>,
+    syncing: Mutex<()>,
     /// Held by the thread running a step of garbage collection (the background collector or
     /// [`Store::gc`](crate::Store::gc)), so that two never work on one shard at once.
-    pub(crate) collecting: Mutex<()>,
+    collecting: Mutex<()>,
 }
 
 /// What the shard's lock guards. A value in `cache` is always the value of the record
 /// `inner`'s index names for its key.
 #[derive(Debug)]
-pub(crate) struct State {
-    pub(crate) inner: Inner,
-    pub(crate) cache: Cache,
+struct State {
+    inner: Inner,
+    cache: Cache,
 }
 
-/// Counters shown in [`Stats`](super::Stats).
+/// Counters shown in [`Stats`].
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Counters {
+struct Counters {
     /// Banks written out to value sections.
-    pub(crate) flushes: u64,
+    flushes: u64,
     /// Puts that waited for a bank's write-out.
-    pub(crate) stalls: u64,
+    stalls: u64,
     /// Syncs done (each may cover many writers' records).
-    pub(crate) syncs: u64,
+    syncs: u64,
     /// Value sections garbage collection removed.
-    pub(crate) gc_sections: u64,
+    gc_sections: u64,
     /// Values garbage collection moved.
-    pub(crate) gc_moved: u64,
+    gc_moved: u64,
     /// Key sections garbage collection removed.
-    pub(crate) gc_key_sections: u64,
+    gc_key_sections: u64,
     /// Puts held back for collection.
-    pub(crate) holds: u64,
+    holds: u64,
 }
 
 /// A shard's files and in-memory state.
 #[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) id: usize,
-    pub(crate) dir: PathBuf,
-    pub(crate) vfs: Arc<dyn Vfs>,
+struct Inner {
+    id: usize,
+    dir: PathBuf,
+    vfs: Arc<dyn Vfs>,
     /// Held by the store as a whole; shards of a store opened on its own keep theirs here.
-    pub(crate) _lock: Option<Box<dyn Any + Send + Sync>>,
-    pub(crate) slots: u32,
+    _lock: Option<Box<dyn Any + Send + Sync>>,
+    slots: u32,
     /// Key sections, the first numbered `first`.
-    pub(crate) keys: Vec<Section>,
-    pub(crate) first: u32,
-    pub(crate) buffer: Buffer,
-    pub(crate) values: Values,
-    pub(crate) index: Index,
-    pub(crate) usage: Usage,
+    keys: Vec<Section>,
+    first: u32,
+    buffer: Buffer,
+    values: Values,
+    index: Index,
+    usage: Usage,
     /// Next record number.
-    pub(crate) next_seq: u64,
+    next_seq: u64,
     /// Records below this are durable.
-    pub(crate) synced_seq: u64,
+    synced_seq: u64,
     /// Generation of the last sync mark.
-    pub(crate) generation: u64,
+    generation: u64,
     /// Where write-outs go.
-    pub(crate) jobs: Option<Sender<Job>>,
+    jobs: Option<Sender<Job>>,
     /// What recovery dropped at open, if the log ended at a damaged record.
-    pub(crate) torn: Option<String>,
+    torn: Option<String>,
     /// Set by a failed sync or write-out: (operation, file, error).
-    pub(crate) failed: Option<(&'static str, PathBuf, String)>,
-    pub(crate) counters: Counters,
+    failed: Option<(&'static str, PathBuf, String)>,
+    counters: Counters,
     /// Value sections garbage collection gave up on (see `gc`).
-    pub(crate) gc_skip: std::collections::BTreeSet<u32>,
+    gc_skip: std::collections::BTreeSet<u32>,
     /// Whether background collection runs (and so puts may be held back for it).
-    pub(crate) gc_on: bool,
+    gc_on: bool,
     /// Whether value space is past [`HOLD_LIMIT`]: puts wait for collection (see
     /// [`Shard::put`]).
-    pub(crate) pressure: bool,
+    pressure: bool,
 }
 
 /// Value sections on disk past this many times their live values, plus one section of
 /// slack, hold puts back until collection catches up. Collection starts
-/// at [`SPACE_LIMIT`](super::gc::SPACE_LIMIT); a writer faster than collection meets this.
-pub(crate) const HOLD_LIMIT: f64 = 1.2;
+/// at [`SPACE_LIMIT`](gc::SPACE_LIMIT); a writer faster than collection meets this.
+const HOLD_LIMIT: f64 = 1.2;
 
 /// The longest one put waits for collection: past it the put returns anyway (collection
 /// may be unable to free anything, for example while every section is live).
@@ -139,14 +148,14 @@ const HOLD_MAX: std::time::Duration = std::time::Duration::from_millis(100);
 impl Inner {
     /// Recomputes [`pressure`](Self::pressure): whether collection is behind by more than
     /// [`HOLD_LIMIT`] and has a section to collect (else puts would wait for nothing).
-    pub(crate) fn weigh(&mut self) {
+    fn weigh(&mut self) {
         self.pressure = self.gc_on
             && self.failed.is_none()
             && self.over(HOLD_LIMIT, u64::from(self.slots)).is_some();
     }
 
     /// The key section index and record index of `seq`, if its section is kept.
-    pub(crate) fn locate(&self, seq: u64) -> Result<(usize, u32)> {
+    fn locate(&self, seq: u64) -> Result<(usize, u32)> {
         let s = u64::from(self.slots);
         let sec = (seq / s).checked_sub(u64::from(self.first));
         match sec {
@@ -160,7 +169,7 @@ impl Inner {
     }
 
     /// Refuses writes after a failed sync or write-out.
-    pub(crate) fn writable(&self) -> Result<()> {
+    fn writable(&self) -> Result<()> {
         match &self.failed {
             None => Ok(()),
             Some((op, path, why)) => Err(Error::Failed {
@@ -172,7 +181,7 @@ impl Inner {
     }
 
     /// Poisons the shard if `r` is a failed sync: the kernel may have dropped the data it held.
-    pub(crate) fn guard<T>(&mut self, r: Result<T>) -> Result<T> {
+    fn guard<T>(&mut self, r: Result<T>) -> Result<T> {
         if let Err(Error::Io { op, path, source }) = &r
             && matches!(*op, "fdatasync" | "msync" | "fsync")
         {
@@ -183,16 +192,134 @@ impl Inner {
 }
 
 impl Shard {
-    pub(crate) fn new(inner: Inner, cache: Cache) -> Shard {
-        Shard {
-            state: StateLock::new(State { inner, cache }),
+    /// Opens or creates shard `id` in `dir` (see [`open`]), with a read cache of
+    /// `cache_bytes`. The store holds the directory lock.
+    pub(crate) fn open(
+        dir: &Path,
+        id: usize,
+        options: &Options,
+        cache_bytes: usize,
+    ) -> Result<Shard> {
+        let inner = open::open(dir, id, options)?;
+        Ok(Shard {
+            state: StateLock::new(State {
+                inner,
+                cache: Cache::new(cache_bytes),
+            }),
             freed: Condvar::new(),
             syncing: Mutex::new(()),
             collecting: Mutex::new(()),
+        })
+    }
+
+    /// Where full banks go to be written out: the background writers' channel, or `None` to
+    /// write them out in line (before the writers start, and after they stop).
+    pub(crate) fn set_jobs(&self, jobs: Option<Sender<Job>>) {
+        self.lock().inner.jobs = jobs;
+    }
+
+    /// Whether `key` exists (no value is read).
+    pub(crate) fn contains(&self, key: Key) -> bool {
+        self.lock().inner.index.get(key).is_some()
+    }
+
+    /// Live keys.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().inner.index.len()
+    }
+
+    /// Up to `limit` keys in `(from, to)`, in order, with their records.
+    pub(crate) fn range(&self, from: Bound<Key>, to: Bound<Key>, limit: usize) -> Vec<(Key, u64)> {
+        self.lock().inner.index.range(from, to, limit)
+    }
+
+    /// Up to `n` values in `(from, to)`, in key order, for a scan: cached ones copied (without
+    /// counting a use), the others located to be read once the lock is released.
+    pub(crate) fn fetches(&self, from: Bound<Key>, to: Bound<Key>, n: usize) -> Result<Vec<Fetch>> {
+        let g = self.lock();
+        let mut out = Vec::new();
+        for (key, seq) in g.inner.index.range(from, to, n) {
+            out.push(match g.cache.peek(key) {
+                Some(value) => Fetch::cached(key, seq, value),
+                None => g.inner.fetch(key, seq)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Caches `value`, read from disk for record `seq` of `key`, unless a write replaced
+    /// it meanwhile.
+    pub(crate) fn keep(&self, key: Key, seq: u64, value: &[u8]) {
+        let mut g = self.lock();
+        if g.inner.index.get(key) == Some(seq) {
+            g.cache.insert(key, value);
         }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+    /// Waits until no bank is being written out.
+    #[cfg(test)]
+    pub(crate) fn settle(&self) {
+        let mut g = self.lock();
+        while g.inner.buffer.writing_out() {
+            self.freed.wait(&mut g);
+        }
+    }
+
+    /// Adds this shard's counts to `st`.
+    pub(crate) fn tally(&self, st: &mut Stats) {
+        let g = self.lock();
+        let (i, c, n) = (&g.inner, g.cache.stats(), &g.inner.counters);
+        let s = u64::from(i.slots);
+        st.keys += i.index.len() as u64;
+        st.records += i.next_seq - u64::from(i.first) * s;
+        st.slots_used += i.usage.live_values();
+        st.value_sections += i.values.count() as u64;
+        st.key_sections += i.keys.len() as u64;
+        st.direct_io = i.values.direct();
+        if st.torn_tail.is_none() {
+            st.torn_tail.clone_from(&i.torn);
+        }
+        st.cache_hits += c.hits;
+        st.cache_misses += c.misses;
+        st.cache_entries += c.entries;
+        st.cache_bytes += c.bytes;
+        st.flushes += n.flushes;
+        st.stalls += n.stalls;
+        st.syncs += n.syncs;
+        st.gc_sections += n.gc_sections;
+        st.gc_moved += n.gc_moved;
+        st.gc_key_sections += n.gc_key_sections;
+        st.gc_holds += n.holds;
+        st.disk_bytes += i.values.count() as u64 * values_len(i.slots)
+            + i.keys.len() as u64 * keys_len(i.slots)
+            + buffer_len(i.slots);
+    }
+
+    /// Applies an operation replayed from the journal (open, before the background writers
+    /// start: a full bank is written out in line).
+    pub(crate) fn apply(&self, op: JournalOp<'_>) -> Result<()> {
+        let mut g = self.lock();
+        match op {
+            JournalOp::Put(key, value) => {
+                let key = Key(key);
+                match g.inner.put(key, value, value_crc(value))? {
+                    Step::Done(..) => g.cache.write(key, value),
+                    Step::Wait => {
+                        let what = "replay found both banks busy, with no write-out running";
+                        return Err(Error::corrupt(&g.inner.buffer.path, 0, what));
+                    }
+                }
+            }
+            JournalOp::Delete(key) => {
+                let key = Key(key);
+                g.inner.delete(key)?;
+                g.cache.remove(key);
+            }
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the maps half-updated in a way the
         // checksums would not catch, so a poisoned lock is still usable.
         self.state.lock()

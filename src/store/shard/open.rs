@@ -5,7 +5,7 @@
 //! 3. Open the buffer and every value section, checking headers and lengths.
 //! 4. Open the key sections from the one the sync mark names as first (numbered without gaps;
 //!    older ones left by an interrupted garbage collection are removed) and walk the log
-//!    ([`recover`](super::recover)). Zero a dropped tail and remove key sections after it.
+//!    (the `recover` log walk). Zero a dropped tail and remove key sections after it.
 //! 5. Build the index and the usage counts; check that every live value's section exists.
 //! 6. Settle the banks: the one holding the last put's section goes on filling; one that holds
 //!    live values of a section never written out (a crash during its write-out) is written
@@ -31,7 +31,7 @@ use crate::store::usage::Usage;
 use crate::store::values::Values;
 
 /// Opens or creates shard `id` in `dir` (the store holds the directory lock).
-pub(crate) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
+pub(super) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
     let vfs: Arc<dyn Vfs> = options.vfs.clone();
     let slots = options.section_slots;
     vfs.create_dir(dir).ctx("create directory", dir)?;

@@ -13,7 +13,7 @@ use crate::store::values;
 impl Inner {
     /// Finds the value of record `seq`, which the index holds for `key`: copied already when
     /// it is in the buffer, else a slot to read once the lock is released.
-    pub(crate) fn fetch(&self, key: Key, seq: u64) -> Result<Fetch> {
+    pub(super) fn fetch(&self, key: Key, seq: u64) -> Result<Fetch> {
         let (sec, at) = self.locate(seq)?;
         let section = &self.keys[sec];
         let rec = section.read(at, seq)?;

@@ -31,22 +31,22 @@ const CHUNK: u32 = 4096;
 
 /// What the walk found.
 #[derive(Debug)]
-pub(crate) struct Walk {
+pub(super) struct Walk {
     /// Every valid record, in log order.
-    pub(crate) log: Log,
+    pub(super) log: Log,
     /// Sequence number of the first record that is not part of the log.
-    pub(crate) end: u64,
+    pub(super) end: u64,
     /// Section and slot index of the last valid put.
-    pub(crate) last: Option<(u32, u32)>,
+    pub(super) last: Option<(u32, u32)>,
     /// Where each value section's fill starts (see `usage`).
-    pub(crate) fills: Vec<(u64, u32)>,
+    pub(super) fills: Vec<(u64, u32)>,
     /// When the log ended at a damaged record (not at a never-written one): where and why.
-    pub(crate) torn: Option<String>,
+    pub(super) torn: Option<String>,
 }
 
 /// Reads the log of `sections` (numbered from `first`) against the buffer, its sync mark and
 /// the value sections.
-pub(crate) fn walk(
+pub(super) fn walk(
     sections: &[Section],
     first: u32,
     slots: u32,

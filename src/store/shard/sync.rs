@@ -9,7 +9,7 @@
 //!
 //! One thread syncs a shard at a time (it holds [`Shard::syncing`]): an explicit sync, the
 //! periodic syncer, garbage collection, or a checkpoint of the journal (durability `always`
-//! makes puts durable through the journal, see [`journal`](super::journal), not through
+//! makes puts durable through the journal, see [`journal`](crate::store::journal), not through
 //! shard syncs).
 //!
 //! Any failed msync poisons the shard: the kernel may have dropped the pages, so further
@@ -72,7 +72,7 @@ impl Inner {
 
 impl Inner {
     /// Syncs with the lock held (at open, before the shard is shared).
-    pub(crate) fn sync_inline(&mut self) -> Result<()> {
+    pub(super) fn sync_inline(&mut self) -> Result<()> {
         let Some(plan) = self.plan(self.buffer.mark().first)? else {
             return Ok(());
         };
@@ -104,7 +104,7 @@ impl Shard {
 
     /// Syncs everything written so far; with `first`, the mark also says that key sections
     /// below it are gone. The caller holds [`syncing`](Shard::syncing).
-    pub(crate) fn sync_locked(&self, _held: &MutexGuard<'_, ()>, first: Option<u32>) -> Result<()> {
+    pub(super) fn sync_locked(&self, _held: &MutexGuard<'_, ()>, first: Option<u32>) -> Result<()> {
         let plan = {
             let mut g = self.lock();
             g.inner.writable()?;

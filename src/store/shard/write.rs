@@ -8,7 +8,7 @@
 //! now holds before any value goes in: the lowest section number not in use, since garbage
 //! collection frees numbers.
 
-use super::{Inner, Job};
+use super::{Inner, Job, Shard};
 use crate::error::{Context, Error, Result};
 use crate::format::{MAX_SLOTS, Op, Record};
 use crate::key::{Key, VALUE_MAX};
@@ -17,7 +17,7 @@ use crate::store::keys::Section;
 
 /// What a write step did.
 #[derive(Debug)]
-pub(crate) enum Step<T> {
+pub(super) enum Step<T> {
     /// Done, with the record written.
     Done(T, u64),
     /// Both banks are busy: wait for a write-out to finish, then try again.
@@ -25,9 +25,9 @@ pub(crate) enum Step<T> {
 }
 
 impl Inner {
-    /// Puts `value` at `key`; `crc` is [`value_crc`] of `value`, computed by the caller
+    /// Puts `value` at `key`; `crc` is [`value_crc`](crate::format::record::value_crc) of `value`, computed by the caller
     /// before it took the shard's lock.
-    pub(crate) fn put(&mut self, key: Key, value: &[u8], crc: u32) -> Result<Step<()>> {
+    pub(super) fn put(&mut self, key: Key, value: &[u8], crc: u32) -> Result<Step<()>> {
         self.writable()?;
         if value.len() > VALUE_MAX {
             return Err(Error::ValueTooLong {
@@ -67,7 +67,7 @@ impl Inner {
     }
 
     /// Deletes `key`: whether it existed, and the record written (if any).
-    pub(crate) fn delete(&mut self, key: Key) -> Result<(bool, u64)> {
+    pub(super) fn delete(&mut self, key: Key) -> Result<(bool, u64)> {
         self.writable()?;
         let Some(old) = self.index.get(key) else {
             return Ok((false, 0));
@@ -88,7 +88,7 @@ impl Inner {
     }
 
     /// Like [`locate`](Self::locate), creating the key section when `seq` starts a new one.
-    pub(crate) fn section_for(&mut self, seq: u64) -> Result<(usize, u32)> {
+    pub(super) fn section_for(&mut self, seq: u64) -> Result<(usize, u32)> {
         let s = u64::from(self.slots);
         let want = seq / s;
         let have = u64::from(self.first) + self.keys.len() as u64;
@@ -139,7 +139,7 @@ impl Inner {
 
     /// Writes bank `bank` out to its value section here and now (recovery, or no background
     /// writer), and registers the file.
-    pub(crate) fn write_out(&mut self, bank: usize) -> Result<()> {
+    pub(super) fn write_out(&mut self, bank: usize) -> Result<()> {
         let Some(n) = self.buffer.sections()[bank] else {
             return Ok(());
         };
@@ -161,6 +161,45 @@ impl Inner {
             what: "value slots",
             limit: MAX_SLOTS,
         })
+    }
+}
+
+impl Shard {
+    /// Writes bank `bank` out (a background writer's job), then frees it.
+    pub(crate) fn write_out(&self, bank: usize) {
+        let job = {
+            let g = self.lock();
+            let (dir, direct) = g.inner.values.place();
+            g.inner.buffer.sections()[bank].map(|n| {
+                let out = g.inner.buffer.outbound(bank);
+                (n, out, g.inner.vfs.clone(), dir, direct)
+            })
+        };
+        let r = job.map(|(n, out, vfs, dir, direct)| {
+            crate::kill::point("write-out");
+            (
+                n,
+                crate::store::values::write_file(&*vfs, &dir, direct, n, &out),
+            )
+        });
+        let mut g = self.lock();
+        match r {
+            Some((n, Ok((path, file)))) => {
+                g.inner.values.insert(n, path, file);
+                g.inner.counters.flushes += 1;
+            }
+            Some((n, Err(e))) => {
+                let path = g.inner.values.path(n);
+                tracing::error!("writing value section {}: {e}", path.display());
+                if g.inner.failed.is_none() {
+                    g.inner.failed = Some(("write value section", path, e.to_string()));
+                }
+            }
+            None => {}
+        }
+        g.inner.buffer.written_out(bank);
+        drop(g);
+        self.freed.notify_all();
     }
 }
 
