@@ -455,4 +455,77 @@ mod tests {
         f.read_at(&mut back, 4090).unwrap();
         assert_eq!(&back, b"abcdef");
     }
+
+    #[test]
+    fn regions_write_read_flush_and_copy_out_from_the_pages() {
+        let d = dir();
+        let rw = Mode {
+            create: true,
+            write: true,
+            direct: false,
+        };
+        let f = Os.open(&d.path().join("buf"), rw).unwrap();
+        f.allocate(3 * 4096).unwrap();
+        let mut parts = f
+            .map_region()
+            .unwrap()
+            .split(&[0..4096, 4096..8192, 8192..12288])
+            .unwrap();
+        let mut bank1 = parts.pop().unwrap();
+        let mut bank0 = parts.pop().unwrap();
+        let mut head = parts.pop().unwrap();
+        assert_eq!(kind(f.map_region()), io::ErrorKind::ResourceBusy);
+        head.write(0, b"head").unwrap();
+        head.flush(0, 4).unwrap();
+        bank0.write(0, &[5; 4096]).unwrap();
+        bank0.write(4090, b"abcdef").unwrap();
+        assert_eq!(
+            kind(bank0.write(4091, b"abcdef")),
+            io::ErrorKind::InvalidInput
+        );
+        let mut got = [0u8; 6];
+        bank0.read(4090, &mut got).unwrap();
+        assert_eq!(&got, b"abcdef");
+        // Visible through the file at the region's offset.
+        let mut back = [0u8; 6];
+        f.read_at(&mut back, 4096 + 4090).unwrap();
+        assert_eq!(&back, b"abcdef");
+        // Write bank 0 out to an O_DIRECT file through a span on another thread while the
+        // owner fills bank 1.
+        let v = Os
+            .open(&d.path().join("out.v"), Mode { direct: true, ..rw })
+            .unwrap();
+        let out = bank0.span_all();
+        std::thread::scope(|sc| {
+            let h = sc.spawn(|| {
+                out.copy_to(&*v, 0).unwrap();
+                out.flush().unwrap();
+                v.sync().unwrap();
+            });
+            for i in 0..16 {
+                bank1.write(i * 256, &[i as u8; 256]).unwrap();
+            }
+            h.join().unwrap();
+        });
+        let mut want = vec![5u8; 4096];
+        want[4090..].copy_from_slice(b"abcdef");
+        let mut r = AlignedBuf::new(4096, v.align().mem.max(4096));
+        v.read_at(r.bytes_mut(), 0).unwrap();
+        assert_eq!(r.bytes(), &want[..]);
+        // Part of a span, at an offset of the destination.
+        out.copy_range_to(4090, 6, &*f, 4).unwrap();
+        let mut b = [0u8; 10];
+        head.read(0, &mut b).unwrap();
+        assert_eq!(&b, b"headabcdef");
+        // A destination without a descriptor cannot take a copy from the pages.
+        let sim = crate::io::SimFs::new();
+        let dst = sim.open(Path::new("/x"), rw).unwrap();
+        assert_eq!(kind(out.copy_to(&*dst, 0)), io::ErrorKind::Unsupported);
+        drop((head, bank0, bank1, out));
+        f.map_region().unwrap();
+    }
+
+    fn kind<T: std::fmt::Debug>(r: io::Result<T>) -> io::ErrorKind {
+        r.unwrap_err().kind()
+    }
 }

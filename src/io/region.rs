@@ -347,7 +347,7 @@ mod tests {
         let bad: [&[Range<usize>]; 4] = [
             &[0..100, 99..200],
             &[300..400, 0..301],
-            &[0..4097],
+            &[0..10, 20..4097],
             &[Range { start: 10, end: 5 }],
         ];
         for parts in bad {
