@@ -45,6 +45,42 @@
 //!   destination, when the range starts on a page). An [`Os`] map needs a destination with a
 //!   file descriptor ([`FileIo::fd`]); a [`SimFs`] map copies to any [`FileIo`].
 //!
+//! ## Example: a write buffer's header page and two banks
+//!
+//! ```
+//! use std::path::Path;
+//! use toykv::io::{FileIo, Mode, SimFs, Vfs};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let fs = SimFs::new();
+//! let rw = Mode { create: true, write: true, direct: false };
+//! let file = fs.open(Path::new("/d/buffer.b"), rw)?;
+//! file.allocate(3 * 4096)?;
+//! // One owner of the whole map, carved into disjoint parts (overlaps are refused).
+//! let mut parts = file.map_region()?.split(&[0..4096, 4096..8192, 8192..12288])?;
+//! let (mut bank1, mut bank0, mut head) = (parts.pop().unwrap(), parts.pop().unwrap(), parts.pop().unwrap());
+//! assert!(file.map_region().is_err()); // one live mapping per handle
+//!
+//! head.write(8, b"mark")?; // offsets are relative to the region
+//! head.flush(8, 4)?;       // msync: durable now
+//! bank0.write(0, &[7; 256])?;
+//!
+//! // A background thread writes bank 0 out and msyncs it through a span, without any lock,
+//! // while the owner goes on filling bank 1.
+//! let out = bank0.span_all();
+//! let dst = fs.open(Path::new("/d/0.v"), rw)?;
+//! std::thread::scope(|s| {
+//!     s.spawn(|| out.copy_to(&*dst, 0).and_then(|()| out.flush()));
+//!     bank1.write(0, &[9; 256])
+//! })?;
+//! let mut v = [0u8; 256];
+//! bank0.read(0, &mut v)?; // copies exactly these 256 bytes
+//! assert_eq!(v, [7; 256]);
+//! assert_eq!(bank1.start(), 8192);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # `unsafe`
 //!
 //! This is the only module with `unsafe` code; everything else keeps `#![deny(unsafe_code)]`

@@ -93,6 +93,22 @@ fn inner(start: usize, total: usize, off: usize, len: usize) -> io::Result<Range
 /// Offsets given to its methods are **relative to the region** (0 is the region's first
 /// byte); [`start`](Region::start) is where that byte lies in the file. Ranges outside the
 /// region are errors ([`io::ErrorKind::InvalidInput`]), never panics.
+///
+/// Writing needs `&mut`, so a shared region cannot be written (this does not compile):
+///
+/// ```compile_fail
+/// fn scribble(r: &toykv::io::Region) {
+///     r.write(0, b"x").ok();
+/// }
+/// ```
+///
+/// and a region cannot be duplicated (this does not compile either):
+///
+/// ```compile_fail
+/// fn twin(r: &toykv::io::Region) -> toykv::io::Region {
+///     r.clone()
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Region {
     raw: Arc<dyn RawMap>,
@@ -249,6 +265,14 @@ impl Region {
 ///
 /// Offsets given to its methods are relative to the span; [`start`](Span::start) is where the
 /// span's first byte lies in the file.
+///
+/// A span has no way to write the bytes (this does not compile):
+///
+/// ```compile_fail
+/// fn scribble(s: &toykv::io::Span) {
+///     s.write(0, b"x").ok();
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Span {
     raw: Arc<dyn RawMap>,
