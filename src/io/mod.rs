@@ -101,6 +101,18 @@
 //! leaves "no other thread uses this range" to the caller. It is **deprecated: being replaced
 //! by regions**, kept only until the store is ported, then to be deleted together with
 //! `OsMap`/`SimMap`. Maps made through it do not take the handle's mapping claim.
+//!
+//! Porting the store, call by call:
+//!
+//! | old | new |
+//! | --- | --- |
+//! | `file.map()` → `Arc<dyn Map>` shared by everyone | `file.map_region()` → one [`Region`], [`split`](Region::split) into the parts their owners write |
+//! | `map.write(off, bytes)` through `&self` | `region.write(off - region.start(), bytes)` through `&mut` (the shard's lock gives it) |
+//! | `map.read(off, buf)` | `region.read(off - region.start(), buf)` |
+//! | `map.flush(off, len)` by the owner | `region.flush(rel, len)` |
+//! | a sync `Span { map, off, len }` flushed outside the lock | `region.span(rel, len)?` ([`Span`]), `.flush()` |
+//! | `Outbound` copying a full bank outside the lock | `bank.span_all()`, `.copy_to(dst, 0)` |
+//! | `MarkWriter` writing marks outside the shard lock | the header page as its own `Region`, owned by the sync leader (e.g. in a `Mutex<Region>`), `write` then `flush` |
 
 mod aligned;
 #[allow(unsafe_code)]

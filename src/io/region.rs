@@ -62,7 +62,7 @@ pub(crate) struct Claim(Arc<AtomicBool>);
 
 impl Claim {
     /// Claims `flag`, or fails when a mapping made through this handle is still alive.
-    pub(crate) fn take(flag: &Arc<AtomicBool>) -> io::Result<Claim> {
+    pub(in crate::io) fn take(flag: &Arc<AtomicBool>) -> io::Result<Claim> {
         flag.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .map_err(|_| {
                 io::Error::new(
@@ -119,7 +119,7 @@ pub struct Region {
 
 impl Region {
     /// The region covering the whole map.
-    pub(crate) fn whole(raw: Arc<dyn RawMap>) -> Region {
+    pub(in crate::io) fn whole(raw: Arc<dyn RawMap>) -> Region {
         let len = raw.len();
         Region { raw, start: 0, len }
     }
