@@ -120,6 +120,23 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// The device under the data directory asks for a direct-I/O alignment larger than the
+    /// store's write-outs and journal use (one page): direct writes would fail with `EINVAL`.
+    #[error(
+        "the device under {} needs direct I/O aligned to {need} bytes; toykv aligns direct \
+         writes to at most {max} bytes; open with `Options::new().direct_io(false)` to use \
+         buffered I/O with fdatasync instead",
+        path.display()
+    )]
+    Alignment {
+        /// The file whose direct-I/O alignment was asked.
+        path: PathBuf,
+        /// The alignment the device needs (the larger of its buffer and offset alignments).
+        need: usize,
+        /// The largest alignment toykv supports.
+        max: usize,
+    },
+
     /// A network operation of the server failed.
     #[error("{op} {addr}: {source}")]
     Net {
@@ -204,6 +221,20 @@ mod tests {
             source: io::Error::from_raw_os_error(libc::EINVAL),
         };
         assert!(e.to_string().contains("direct_io(false)"));
+    }
+
+    #[test]
+    fn alignment_error_names_path_and_sizes() {
+        let e = Error::Alignment {
+            path: "/d/LOCK".into(),
+            need: 8192,
+            max: 4096,
+        };
+        let s = e.to_string();
+        assert!(
+            s.contains("/d/LOCK") && s.contains("8192") && s.contains("4096"),
+            "{s}"
+        );
     }
 
     #[test]

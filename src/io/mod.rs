@@ -1,26 +1,135 @@
 //! The narrow I/O layer every byte of the store goes through.
 //!
-//! Three small traits: [`Vfs`] for directory operations, [`FileIo`] for positioned reads and
-//! writes (`read_at`, `write_at`, `sync`, `len`, `set_len`, `map`) and [`Map`] for a
-//! memory-mapped file. [`Os`] implements them over the operating system with real `O_DIRECT`
-//! and `mmap`; [`SimFs`] implements them in memory and can simulate a power loss, in which each
-//! write since the last sync is applied, dropped or garbled, and inject I/O errors.
+//! Traits: [`Vfs`] for directory operations and [`FileIo`] for positioned reads and writes
+//! (`read_at`, `write_at`, `sync`, `len`, `set_len`, `allocate`) and memory maps. [`Os`]
+//! implements them over the operating system with real `O_DIRECT` and `mmap`; [`SimFs`]
+//! implements them in memory and can simulate a power loss, in which each write since the last
+//! sync is applied, dropped or garbled, and inject I/O errors.
 //!
-//! This is the only module with `unsafe` code (in [`os`]: `mmap` and `statx`).
+//! # Memory maps: regions and spans
+//!
+//! [`FileIo::map_region`] maps the whole file (shared, writable) and returns it as one
+//! [`Region`]: a **uniquely owned** range of the map. Nothing else can touch its bytes in Rust:
+//!
+//! | type | who holds it | can do | cannot do |
+//! | --- | --- | --- | --- |
+//! | [`Region`] | one owner (not `Clone`; `Send + Sync`) | `read(&self)`, `write(&mut self)`, `flush(&self)`, `copy_to(&self)`, hand out spans, split | overlap another region |
+//! | [`Span`] | anyone (`Clone + Send + Sync`, cheap: an `Arc` and two integers) | `flush` (msync), `copy_to` (one `write(2)` from the pages), `sub` | read or write the bytes |
+//!
+//! - **Ownership.** A handle maps its file once at a time: a second `map_region` on the same
+//!   [`FileIo`] fails with [`io::ErrorKind::ResourceBusy`] until every region and span of the
+//!   first mapping has dropped. The owner carves the region into disjoint parts with
+//!   [`Region::split_off`] (like `Vec::split_off`) or [`Region::split`] (a list of ranges,
+//!   overlap and bounds checked, error otherwise). Since regions never overlap and `write`
+//!   needs `&mut self`, the borrow checker alone guarantees that no two threads access the same
+//!   mapped byte in Rust at once, one of them writing. Give each part to whoever writes it
+//!   (e.g. the write buffer: its header page with the sync marks to the sync leader, each bank
+//!   to the shard; a key section: one region, owned by the shard).
+//! - **Spans** are for threads that must make a range durable or write it out *without* the
+//!   owner's lock, while the owner goes on writing other bytes: [`Region::span`] /
+//!   [`Region::span_all`] / [`Span::sub`]. A span keeps the mapping alive. Its operations are
+//!   kernel-side only (msync, `pwrite` from the mapped pages through a raw pointer); no Rust
+//!   reference to the bytes is created, so they never race with the owner in the Rust memory
+//!   model. Whether the *bytes* written out or msynced are the ones wanted (not half-written)
+//!   is still the store's protocol: write out a bank only once it is full and no put writes it.
+//! - **Offsets** are relative: 0 is the first byte of the region (or span) the method is called
+//!   on; [`Region::start`] / [`Span::start`] give its offset in the file. Every range is bounds
+//!   checked: outside the region or span is an [`io::ErrorKind::InvalidInput`] error, never a
+//!   panic. `read` copies exactly the bytes asked for, no more.
+//! - **Durability.** A `write` is a memory store: it survives a process crash at once but not a
+//!   power loss until a `flush` (region or span) of its bytes returns. The simulator models
+//!   exactly that: region writes are pending until flushed, and [`SimFs::power_loss`] applies,
+//!   drops or garbles them.
+//! - **Copying out.** `copy_to(.., dst, dst_off)` writes the range to another file in one
+//!   positioned write straight from the mapped pages (page-aligned, so fit for an `O_DIRECT`
+//!   destination, when the range starts on a page). An [`Os`] map needs a destination with a
+//!   file descriptor ([`FileIo::fd`]); a [`SimFs`] map copies to any [`FileIo`].
+//!
+//! ## Example: a write buffer's header page and two banks
+//!
+//! ```
+//! use std::path::Path;
+//! use toykv::io::{FileIo, Mode, SimFs, Vfs};
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let fs = SimFs::new();
+//! let rw = Mode { create: true, write: true, direct: false };
+//! let file = fs.open(Path::new("/d/buffer.b"), rw)?;
+//! file.allocate(3 * 4096)?;
+//! // One owner of the whole map, carved into disjoint parts (overlaps are refused).
+//! let mut parts = file.map_region()?.split(&[0..4096, 4096..8192, 8192..12288])?;
+//! let (mut bank1, mut bank0, mut head) = (parts.pop().unwrap(), parts.pop().unwrap(), parts.pop().unwrap());
+//! assert!(file.map_region().is_err()); // one live mapping per handle
+//!
+//! head.write(8, b"mark")?; // offsets are relative to the region
+//! head.flush(8, 4)?;       // msync: durable now
+//! bank0.write(0, &[7; 256])?;
+//!
+//! // A background thread writes bank 0 out and msyncs it through a span, without any lock,
+//! // while the owner goes on filling bank 1.
+//! let out = bank0.span_all();
+//! let dst = fs.open(Path::new("/d/0.v"), rw)?;
+//! std::thread::scope(|s| {
+//!     s.spawn(|| out.copy_to(&*dst, 0).and_then(|()| out.flush()));
+//!     bank1.write(0, &[9; 256])
+//! })?;
+//! let mut v = [0u8; 256];
+//! bank0.read(0, &mut v)?; // copies exactly these 256 bytes
+//! assert_eq!(v, [7; 256]);
+//! assert_eq!(bank1.start(), 8192);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # `unsafe`
+//!
+//! This is the only module with `unsafe` code; everything else keeps `#![deny(unsafe_code)]`
+//! and uses the safe API above. The raw mapping sits behind a crate-private trait (`RawMap`,
+//! in `region.rs`) whose `read`/`write` are `unsafe fn`s: their contract is that nobody
+//! writes (for `read`) or touches (for `write`) the range during the call. [`Region`] is the
+//! only caller and meets it by ownership, as said above. In `os.rs`: creating the mapping
+//! (sound because no reference to mapped bytes is ever handed out, so a change from outside,
+//! e.g. another process, yields wrong bytes at worst, which checksums catch), the raw copies in
+//! and out (bounds checked first), the `pwrite` from the pages (kernel reads through a raw
+//! pointer) and `Send`/`Sync` for the struct holding the base pointer. Each block has its own
+//! `// SAFETY:` paragraph. System calls that have safe wrappers go through `nix`
+//! (`posix_fallocate`, `O_DIRECT`, `kill`) and `rustix` (`statx` with `STATX_DIOALIGN`).
+//!
+//! # The old `Map` API (transition)
+//!
+//! [`FileIo::map`] still returns an `Arc<dyn Map>` whose [`Map::write`] takes `&self` and
+//! leaves "no other thread uses this range" to the caller. It is **deprecated: being replaced
+//! by regions**, kept only until the store is ported, then to be deleted together with
+//! `OsMap`/`SimMap`. Maps made through it do not take the handle's mapping claim.
+//!
+//! Porting the store, call by call:
+//!
+//! | old | new |
+//! | --- | --- |
+//! | `file.map()` → `Arc<dyn Map>` shared by everyone | `file.map_region()` → one [`Region`], [`split`](Region::split) into the parts their owners write |
+//! | `map.write(off, bytes)` through `&self` | `region.write(off - region.start(), bytes)` through `&mut` (the shard's lock gives it) |
+//! | `map.read(off, buf)` | `region.read(off - region.start(), buf)` |
+//! | `map.flush(off, len)` by the owner | `region.flush(rel, len)` |
+//! | a sync `Span { map, off, len }` flushed outside the lock | `region.span(rel, len)?` ([`Span`]), `.flush()` |
+//! | `Outbound` copying a full bank outside the lock | `bank.span_all()`, `.copy_to(dst, 0)` |
+//! | `MarkWriter` writing marks outside the shard lock | the header page as its own `Region`, owned by the sync leader (e.g. in a `Mutex<Region>`), `write` then `flush` |
 
 mod aligned;
 #[allow(unsafe_code)]
-pub mod os;
+pub(crate) mod os;
+mod region;
 pub mod sim;
 
 use std::any::Any;
 use std::fmt::Debug;
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::sync::Arc;
 
 pub use aligned::AlignedBuf;
 pub use os::Os;
+pub use region::{Region, Span};
 pub use sim::{Fault, SimFs};
 
 /// How to open a file.
@@ -92,15 +201,29 @@ pub trait FileIo: Send + Sync + Debug {
     /// Extends the file to at least `len` bytes with its blocks reserved (`posix_fallocate`),
     /// so that stores into a map of it cannot fail for lack of space (which would be SIGBUS).
     fn allocate(&self, len: u64) -> io::Result<()>;
-    /// Maps the whole file into memory, shared and writable.
+    /// Maps the whole file into memory, shared and writable, for the old [`Map`] API.
+    ///
+    /// Deprecated: being replaced by regions ([`map_region`](FileIo::map_region)).
     fn map(&self) -> io::Result<Arc<dyn Map>>;
+    /// Maps the whole file into memory, shared and writable, as one uniquely owned
+    /// [`Region`] (see the [module documentation](self)). Fails with
+    /// [`io::ErrorKind::ResourceBusy`] while an earlier mapping made through this handle (any
+    /// of its regions or spans) is alive. The file's length must not change while it is
+    /// mapped.
+    fn map_region(&self) -> io::Result<Region>;
+    /// The file descriptor, when the file is a real one ([`Os`]); `None` otherwise. A
+    /// [`Region::copy_to`] from an `Os` map writes through it.
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
     /// What direct I/O on this file requires ([`Align::NONE`] when it is buffered).
     fn align(&self) -> Align;
     /// Whether the file is open with `O_DIRECT`.
     fn direct(&self) -> bool;
 }
 
-/// A shared, writable memory map of a whole file.
+/// A shared, writable memory map of a whole file (the old API; deprecated: being replaced by
+/// regions, see the [module documentation](self)).
 pub trait Map: Send + Sync + Debug {
     /// The mapped length.
     fn len(&self) -> usize;
@@ -114,6 +237,10 @@ pub trait Map: Send + Sync + Debug {
     /// of a map while others read or flush another (the store's write buffer fills one bank
     /// while a background thread writes the other out). Callers must not write a range that
     /// another thread reads or writes at the same time; the store's locking guarantees that.
+    ///
+    /// Deprecated: being replaced by regions. This safe method can race (undefined behaviour)
+    /// if that rule is broken; [`Region::write`] takes `&mut self` on a uniquely owned range
+    /// instead. Delete it once the store is ported.
     fn write(&self, off: usize, buf: &[u8]) -> io::Result<()>;
     /// Makes `[off, off + len)` durable (`msync(MS_SYNC)`).
     fn flush(&self, off: usize, len: usize) -> io::Result<()>;

@@ -5,18 +5,23 @@
 //! device's `logical_block_size` in sysfs, else 4096.
 
 use std::any::Any;
-use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use memmap2::MmapMut;
+use nix::errno::Errno;
+use nix::fcntl::{self, OFlag};
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use rustix::fs::{AtFlags, StatxFlags};
 
-use super::{Align, FileIo, Map, Mode, Vfs, range};
+use super::region::{Claim, RawMap};
+use super::{Align, FileIo, Map, Mode, Region, Vfs, range};
 use crate::format::LOCK_NAME;
 
 /// Fallback alignment when neither the kernel nor sysfs tells.
@@ -33,11 +38,11 @@ impl Vfs for Os {
             .write(mode.write)
             .create(mode.create && mode.write);
         if mode.direct {
-            o.custom_flags(libc::O_DIRECT);
+            o.custom_flags(OFlag::O_DIRECT.bits());
         }
         let file = o.open(path)?;
         let align = if mode.direct {
-            dio_align(path, &file)
+            dio_align(&file)
         } else {
             Align::NONE
         };
@@ -45,6 +50,7 @@ impl Vfs for Os {
             file,
             align,
             direct: mode.direct,
+            mapped: Arc::default(),
         }))
     }
 
@@ -93,6 +99,8 @@ struct OsFile {
     file: File,
     align: Align,
     direct: bool,
+    /// Set while a mapping made by [`FileIo::map_region`] lives (see `Claim`).
+    mapped: Arc<AtomicBool>,
 }
 
 impl FileIo for OsFile {
@@ -117,29 +125,29 @@ impl FileIo for OsFile {
     }
 
     fn allocate(&self, len: u64) -> io::Result<()> {
-        let len = libc::off_t::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
-        // SAFETY: a plain system call on a file descriptor this struct owns and keeps open.
-        let rc = unsafe { libc::posix_fallocate(self.file.as_raw_fd(), 0, len) };
-        match rc {
-            0 => Ok(()),
+        let off_len = libc::off_t::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
+        match fcntl::posix_fallocate(&self.file, 0, off_len) {
+            Ok(()) => Ok(()),
             // File systems without fallocate: a sparse extension is the best there is.
-            libc::EOPNOTSUPP => self.set_len(len as u64),
-            e => Err(io::Error::from_raw_os_error(e)),
+            Err(Errno::EOPNOTSUPP) => self.set_len(len),
+            Err(e) => Err(e.into()),
         }
     }
 
     fn map(&self) -> io::Result<Arc<dyn Map>> {
-        // SAFETY: the map is shared and writable. Its memory stays valid while the map lives
-        // (memmap2 unmaps on drop). Bytes are only copied in and out through `OsMap`'s
-        // bounds-checked methods, never handed out as references that outlive a call, so
-        // concurrent changes by another process (which the directory lock excludes) could at
-        // worst yield wrong bytes, which the checksums catch. The one hazard the type system
-        // cannot see is the file shrinking under the map (SIGBUS); the store maps only files
-        // whose length it checked and holds the directory lock so no cooperating process
-        // truncates them.
-        let mut map = unsafe { MmapMut::map_mut(&self.file)? };
-        let base = map.as_mut_ptr();
-        Ok(Arc::new(OsMap { map, base }))
+        Ok(Arc::new(OsMap(OsRaw::new(&self.file, None)?)))
+    }
+
+    fn map_region(&self) -> io::Result<Region> {
+        let claim = Claim::take(&self.mapped)?;
+        Ok(Region::whole(Arc::new(OsRaw::new(
+            &self.file,
+            Some(claim),
+        )?)))
+    }
+
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.file.as_fd())
     }
 
     fn align(&self) -> Align {
@@ -151,39 +159,73 @@ impl FileIo for OsFile {
     }
 }
 
-/// A shared writable map. Writes go through `base` (the map's first byte) so that they need
-/// only `&self`: see [`Map::write`] for the rule callers follow.
+/// A shared, writable `mmap` of a whole file. Bytes are copied in and out only through `base`
+/// with raw-pointer copies of exactly the range asked for; no reference to the mapped bytes is
+/// ever created (so none can overlap another thread's write). `map` owns the mapping and
+/// unmaps it on drop; its own accessors are never used except `flush_range` (msync on a raw
+/// pointer inside memmap2).
 #[derive(Debug)]
-struct OsMap {
+struct OsRaw {
     map: MmapMut,
     base: *mut u8,
+    /// The mapping claim of the handle that made this map (`None` for the old [`Map`] API).
+    _claim: Option<Claim>,
 }
 
-// SAFETY: `base` points into `map`, which the struct owns; the map is plain shared memory that
-// any thread may access. Which bytes each thread may write at a time is the callers' protocol
-// (see `Map::write`), exactly as for the `MmapMut` alone.
-unsafe impl Send for OsMap {}
-// SAFETY: as for `Send`: `&self` methods only copy bytes in or out of bounds-checked ranges.
-unsafe impl Sync for OsMap {}
+// SAFETY: `base` points into `map`, which the struct owns and which stays mapped until the
+// struct drops; the mapping is plain shared memory that any thread may access. The pointer is
+// only used by `RawMap::read`/`write`, whose callers guarantee no conflicting access to the
+// range (see their `# Safety` sections), and by kernel-side calls. Nothing is tied to the
+// thread that made the map.
+unsafe impl Send for OsRaw {}
+// SAFETY: as for `Send`: the `&self` methods are kernel calls (msync, pwrite from the pages)
+// or the `unsafe` copies whose callers exclude concurrent conflicting access.
+unsafe impl Sync for OsRaw {}
 
-impl Map for OsMap {
+impl OsRaw {
+    fn new(file: &File, claim: Option<Claim>) -> io::Result<OsRaw> {
+        // SAFETY: memmap2 marks mapping `unsafe` because the file may change under the map
+        // (another process, another mapping of the same file, truncation). This type never
+        // hands out references to the mapped bytes: it copies in and out with raw pointers
+        // (see `read`/`write`) and lets the kernel read the pages (msync, pwrite), so a
+        // concurrent change from outside this mapping can at worst yield wrong bytes, which the
+        // format's checksums catch; it cannot invalidate a Rust reference. Within this process
+        // one handle maps a file once at a time (`Claim`), and the store holds the directory
+        // lock, so no cooperating process writes or truncates the file. Truncation by a
+        // hostile process would raise SIGBUS on access, as for any mmap user.
+        let mut map = unsafe { MmapMut::map_mut(file)? };
+        let base = map.as_mut_ptr();
+        Ok(OsRaw {
+            map,
+            base,
+            _claim: claim,
+        })
+    }
+}
+
+impl RawMap for OsRaw {
     fn len(&self) -> usize {
         self.map.len()
     }
 
-    fn read(&self, off: usize, buf: &mut [u8]) -> io::Result<()> {
+    unsafe fn read(&self, off: usize, buf: &mut [u8]) -> io::Result<()> {
         let r = range(off, buf.len(), self.map.len())?;
-        buf.copy_from_slice(&self.map[r]);
+        // SAFETY: `r` lies inside the mapping (checked above), which stays mapped while `self`
+        // lives, so the source is valid for `buf.len()` bytes; `buf` is a distinct exclusive
+        // borrow and no reference into the map exists, so they do not overlap. The caller
+        // guarantees nobody writes the range during the call (`RawMap::read`'s contract), and
+        // any bit pattern is a valid `u8`.
+        unsafe { std::ptr::copy_nonoverlapping(self.base.add(r.start), buf.as_mut_ptr(), r.len()) };
         Ok(())
     }
 
-    fn write(&self, off: usize, buf: &[u8]) -> io::Result<()> {
+    unsafe fn write(&self, off: usize, buf: &[u8]) -> io::Result<()> {
         let r = range(off, buf.len(), self.map.len())?;
-        // SAFETY: `r` lies inside the map (checked above), so the destination is valid for
-        // `buf.len()` bytes, and `buf` cannot overlap it (it is a separate borrow the caller
-        // holds). No reference into the map outlives a call, and the caller guarantees no
-        // other thread accesses these bytes concurrently (see `Map::write`).
-        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), self.base.add(r.start), buf.len()) };
+        // SAFETY: `r` lies inside the mapping (checked above), so the destination is valid for
+        // `buf.len()` bytes and writable (the map is shared and writable). `buf` cannot overlap
+        // it: no reference into the map is ever handed out. The caller guarantees nobody else
+        // reads or writes the range during the call (`RawMap::write`'s contract).
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), self.base.add(r.start), r.len()) };
         Ok(())
     }
 
@@ -194,13 +236,83 @@ impl Map for OsMap {
 
     fn copy_to(&self, off: usize, len: usize, dst: &dyn FileIo, dst_off: u64) -> io::Result<()> {
         let r = range(off, len, self.map.len())?;
-        dst.write_at(&self.map[r], dst_off)
+        let fd = dst.fd().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "copy from an OS map needs a destination with a file descriptor",
+            )
+        })?;
+        let mut done = 0usize;
+        while done < r.len() {
+            let at = dst_off
+                .checked_add(done as u64)
+                .and_then(|a| libc::off_t::try_from(a).ok())
+                .ok_or(io::ErrorKind::InvalidInput)?;
+            // SAFETY: the source `[r.start + done, r.end)` lies inside the mapping (checked
+            // above), which stays mapped while `self` lives; `fd` is a descriptor borrowed from
+            // `dst` for the duration of the call. `pwrite` only reads those pages, in the
+            // kernel, through a raw pointer: no Rust reference to the mapped bytes is created,
+            // so a region owner writing the same bytes meanwhile is not a data race in the Rust
+            // memory model (the kernel may then write a mix of old and new bytes, which the
+            // store's protocol avoids).
+            let n = unsafe {
+                libc::pwrite(
+                    fd.as_raw_fd(),
+                    self.base.add(r.start + done).cast::<libc::c_void>(),
+                    r.len() - done,
+                    at,
+                )
+            };
+            match n {
+                n if n > 0 => done += n as usize,
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The old [`Map`] API over an [`OsRaw`]; see [`Map::write`] for the caller's rule it relies
+/// on. To be deleted once the store uses regions.
+#[derive(Debug)]
+struct OsMap(OsRaw);
+
+impl Map for OsMap {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn read(&self, off: usize, buf: &mut [u8]) -> io::Result<()> {
+        // SAFETY: the old API's rule (see `Map::write`): callers do not write a range another
+        // thread reads at the same time. This is exactly the unsoundness regions remove.
+        unsafe { self.0.read(off, buf) }
+    }
+
+    fn write(&self, off: usize, buf: &[u8]) -> io::Result<()> {
+        // SAFETY: the old API's rule (see `Map::write`): callers do not write a range another
+        // thread reads or writes at the same time. This is exactly the unsoundness regions
+        // remove.
+        unsafe { self.0.write(off, buf) }
+    }
+
+    fn flush(&self, off: usize, len: usize) -> io::Result<()> {
+        self.0.flush(off, len)
+    }
+
+    fn copy_to(&self, off: usize, len: usize, dst: &dyn FileIo, dst_off: u64) -> io::Result<()> {
+        self.0.copy_to(off, len, dst, dst_off)
     }
 }
 
 /// What direct I/O on `file` requires.
-fn dio_align(path: &Path, file: &File) -> Align {
-    if let Some(a) = statx_align(path) {
+fn dio_align(file: &File) -> Align {
+    if let Some(a) = statx_align(file) {
         return a;
     }
     let block = file
@@ -214,24 +326,11 @@ fn dio_align(path: &Path, file: &File) -> Align {
     }
 }
 
-/// `statx(STATX_DIOALIGN)`; `None` when the kernel or file system does not report it.
-fn statx_align(path: &Path) -> Option<Align> {
-    let cpath = CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `libc::statx` is plain data (integers and arrays), for which all-zero bytes are a
-    // valid value.
-    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpath` is a NUL-terminated string that outlives the call and `stx` is a valid,
-    // writable `statx` buffer; the kernel writes at most `size_of::<statx>()` bytes into it.
-    let rc = unsafe {
-        libc::statx(
-            libc::AT_FDCWD,
-            cpath.as_ptr(),
-            0,
-            libc::STATX_DIOALIGN,
-            &mut stx,
-        )
-    };
-    if rc != 0 || stx.stx_mask & libc::STATX_DIOALIGN == 0 {
+/// `statx(STATX_DIOALIGN)` of the open file; `None` when the kernel or file system does not
+/// report it.
+fn statx_align(file: &File) -> Option<Align> {
+    let stx = rustix::fs::statx(file, "", AtFlags::EMPTY_PATH, StatxFlags::DIOALIGN).ok()?;
+    if !StatxFlags::from_bits_retain(stx.stx_mask).contains(StatxFlags::DIOALIGN) {
         return None;
     }
     let (mem, offset) = (
@@ -243,7 +342,7 @@ fn statx_align(path: &Path) -> Option<Align> {
 
 /// The logical block size of the device `dev` (or of the disk holding that partition).
 fn sysfs_block_size(dev: u64) -> Option<usize> {
-    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
     let base = format!("/sys/dev/block/{major}:{minor}");
     ["queue/logical_block_size", "../queue/logical_block_size"]
         .iter()
@@ -255,11 +354,8 @@ fn sysfs_block_size(dev: u64) -> Option<usize> {
 /// Ends the process with SIGKILL, as `kill -9` would: no destructor, no flush, no exit
 /// handler runs. Used by crash tests through [`crate::kill`].
 pub(crate) fn kill_self() {
-    // SAFETY: `getpid` and `kill` take no pointers and touch no memory of ours; SIGKILL
-    // cannot be caught, so the call does not return when it succeeds.
-    unsafe {
-        libc::kill(libc::getpid(), libc::SIGKILL);
-    }
+    // SIGKILL cannot be caught: when the call succeeds it does not return.
+    let _ = signal::kill(Pid::this(), Signal::SIGKILL);
 }
 
 #[cfg(test)]
@@ -358,5 +454,78 @@ mod tests {
         let mut back = [0u8; 6];
         f.read_at(&mut back, 4090).unwrap();
         assert_eq!(&back, b"abcdef");
+    }
+
+    #[test]
+    fn regions_write_read_flush_and_copy_out_from_the_pages() {
+        let d = dir();
+        let rw = Mode {
+            create: true,
+            write: true,
+            direct: false,
+        };
+        let f = Os.open(&d.path().join("buf"), rw).unwrap();
+        f.allocate(3 * 4096).unwrap();
+        let mut parts = f
+            .map_region()
+            .unwrap()
+            .split(&[0..4096, 4096..8192, 8192..12288])
+            .unwrap();
+        let mut bank1 = parts.pop().unwrap();
+        let mut bank0 = parts.pop().unwrap();
+        let mut head = parts.pop().unwrap();
+        assert_eq!(kind(f.map_region()), io::ErrorKind::ResourceBusy);
+        head.write(0, b"head").unwrap();
+        head.flush(0, 4).unwrap();
+        bank0.write(0, &[5; 4096]).unwrap();
+        bank0.write(4090, b"abcdef").unwrap();
+        assert_eq!(
+            kind(bank0.write(4091, b"abcdef")),
+            io::ErrorKind::InvalidInput
+        );
+        let mut got = [0u8; 6];
+        bank0.read(4090, &mut got).unwrap();
+        assert_eq!(&got, b"abcdef");
+        // Visible through the file at the region's offset.
+        let mut back = [0u8; 6];
+        f.read_at(&mut back, 4096 + 4090).unwrap();
+        assert_eq!(&back, b"abcdef");
+        // Write bank 0 out to an O_DIRECT file through a span on another thread while the
+        // owner fills bank 1.
+        let v = Os
+            .open(&d.path().join("out.v"), Mode { direct: true, ..rw })
+            .unwrap();
+        let out = bank0.span_all();
+        std::thread::scope(|sc| {
+            let h = sc.spawn(|| {
+                out.copy_to(&*v, 0).unwrap();
+                out.flush().unwrap();
+                v.sync().unwrap();
+            });
+            for i in 0..16 {
+                bank1.write(i * 256, &[i as u8; 256]).unwrap();
+            }
+            h.join().unwrap();
+        });
+        let mut want = vec![5u8; 4096];
+        want[4090..].copy_from_slice(b"abcdef");
+        let mut r = AlignedBuf::new(4096, v.align().mem.max(4096));
+        v.read_at(r.bytes_mut(), 0).unwrap();
+        assert_eq!(r.bytes(), &want[..]);
+        // Part of a span, at an offset of the destination.
+        out.copy_range_to(4090, 6, &*f, 4).unwrap();
+        let mut b = [0u8; 10];
+        head.read(0, &mut b).unwrap();
+        assert_eq!(&b, b"headabcdef");
+        // A destination without a descriptor cannot take a copy from the pages.
+        let sim = crate::io::SimFs::new();
+        let dst = sim.open(Path::new("/x"), rw).unwrap();
+        assert_eq!(kind(out.copy_to(&*dst, 0)), io::ErrorKind::Unsupported);
+        drop((head, bank0, bank1, out));
+        f.map_region().unwrap();
+    }
+
+    fn kind<T: std::fmt::Debug>(r: io::Result<T>) -> io::ErrorKind {
+        r.unwrap_err().kind()
     }
 }

@@ -2,10 +2,12 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use super::fault::{Call, Verdict};
 use super::{SimFs, eio, lock};
-use crate::io::{Align, AlignedBuf, FileIo, Map, range};
+use crate::io::region::{Claim, RawMap};
+use crate::io::{Align, AlignedBuf, FileIo, Map, Region, range};
 
 type Span = std::ops::Range<usize>;
 
@@ -61,6 +63,8 @@ pub(super) struct SimFile {
     pub(super) align: Align,
     pub(super) direct: bool,
     pub(super) write: bool,
+    /// Set while a mapping made by [`FileIo::map_region`] lives.
+    pub(super) mapped: Arc<AtomicBool>,
 }
 
 impl SimFile {
@@ -74,6 +78,18 @@ impl SimFile {
         } else {
             Err(io::Error::from_raw_os_error(libc::EINVAL))
         }
+    }
+
+    /// A map of the whole file (a counted call, like `mmap`).
+    fn raw(&self, claim: Option<Claim>) -> io::Result<SimRaw> {
+        self.fs.check()?;
+        let len = lock(&self.node).live.len();
+        Ok(SimRaw {
+            fs: self.fs.clone(),
+            node: self.node.clone(),
+            len,
+            _claim: claim,
+        })
     }
 
     fn writable(&self) -> io::Result<()> {
@@ -160,13 +176,12 @@ impl FileIo for SimFile {
     }
 
     fn map(&self) -> io::Result<Arc<dyn Map>> {
-        self.fs.check()?;
-        let len = lock(&self.node).live.len();
-        Ok(Arc::new(SimMap {
-            fs: self.fs.clone(),
-            node: self.node.clone(),
-            len,
-        }))
+        Ok(Arc::new(SimMap(self.raw(None)?)))
+    }
+
+    fn map_region(&self) -> io::Result<Region> {
+        let claim = Claim::take(&self.mapped)?;
+        Ok(Region::whole(Arc::new(self.raw(Some(claim))?)))
     }
 
     fn align(&self) -> Align {
@@ -178,22 +193,22 @@ impl FileIo for SimFile {
     }
 }
 
-/// A map: reads and writes go to the file's volatile image, as a shared mmap's do.
+/// A map: reads and writes go to the file's volatile image, as a shared mmap's do; a flush
+/// makes the range durable. The bytes live behind the node's mutex, so no access here can race.
 #[derive(Debug)]
-struct SimMap {
+struct SimRaw {
     fs: SimFs,
     node: Node,
     len: usize,
+    /// The mapping claim of the handle that made this map (`None` for the old [`Map`] API).
+    _claim: Option<Claim>,
 }
 
-impl Map for SimMap {
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn read(&self, off: usize, buf: &mut [u8]) -> io::Result<()> {
+impl SimRaw {
+    fn read_bytes(&self, off: usize, buf: &mut [u8]) -> io::Result<()> {
         let r = range(off, buf.len(), self.len)?;
         let d = lock(&self.node);
+        // A file cut shorter than the map: the kernel would raise SIGBUS.
         let src = d
             .live
             .get(r)
@@ -202,7 +217,7 @@ impl Map for SimMap {
         Ok(())
     }
 
-    fn write(&self, off: usize, buf: &[u8]) -> io::Result<()> {
+    fn write_bytes(&self, off: usize, buf: &[u8]) -> io::Result<()> {
         let r = range(off, buf.len(), self.len)?;
         let mut d = lock(&self.node);
         let dst = d
@@ -214,7 +229,7 @@ impl Map for SimMap {
         Ok(())
     }
 
-    fn flush(&self, off: usize, len: usize) -> io::Result<()> {
+    fn flush_bytes(&self, off: usize, len: usize) -> io::Result<()> {
         let r = range(off, len, self.len)?;
         self.fs.check()?;
         let (fail, lie) = self.fs.sync_faults();
@@ -227,7 +242,7 @@ impl Map for SimMap {
         Ok(())
     }
 
-    fn copy_to(&self, off: usize, len: usize, dst: &dyn FileIo, dst_off: u64) -> io::Result<()> {
+    fn copy_bytes(&self, off: usize, len: usize, dst: &dyn FileIo, dst_off: u64) -> io::Result<()> {
         let r = range(off, len, self.len)?;
         self.fs.check()?;
         // Stage through an aligned copy, as the kernel reads straight from the mapped pages.
@@ -241,5 +256,56 @@ impl Map for SimMap {
             tmp.bytes_mut().copy_from_slice(src);
         }
         dst.write_at(tmp.bytes(), dst_off)
+    }
+}
+
+// Implementing `RawMap`'s `unsafe fn`s needs `unsafe_code`; their bodies are safe code (the
+// node's mutex guards the bytes), so they are sound whatever the caller does.
+#[allow(unsafe_code)]
+impl RawMap for SimRaw {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    unsafe fn read(&self, off: usize, buf: &mut [u8]) -> io::Result<()> {
+        self.read_bytes(off, buf)
+    }
+
+    unsafe fn write(&self, off: usize, buf: &[u8]) -> io::Result<()> {
+        self.write_bytes(off, buf)
+    }
+
+    fn flush(&self, off: usize, len: usize) -> io::Result<()> {
+        self.flush_bytes(off, len)
+    }
+
+    fn copy_to(&self, off: usize, len: usize, dst: &dyn FileIo, dst_off: u64) -> io::Result<()> {
+        self.copy_bytes(off, len, dst, dst_off)
+    }
+}
+
+/// The old [`Map`] API over a [`SimRaw`]. To be deleted once the store uses regions.
+#[derive(Debug)]
+struct SimMap(SimRaw);
+
+impl Map for SimMap {
+    fn len(&self) -> usize {
+        self.0.len
+    }
+
+    fn read(&self, off: usize, buf: &mut [u8]) -> io::Result<()> {
+        self.0.read_bytes(off, buf)
+    }
+
+    fn write(&self, off: usize, buf: &[u8]) -> io::Result<()> {
+        self.0.write_bytes(off, buf)
+    }
+
+    fn flush(&self, off: usize, len: usize) -> io::Result<()> {
+        self.0.flush_bytes(off, len)
+    }
+
+    fn copy_to(&self, off: usize, len: usize, dst: &dyn FileIo, dst_off: u64) -> io::Result<()> {
+        self.0.copy_bytes(off, len, dst, dst_off)
     }
 }

@@ -229,6 +229,7 @@ impl Vfs for SimFs {
             align,
             direct: mode.direct,
             write: mode.write,
+            mapped: Arc::default(),
         }))
     }
 

@@ -285,8 +285,9 @@ fn drop_tail(keys: &[Section], first: u32, end: u64, slots: u32) -> Result<()> {
     Ok(())
 }
 
-/// Fails early, with the option to turn it off, when the file system refuses `O_DIRECT`: opens
-/// the lock file with it.
+/// Fails early, with the option to turn it off, when the file system refuses `O_DIRECT` or
+/// needs a direct-I/O alignment above one page ([`Error::Alignment`]): opens the lock file
+/// with it and asks its alignment.
 pub(crate) fn probe_direct(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
     let path = dir.join(crate::format::LOCK_NAME);
     let mode = crate::io::Mode {
@@ -295,7 +296,20 @@ pub(crate) fn probe_direct(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
         direct: true,
     };
     match vfs.open(&path, mode) {
-        Ok(_) => Ok(()),
+        // The bank write-outs and the journal align direct writes to one page: a device that
+        // needs more would fail the first of them with EINVAL, after puts were accepted.
+        Ok(f) => {
+            let a = f.align();
+            let need = a.mem.max(a.offset);
+            if need > crate::format::PAGE {
+                return Err(Error::Alignment {
+                    path,
+                    need,
+                    max: crate::format::PAGE,
+                });
+            }
+            Ok(())
+        }
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
             Err(Error::DirectUnsupported { path, source: e })
         }
