@@ -8,7 +8,7 @@
 //!
 //! # Memory maps: regions and spans
 //!
-//! [`FileIo::map_region`] maps the whole file (shared, writable) and returns it as one
+//! [`FileIo::map`] maps the whole file (shared, writable) and returns it as one
 //! [`Region`]: a **uniquely owned** range of the map. Nothing else can touch its bytes in Rust:
 //!
 //! | type | who holds it | can do | cannot do |
@@ -16,7 +16,7 @@
 //! | [`Region`] | one owner (not `Clone`; `Send + Sync`) | `read(&self)`, `write(&mut self)`, `flush(&self)`, `copy_to(&self)`, hand out spans, split | overlap another region |
 //! | [`Span`] | anyone (`Clone + Send + Sync`, cheap: an `Arc` and two integers) | `flush` (msync), `copy_to` (one `write(2)` from the pages), `sub` | read or write the bytes |
 //!
-//! - **Ownership.** A handle maps its file once at a time: a second `map_region` on the same
+//! - **Ownership.** A handle maps its file once at a time: a second `map` on the same
 //!   [`FileIo`] fails with [`io::ErrorKind::ResourceBusy`] until every region and span of the
 //!   first mapping has dropped. The owner carves the region into disjoint parts with
 //!   [`Region::split_off`] (like `Vec::split_off`) or [`Region::split`] (a list of ranges,
@@ -57,9 +57,9 @@
 //! let file = fs.open(Path::new("/d/buffer.b"), rw)?;
 //! file.allocate(3 * 4096)?;
 //! // One owner of the whole map, carved into disjoint parts (overlaps are refused).
-//! let mut parts = file.map_region()?.split(&[0..4096, 4096..8192, 8192..12288])?;
+//! let mut parts = file.map()?.split(&[0..4096, 4096..8192, 8192..12288])?;
 //! let (mut bank1, mut bank0, mut head) = (parts.pop().unwrap(), parts.pop().unwrap(), parts.pop().unwrap());
-//! assert!(file.map_region().is_err()); // one live mapping per handle
+//! assert!(file.map().is_err()); // one live mapping per handle
 //!
 //! head.write(8, b"mark")?; // offsets are relative to the region
 //! head.flush(8, 4)?;       // msync: durable now
@@ -95,25 +95,6 @@
 //! `// SAFETY:` paragraph. System calls that have safe wrappers go through `nix`
 //! (`posix_fallocate`, `O_DIRECT`, `kill`) and `rustix` (`statx` with `STATX_DIOALIGN`).
 //!
-//! # The old `Map` API (transition)
-//!
-//! [`FileIo::map`] still returns an `Arc<dyn Map>` whose [`Map::write`] takes `&self` and
-//! leaves "no other thread uses this range" to the caller. It is **deprecated: being replaced
-//! by regions**, kept only until the store is ported, then to be deleted together with
-//! `OsMap`/`SimMap`. Maps made through it do not take the handle's mapping claim.
-//!
-//! Porting the store, call by call:
-//!
-//! | old | new |
-//! | --- | --- |
-//! | `file.map()` → `Arc<dyn Map>` shared by everyone | `file.map_region()` → one [`Region`], [`split`](Region::split) into the parts their owners write |
-//! | `map.write(off, bytes)` through `&self` | `region.write(off - region.start(), bytes)` through `&mut` (the shard's lock gives it) |
-//! | `map.read(off, buf)` | `region.read(off - region.start(), buf)` |
-//! | `map.flush(off, len)` by the owner | `region.flush(rel, len)` |
-//! | a sync `Span { map, off, len }` flushed outside the lock | `region.span(rel, len)?` ([`Span`]), `.flush()` |
-//! | `Outbound` copying a full bank outside the lock | `bank.span_all()`, `.copy_to(dst, 0)` |
-//! | `MarkWriter` writing marks outside the shard lock | the header page as its own `Region`, owned by the sync leader (e.g. in a `Mutex<Region>`), `write` then `flush` |
-
 mod aligned;
 #[allow(unsafe_code)]
 pub(crate) mod os;
@@ -201,16 +182,12 @@ pub trait FileIo: Send + Sync + Debug {
     /// Extends the file to at least `len` bytes with its blocks reserved (`posix_fallocate`),
     /// so that stores into a map of it cannot fail for lack of space (which would be SIGBUS).
     fn allocate(&self, len: u64) -> io::Result<()>;
-    /// Maps the whole file into memory, shared and writable, for the old [`Map`] API.
-    ///
-    /// Deprecated: being replaced by regions ([`map_region`](FileIo::map_region)).
-    fn map(&self) -> io::Result<Arc<dyn Map>>;
     /// Maps the whole file into memory, shared and writable, as one uniquely owned
     /// [`Region`] (see the [module documentation](self)). Fails with
     /// [`io::ErrorKind::ResourceBusy`] while an earlier mapping made through this handle (any
     /// of its regions or spans) is alive. The file's length must not change while it is
     /// mapped.
-    fn map_region(&self) -> io::Result<Region>;
+    fn map(&self) -> io::Result<Region>;
     /// The file descriptor, when the file is a real one ([`Os`]); `None` otherwise. A
     /// [`Region::copy_to`] from an `Os` map writes through it.
     fn fd(&self) -> Option<BorrowedFd<'_>> {
@@ -220,33 +197,6 @@ pub trait FileIo: Send + Sync + Debug {
     fn align(&self) -> Align;
     /// Whether the file is open with `O_DIRECT`.
     fn direct(&self) -> bool;
-}
-
-/// A shared, writable memory map of a whole file (the old API; deprecated: being replaced by
-/// regions, see the [module documentation](self)).
-pub trait Map: Send + Sync + Debug {
-    /// The mapped length.
-    fn len(&self) -> usize;
-    /// Whether the map is empty.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Copies `buf.len()` bytes at `off` out of the map.
-    fn read(&self, off: usize, buf: &mut [u8]) -> io::Result<()>;
-    /// Copies `buf` into the map at `off`. Takes `&self` so that one thread can write one part
-    /// of a map while others read or flush another (the store's write buffer fills one bank
-    /// while a background thread writes the other out). Callers must not write a range that
-    /// another thread reads or writes at the same time; the store's locking guarantees that.
-    ///
-    /// Deprecated: being replaced by regions. This safe method can race (undefined behaviour)
-    /// if that rule is broken; [`Region::write`] takes `&mut self` on a uniquely owned range
-    /// instead. Delete it once the store is ported.
-    fn write(&self, off: usize, buf: &[u8]) -> io::Result<()>;
-    /// Makes `[off, off + len)` durable (`msync(MS_SYNC)`).
-    fn flush(&self, off: usize, len: usize) -> io::Result<()>;
-    /// Writes `[off, off + len)` of the map to `dst` at `dst_off` straight from the mapped pages
-    /// (one write; page-aligned when `off` is).
-    fn copy_to(&self, off: usize, len: usize, dst: &dyn FileIo, dst_off: u64) -> io::Result<()>;
 }
 
 /// Bounds check shared by the map implementations.

@@ -21,7 +21,7 @@ use nix::unistd::Pid;
 use rustix::fs::{AtFlags, StatxFlags};
 
 use super::region::{Claim, RawMap};
-use super::{Align, FileIo, Map, Mode, Region, Vfs, range};
+use super::{Align, FileIo, Mode, Region, Vfs, range};
 use crate::format::LOCK_NAME;
 
 /// Fallback alignment when neither the kernel nor sysfs tells.
@@ -99,7 +99,7 @@ struct OsFile {
     file: File,
     align: Align,
     direct: bool,
-    /// Set while a mapping made by [`FileIo::map_region`] lives (see `Claim`).
+    /// Set while a mapping made by [`FileIo::map`] lives (see `Claim`).
     mapped: Arc<AtomicBool>,
 }
 
@@ -134,11 +134,7 @@ impl FileIo for OsFile {
         }
     }
 
-    fn map(&self) -> io::Result<Arc<dyn Map>> {
-        Ok(Arc::new(OsMap(OsRaw::new(&self.file, None)?)))
-    }
-
-    fn map_region(&self) -> io::Result<Region> {
+    fn map(&self) -> io::Result<Region> {
         let claim = Claim::take(&self.mapped)?;
         Ok(Region::whole(Arc::new(OsRaw::new(
             &self.file,
@@ -278,38 +274,6 @@ impl RawMap for OsRaw {
     }
 }
 
-/// The old [`Map`] API over an [`OsRaw`]; see [`Map::write`] for the caller's rule it relies
-/// on. To be deleted once the store uses regions.
-#[derive(Debug)]
-struct OsMap(OsRaw);
-
-impl Map for OsMap {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn read(&self, off: usize, buf: &mut [u8]) -> io::Result<()> {
-        // SAFETY: the old API's rule (see `Map::write`): callers do not write a range another
-        // thread reads at the same time. This is exactly the unsoundness regions remove.
-        unsafe { self.0.read(off, buf) }
-    }
-
-    fn write(&self, off: usize, buf: &[u8]) -> io::Result<()> {
-        // SAFETY: the old API's rule (see `Map::write`): callers do not write a range another
-        // thread reads or writes at the same time. This is exactly the unsoundness regions
-        // remove.
-        unsafe { self.0.write(off, buf) }
-    }
-
-    fn flush(&self, off: usize, len: usize) -> io::Result<()> {
-        self.0.flush(off, len)
-    }
-
-    fn copy_to(&self, off: usize, len: usize, dst: &dyn FileIo, dst_off: u64) -> io::Result<()> {
-        self.0.copy_to(off, len, dst, dst_off)
-    }
-}
-
 /// What direct I/O on `file` requires.
 fn dio_align(file: &File) -> Align {
     if let Some(a) = statx_align(file) {
@@ -443,7 +407,7 @@ mod tests {
             )
             .unwrap();
         f.set_len(4096).unwrap();
-        let m = f.map().unwrap();
+        let mut m = f.map().unwrap();
         m.write(4090, b"abcdef").unwrap();
         assert!(m.write(4091, b"abcdef").is_err());
         let mut buf = [0u8; 6];
@@ -467,14 +431,14 @@ mod tests {
         let f = Os.open(&d.path().join("buf"), rw).unwrap();
         f.allocate(3 * 4096).unwrap();
         let mut parts = f
-            .map_region()
+            .map()
             .unwrap()
             .split(&[0..4096, 4096..8192, 8192..12288])
             .unwrap();
         let mut bank1 = parts.pop().unwrap();
         let mut bank0 = parts.pop().unwrap();
         let mut head = parts.pop().unwrap();
-        assert_eq!(kind(f.map_region()), io::ErrorKind::ResourceBusy);
+        assert_eq!(kind(f.map()), io::ErrorKind::ResourceBusy);
         head.write(0, b"head").unwrap();
         head.flush(0, 4).unwrap();
         bank0.write(0, &[5; 4096]).unwrap();
@@ -522,7 +486,7 @@ mod tests {
         let dst = sim.open(Path::new("/x"), rw).unwrap();
         assert_eq!(kind(out.copy_to(&*dst, 0)), io::ErrorKind::Unsupported);
         drop((head, bank0, bank1, out));
-        f.map_region().unwrap();
+        f.map().unwrap();
     }
 
     fn kind<T: std::fmt::Debug>(r: io::Result<T>) -> io::ErrorKind {

@@ -375,7 +375,7 @@ mod tests {
             &[Range { start: 10, end: 5 }],
         ];
         for parts in bad {
-            let r = f.map_region().unwrap();
+            let r = f.map().unwrap();
             assert_eq!(
                 kind(r.split(parts)),
                 io::ErrorKind::InvalidInput,
@@ -384,13 +384,13 @@ mod tests {
         }
         // Disjoint parts in any order, gaps allowed, come back in the order asked, with
         // their file offsets.
-        let r = f.map_region().unwrap();
+        let r = f.map().unwrap();
         let parts = r.split(&[1000..1100, 0..10, 10..20]).unwrap();
         let got: Vec<(usize, usize)> = parts.iter().map(|p| (p.start(), p.len())).collect();
         assert_eq!(got, [(1000, 100), (0, 10), (10, 10)]);
         // split_off leaves the region intact when it fails.
         drop(parts);
-        let mut r = f.map_region().unwrap();
+        let mut r = f.map().unwrap();
         assert_eq!(kind(r.split_off(4097)), io::ErrorKind::InvalidInput);
         assert_eq!(r.len(), 4096);
         let tail = r.split_off(4000).unwrap();
@@ -407,7 +407,7 @@ mod tests {
     fn offsets_are_relative_and_bounded_by_the_region() {
         let fs = SimFs::new();
         let f = sim_file(&fs, "a", 4096);
-        let mut parts = f.map_region().unwrap().split(&[0..100, 100..200]).unwrap();
+        let mut parts = f.map().unwrap().split(&[0..100, 100..200]).unwrap();
         let mut b = parts.pop().unwrap();
         let mut a = parts.pop().unwrap();
         b.write(0, b"bee").unwrap();
@@ -444,14 +444,14 @@ mod tests {
     fn one_live_mapping_per_handle() {
         let fs = SimFs::new();
         let f = sim_file(&fs, "a", 4096);
-        let r = f.map_region().unwrap();
-        assert_eq!(kind(f.map_region()), io::ErrorKind::ResourceBusy);
+        let r = f.map().unwrap();
+        assert_eq!(kind(f.map()), io::ErrorKind::ResourceBusy);
         let s = r.span_all();
         drop(r);
         // A span keeps the mapping (and the claim) alive.
-        assert_eq!(kind(f.map_region()), io::ErrorKind::ResourceBusy);
+        assert_eq!(kind(f.map()), io::ErrorKind::ResourceBusy);
         drop(s);
-        f.map_region().unwrap();
+        f.map().unwrap();
     }
 
     #[test]
@@ -460,7 +460,7 @@ mod tests {
         let f = sim_file(&fs, "buf", 3 * 4096);
         let dst = sim_file(&fs, "out", 0);
         let mut parts = f
-            .map_region()
+            .map()
             .unwrap()
             .split(&[0..4096, 4096..8192, 8192..12288])
             .unwrap();
@@ -502,7 +502,7 @@ mod tests {
         for seed in 0..48 {
             let fs = SimFs::new();
             let f = sim_file(&fs, "a", 1024);
-            let mut parts = f.map_region().unwrap().split(&[0..512, 512..1024]).unwrap();
+            let mut parts = f.map().unwrap().split(&[0..512, 512..1024]).unwrap();
             let mut b = parts.pop().unwrap();
             let mut a = parts.pop().unwrap();
             a.write(0, &[1; 512]).unwrap();

@@ -30,12 +30,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use crate::error::{Context, Error, Result};
 use crate::format::{
     BANKS, BUFFER_BANKS_AT, BUFFER_NAME, HEADER_LEN, Header, Kind, MARK_A, MARK_B, MARK_LEN, Mark,
     PAGE, SLOT_SIZE, bank_at, buffer_len, values_len,
 };
-use crate::io::{FileIo, Map, Mode, Vfs};
+use crate::io::{self, FileIo, Mode, Region, Vfs};
 use crate::key::VALUE_MAX;
 
 use super::file::Span;
@@ -47,7 +49,13 @@ use super::file::header_error;
 pub(crate) struct Buffer {
     pub(crate) path: PathBuf,
     _file: Arc<dyn FileIo>,
-    map: Arc<dyn Map>,
+    /// The header page (the buffer's own header and the two sync marks), written only by
+    /// the shard's sync leader through a [`MarkWriter`], outside the shard's lock.
+    head: Arc<Mutex<Region>>,
+    /// Each bank's part of the map (its header page, then its slots), written only through
+    /// `&mut self` (the shard's lock); a bank being written out is read by the writer only
+    /// through a span.
+    bank_maps: [Region; BANKS],
     slots: u32,
     /// The section each bank's header page names (`None` when never set, torn or stale).
     banks: [Option<u32>; BANKS],
@@ -80,11 +88,12 @@ impl Buffer {
         }
         .encode();
         let file = create_complete(vfs, &path, buffer_len(slots), &[(0, &own)])?;
-        let map = file.map().ctx("mmap", &path)?;
+        let (head, bank_maps) = map(&*file, &path, slots)?;
         Ok(Buffer {
             path,
             _file: file,
-            map,
+            head,
+            bank_maps,
             slots,
             banks: [None; BANKS],
             damaged: [false; BANKS],
@@ -133,13 +142,12 @@ impl Buffer {
         if len < want {
             file.allocate(want).ctx("allocate", &path)?;
         }
-        let map = file.map().ctx("mmap", &path)?;
+        let (head, bank_maps) = map(&*file, &path, slots)?;
         let mut banks = [None; BANKS];
         let mut damaged = [false; BANKS];
-        for (bank, named) in banks.iter_mut().enumerate() {
+        for ((named, bank), region) in banks.iter_mut().zip(0..).zip(&bank_maps) {
             let mut h = [0u8; HEADER_LEN];
-            map.read(bank_at(slots, bank), &mut h)
-                .ctx("read header", &path)?;
+            region.read(0, &mut h).ctx("read header", &path)?;
             // A bank's header page is rewritten whenever the bank takes a new section; a torn
             // one names nothing (the log then shows whether the bank held live values).
             *named = Header::decode(&h, Kind::Values)
@@ -158,7 +166,8 @@ impl Buffer {
         Ok(Buffer {
             path,
             _file: file,
-            map,
+            head,
+            bank_maps,
             slots,
             banks,
             damaged,
@@ -293,18 +302,18 @@ impl Buffer {
     }
 
     /// Takes the slot ranges written since the last call, as spans to make durable.
-    pub(crate) fn take_dirty(&mut self) -> Vec<Span> {
+    pub(crate) fn take_dirty(&mut self) -> Result<Vec<Span>> {
         let mut out = Vec::new();
         for bank in 0..BANKS {
             if let Some((lo, hi)) = self.dirty[bank].take() {
-                out.push(self.span(bank, lo, hi));
+                out.push(self.span(bank, lo, hi)?);
             }
         }
-        out
+        Ok(out)
     }
 
     /// Writes `value` (zero-padded to a whole slot) into slot `index` of `bank`.
-    fn write(&self, bank: usize, index: u32, value: &[u8]) -> Result<()> {
+    fn write(&mut self, bank: usize, index: u32, value: &[u8]) -> Result<()> {
         let mut slot = [0u8; SLOT_SIZE];
         let Some(dst) = slot.get_mut(..value.len()) else {
             return Err(Error::ValueTooLong {
@@ -313,34 +322,32 @@ impl Buffer {
             });
         };
         dst.copy_from_slice(value);
-        self.map
-            .write(self.offset(bank, index), &slot)
+        self.bank_maps[bank]
+            .write(slot_at(index), &slot)
             .ctx("write value", &self.path)
     }
 
     /// Reads slot `index` of `bank` into `out`.
     pub(crate) fn read(&self, bank: usize, index: u32, out: &mut [u8; SLOT_SIZE]) -> Result<()> {
-        self.map
-            .read(self.offset(bank, index), out)
+        self.bank_maps[bank]
+            .read(slot_at(index), out)
             .ctx("read value", &self.path)
     }
 
     /// Slots `from..to` of `bank`, to make durable outside the store's lock.
-    fn span(&self, bank: usize, from: u32, to: u32) -> Span {
-        let at = self.offset(bank, from);
-        Span {
-            map: self.map.clone(),
-            path: self.path.clone(),
-            off: at,
-            len: (to - from) as usize * SLOT_SIZE,
-        }
+    fn span(&self, bank: usize, from: u32, to: u32) -> Result<Span> {
+        let len = to.saturating_sub(from) as usize * SLOT_SIZE;
+        let range = self.bank_maps[bank]
+            .span(slot_at(from), len)
+            .ctx("span of slots", &self.path)?;
+        Ok(Span::new(range, &self.path))
     }
 
     /// Writes `mark` over the older of the two copies and syncs it. Called only by the shard's
     /// sync leader, so the mark's bytes have one writer.
     pub(crate) fn mark_writer(&self) -> MarkWriter {
         MarkWriter {
-            map: self.map.clone(),
+            head: self.head.clone(),
             path: self.path.clone(),
             at: self.mark_at,
         }
@@ -356,14 +363,12 @@ impl Buffer {
         };
     }
 
-    /// What a background thread needs to write bank `bank` out: the map, and the range of its
-    /// header page and slots.
+    /// What a background thread needs to write bank `bank` out: a span of its header page
+    /// and slots (it can copy them out, never change them).
     pub(crate) fn outbound(&self, bank: usize) -> Outbound {
         Outbound {
-            map: self.map.clone(),
+            range: self.bank_maps[bank].span_all(),
             path: self.path.clone(),
-            off: bank_at(self.slots, bank),
-            len: values_len(self.slots) as usize,
         }
     }
 
@@ -376,11 +381,10 @@ impl Buffer {
             section_slots: self.slots,
             section,
         };
-        let at = bank_at(self.slots, bank);
-        self.map
-            .write(at, &header.encode())
+        let map = &mut self.bank_maps[bank];
+        map.write(0, &header.encode())
             .ctx("write header", &self.path)?;
-        self.map.flush(at, PAGE).ctx("msync", &self.path)?;
+        map.flush(0, PAGE).ctx("msync", &self.path)?;
         self.banks[bank] = Some(section);
         Ok(())
     }
@@ -397,10 +401,10 @@ impl Buffer {
                 format!("bank {bank} cannot be cleared while in use"),
             ));
         }
-        self.map
-            .write(at, &[0u8; HEADER_LEN])
+        let map = &mut self.bank_maps[bank];
+        map.write(0, &[0u8; HEADER_LEN])
             .ctx("write header", &self.path)?;
-        self.map.flush(at, PAGE).ctx("msync", &self.path)?;
+        map.flush(0, PAGE).ctx("msync", &self.path)?;
         self.banks[bank] = None;
         Ok(())
     }
@@ -409,7 +413,7 @@ impl Buffer {
 /// Writes sync marks; see [`Buffer::mark_writer`].
 #[derive(Debug)]
 pub(crate) struct MarkWriter {
-    map: Arc<dyn Map>,
+    head: Arc<Mutex<Region>>,
     path: PathBuf,
     /// Where the mark goes.
     at: usize,
@@ -418,29 +422,56 @@ pub(crate) struct MarkWriter {
 impl MarkWriter {
     /// Writes and syncs `mark`.
     pub(crate) fn write(&self, mark: Mark) -> Result<()> {
-        self.map
-            .write(self.at, &mark.encode())
+        let mut head = self.head.lock();
+        head.write(self.at, &mark.encode())
             .ctx("write sync mark", &self.path)?;
-        self.map.flush(self.at, MARK_LEN).ctx("msync", &self.path)
+        head.flush(self.at, MARK_LEN).ctx("msync", &self.path)
     }
 }
 
 /// A full bank on its way to a `.v` file; see [`Buffer::outbound`].
 #[derive(Debug)]
 pub(crate) struct Outbound {
-    map: Arc<dyn Map>,
+    range: io::Span,
     pub(crate) path: PathBuf,
-    off: usize,
-    len: usize,
 }
 
 impl Outbound {
     /// Writes the bank (its header page and all slots) to `dst` in one write.
     pub(crate) fn copy_to(&self, dst: &dyn FileIo) -> Result<()> {
-        self.map
-            .copy_to(self.off, self.len, dst, 0)
+        self.range
+            .copy_to(dst, 0)
             .ctx("write value section from", &self.path)
     }
+}
+
+/// Maps the buffer of `slots`-slot sections and splits the map: the header page, shared
+/// by the sync leaders of the shard through a lock, and each bank.
+fn map(
+    file: &dyn FileIo,
+    path: &Path,
+    slots: u32,
+) -> Result<(Arc<Mutex<Region>>, [Region; BANKS])> {
+    let whole = file.map().ctx("mmap", path)?;
+    let bank_len = values_len(slots) as usize;
+    let banks = (0..BANKS).map(|b| bank_at(slots, b)..bank_at(slots, b) + bank_len);
+    let parts: Vec<_> = std::iter::once(0..PAGE).chain(banks).collect();
+    let mut regions = whole.split(&parts).ctx("mmap", path)?.into_iter();
+    let head = regions.next();
+    let banks: std::result::Result<[Region; BANKS], _> = regions.collect::<Vec<_>>().try_into();
+    match (head, banks) {
+        (Some(head), Ok(banks)) => Ok((Arc::new(Mutex::new(head)), banks)),
+        _ => Err(Error::corrupt(
+            path,
+            0,
+            "the buffer's map did not split into its parts",
+        )),
+    }
+}
+
+/// Offset of slot `index` in its bank's part of the map (after the bank's header page).
+fn slot_at(index: u32) -> usize {
+    PAGE + index as usize * SLOT_SIZE
 }
 
 const _: () = assert!(BUFFER_BANKS_AT == PAGE && MARK_B + MARK_LEN <= PAGE);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::error::{Context, Error, Result};
 use crate::format::{HeaderError, Kind, TMP_SUFFIX};
-use crate::io::{FileIo, Map, Mode, Vfs};
+use crate::io::{self, FileIo, Mode, Vfs};
 
 /// Creates `path` complete: writes `parts` (offset, bytes) into a preallocated file of `len`
 /// bytes under a temporary name, syncs it, and renames it into place. The caller syncs the
@@ -37,22 +37,29 @@ pub(crate) fn create_complete(
     Ok(file)
 }
 
-/// A range of a map to make durable.
+/// A range of a mapped file to make durable outside the shard's lock (an [`io::Span`]: it
+/// can only msync, never touch the bytes), with the file's path for errors.
 #[derive(Debug)]
 pub(crate) struct Span {
-    pub(crate) map: Arc<dyn Map>,
-    pub(crate) path: PathBuf,
-    pub(crate) off: usize,
-    pub(crate) len: usize,
+    range: io::Span,
+    path: PathBuf,
 }
 
 impl Span {
+    /// A span of `range`, part of the file at `path`.
+    pub(crate) fn new(range: io::Span, path: &Path) -> Span {
+        Span {
+            range,
+            path: path.to_path_buf(),
+        }
+    }
+
     /// msyncs the range.
     pub(crate) fn flush(&self) -> Result<()> {
-        if self.len == 0 {
+        if self.range.is_empty() {
             return Ok(());
         }
-        self.map.flush(self.off, self.len).ctx("msync", &self.path)
+        self.range.flush().ctx("msync", &self.path)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::error::{Context, Error, Result};
 use crate::format::{
     HEADER_LEN, Header, KEYS_DATA_AT, Kind, PAGE, RECORD_SIZE, Record, keys_len, keys_name,
 };
-use crate::io::{FileIo, Map, Mode, Vfs};
+use crate::io::{FileIo, Mode, Region, Vfs};
 
 use super::file::header_error;
 use super::file::{Span, create_complete};
@@ -22,7 +22,9 @@ use super::file::{Span, create_complete};
 pub(crate) struct Section {
     pub(crate) path: PathBuf,
     _file: Arc<dyn FileIo>,
-    pub(crate) map: Arc<dyn Map>,
+    /// The whole file's map, owned here: records are written through `&mut self` (the
+    /// shard's lock) and made durable elsewhere only through [`Span`]s.
+    map: Region,
 }
 
 impl Section {
@@ -122,7 +124,7 @@ impl Section {
     }
 
     /// Writes record bytes at `index`.
-    pub(crate) fn write(&self, index: u32, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write(&mut self, index: u32, bytes: &[u8]) -> Result<()> {
         self.map
             .write(Self::offset(index), bytes)
             .ctx("write record", &self.path)
@@ -130,22 +132,19 @@ impl Section {
 
     /// Makes records `from..to` durable.
     pub(crate) fn flush(&self, from: u32, to: u32) -> Result<()> {
-        self.span(from, to).flush()
+        let (a, b) = (Self::offset(from), Self::offset(to));
+        self.map.flush(a, b - a).ctx("msync", &self.path)
     }
 
     /// Records `from..to`, to make durable outside the store's lock.
-    pub(crate) fn span(&self, from: u32, to: u32) -> Span {
+    pub(crate) fn span(&self, from: u32, to: u32) -> Result<Span> {
         let (a, b) = (Self::offset(from), Self::offset(to));
-        Span {
-            map: self.map.clone(),
-            path: self.path.clone(),
-            off: a,
-            len: b - a,
-        }
+        let range = self.map.span(a, b - a).ctx("span of records", &self.path)?;
+        Ok(Span::new(range, &self.path))
     }
 
     /// Zeroes records `from..slots` and makes that durable (dropping a torn tail).
-    pub(crate) fn zero_from(&self, from: u32, slots: u32) -> Result<()> {
+    pub(crate) fn zero_from(&mut self, from: u32, slots: u32) -> Result<()> {
         if from >= slots {
             return Ok(());
         }

@@ -2,7 +2,7 @@
 //! fault across every call a workload makes, one run per call.
 //!
 //! Counted calls: `open`, `create_dir`, `list`, `rename`, `remove`, `sync_dir`, `lock`;
-//! on a file `read_at`, `write_at`, `sync`, `set_len`, `allocate`, `map`, `map_region`; on a
+//! on a file `read_at`, `write_at`, `sync`, `set_len`, `allocate`, `map`, `map`; on a
 //! map, region or span `flush` (msync) and `copy_to` (which also counts the write it does).
 //! Stores into and loads from a map or region are memory accesses, not calls, and never fail.
 

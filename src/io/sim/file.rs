@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use super::fault::{Call, Verdict};
 use super::{SimFs, eio, lock};
 use crate::io::region::{Claim, RawMap};
-use crate::io::{Align, AlignedBuf, FileIo, Map, Region, range};
+use crate::io::{Align, AlignedBuf, FileIo, Region, range};
 
 type Span = std::ops::Range<usize>;
 
@@ -63,7 +63,7 @@ pub(super) struct SimFile {
     pub(super) align: Align,
     pub(super) direct: bool,
     pub(super) write: bool,
-    /// Set while a mapping made by [`FileIo::map_region`] lives.
+    /// Set while a mapping made by [`FileIo::map`] lives.
     pub(super) mapped: Arc<AtomicBool>,
 }
 
@@ -175,11 +175,7 @@ impl FileIo for SimFile {
         Ok(())
     }
 
-    fn map(&self) -> io::Result<Arc<dyn Map>> {
-        Ok(Arc::new(SimMap(self.raw(None)?)))
-    }
-
-    fn map_region(&self) -> io::Result<Region> {
+    fn map(&self) -> io::Result<Region> {
         let claim = Claim::take(&self.mapped)?;
         Ok(Region::whole(Arc::new(self.raw(Some(claim))?)))
     }
@@ -281,31 +277,5 @@ impl RawMap for SimRaw {
 
     fn copy_to(&self, off: usize, len: usize, dst: &dyn FileIo, dst_off: u64) -> io::Result<()> {
         self.copy_bytes(off, len, dst, dst_off)
-    }
-}
-
-/// The old [`Map`] API over a [`SimRaw`]. To be deleted once the store uses regions.
-#[derive(Debug)]
-struct SimMap(SimRaw);
-
-impl Map for SimMap {
-    fn len(&self) -> usize {
-        self.0.len
-    }
-
-    fn read(&self, off: usize, buf: &mut [u8]) -> io::Result<()> {
-        self.0.read_bytes(off, buf)
-    }
-
-    fn write(&self, off: usize, buf: &[u8]) -> io::Result<()> {
-        self.0.write_bytes(off, buf)
-    }
-
-    fn flush(&self, off: usize, len: usize) -> io::Result<()> {
-        self.0.flush_bytes(off, len)
-    }
-
-    fn copy_to(&self, off: usize, len: usize, dst: &dyn FileIo, dst_off: u64) -> io::Result<()> {
-        self.0.copy_bytes(off, len, dst, dst_off)
     }
 }

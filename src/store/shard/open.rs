@@ -87,10 +87,9 @@ pub(super) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
     }
 
     let first = buffer.mark().first;
-    let keys = open_keys(&*vfs, dir, slots, &buffer, &mut key_files)?;
+    let mut keys = open_keys(&*vfs, dir, slots, &buffer, &mut key_files)?;
     let walk = recover::walk(&keys, first, slots, &buffer, &values)?;
-    drop_tail(&keys, first, walk.end, slots)?;
-    let mut keys = keys;
+    drop_tail(&mut keys, first, walk.end, slots)?;
     let keep = ((walk.end / u64::from(slots)).saturating_sub(u64::from(first)) + 1) as usize;
     if keys.len() > keep {
         for section in keys.drain(keep..) {
@@ -271,10 +270,10 @@ fn create(vfs: &dyn Vfs, dir: &Path, slots: u32, keys: &[u32], values: &[u32]) -
 }
 
 /// Zeroes what follows the log's end in its key section.
-fn drop_tail(keys: &[Section], first: u32, end: u64, slots: u32) -> Result<()> {
+fn drop_tail(keys: &mut [Section], first: u32, end: u64, slots: u32) -> Result<()> {
     let s = u64::from(slots);
     let last = (end / s).saturating_sub(u64::from(first)) as usize;
-    if let Some(section) = keys.get(last) {
+    if let Some(section) = keys.get_mut(last) {
         let from = (end % s) as u32;
         let mut rest = vec![0u8; (slots - from) as usize * RECORD_SIZE];
         section.read_raw(from, &mut rest)?;

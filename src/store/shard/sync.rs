@@ -42,7 +42,7 @@ impl Inner {
                 let (sec, _) = self.locate(n * s)?;
                 let a = from.saturating_sub(n * s).min(s) as u32;
                 let b = (to - n * s).min(s) as u32;
-                spans.push(self.keys[sec].span(a, b));
+                spans.push(self.keys[sec].span(a, b)?);
             }
         }
         Ok(spans)
@@ -55,7 +55,7 @@ impl Inner {
         if to == self.buffer.mark().synced && first == self.buffer.mark().first {
             return Ok(None);
         }
-        let mut spans = self.buffer.take_dirty();
+        let mut spans = self.buffer.take_dirty()?;
         spans.extend(self.key_spans(self.synced_seq, to)?);
         let mark = Mark {
             generation: self.generation + 1,
