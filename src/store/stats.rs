@@ -1,7 +1,5 @@
 //! [`Stats`]: counts describing an open store, summed over its shards.
 
-use std::sync::atomic::Ordering;
-
 use super::Store;
 
 /// Statistics of an open store (sums over its shards).
@@ -89,8 +87,8 @@ impl Store {
             disk_bytes: 0,
         };
         if let Some(j) = &self.journal {
-            st.journal_commits = j.commits.load(Ordering::Relaxed);
-            st.journal_checkpoints = j.checkpoints.load(Ordering::Relaxed);
+            st.journal_commits = j.commits();
+            st.journal_checkpoints = j.checkpoints();
         }
         for shard in self.shards.iter() {
             shard.tally(&mut st);

@@ -70,9 +70,9 @@ pub(crate) struct Journal {
     /// Set with [`Turn::failed`], for a check without the lock.
     broken: AtomicBool,
     /// Commits written since open.
-    pub(crate) commits: AtomicU64,
+    commits: AtomicU64,
     /// Checkpoints since open (the journal emptied into the shards' synced files).
-    pub(crate) checkpoints: AtomicU64,
+    checkpoints: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -177,6 +177,16 @@ impl Journal {
             commits: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
         }
+    }
+
+    /// Commits written since open.
+    pub(crate) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Checkpoints since open.
+    pub(crate) fn checkpoints(&self) -> u64 {
+        self.checkpoints.load(Ordering::Relaxed)
     }
 
     /// Refuses writes once a commit failed.
