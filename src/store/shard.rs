@@ -118,8 +118,10 @@ pub(crate) struct Inner {
     /// Set by a failed sync or write-out: (operation, file, error).
     pub(crate) failed: Option<(&'static str, PathBuf, String)>,
     pub(crate) counters: Counters,
-    /// Value sections garbage collection gave up on (see `gc`).
-    pub(crate) gc_skip: std::collections::BTreeSet<u32>,
+    /// Value sections garbage collection set aside (see `gc`), with why: a value in it is
+    /// damaged or unreadable, or a live value was not found in its records. They are neither
+    /// collected nor counted as collectable space.
+    pub(crate) gc_skip: std::collections::BTreeMap<u32, String>,
     /// Whether background collection runs (and so puts may be held back for it).
     pub(crate) gc_on: bool,
     /// Whether value space is past [`HOLD_LIMIT`]: puts wait for collection (see

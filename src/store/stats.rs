@@ -57,6 +57,12 @@ pub struct Stats {
     /// one section), so that collection could catch up with a sustained stream of
     /// overwrites.
     pub gc_holds: u64,
+    /// Value sections garbage collection set aside since open, one line each naming the
+    /// file and why: a value in it fails its checksum or cannot be read (so it cannot be
+    /// moved), or a live value was not found among the section's records. Such a section
+    /// stays as it is (`toykv check` reports its damage) and is not counted as space
+    /// collection can free, so puts are not held back for it.
+    pub gc_set_aside: Vec<String>,
     /// Bytes of the store's files: value sections, key sections and buffers.
     pub disk_bytes: u64,
 }
@@ -87,6 +93,7 @@ impl Store {
             gc_moved: 0,
             gc_key_sections: 0,
             gc_holds: 0,
+            gc_set_aside: Vec::new(),
             disk_bytes: 0,
         };
         if let Some(j) = &self.journal {
@@ -117,6 +124,7 @@ impl Store {
             st.gc_moved += n.gc_moved;
             st.gc_key_sections += n.gc_key_sections;
             st.gc_holds += n.holds;
+            st.gc_set_aside.extend(i.gc_skip.values().cloned());
             st.disk_bytes += i.values.count() as u64 * values_len(i.slots)
                 + i.keys.len() as u64 * keys_len(i.slots)
                 + buffer_len(i.slots);
