@@ -173,12 +173,13 @@ impl Inner {
         }
     }
 
-    /// Poisons the shard if `r` is a failed sync: the kernel may have dropped the data it held.
+    /// Poisons the shard if `r` is a failed sync ([`Error::poisons`]): the kernel may have
+    /// dropped the data it held.
     pub(crate) fn guard<T>(&mut self, r: Result<T>) -> Result<T> {
-        if let Err(Error::Io { op, path, source }) = &r
-            && matches!(*op, "fdatasync" | "msync" | "fsync")
+        if let Err(e @ Error::Sync { op, path, source }) = &r
+            && e.poisons()
         {
-            self.failed = Some((op, path.clone(), source.to_string()));
+            self.failed = Some((op.name(), path.clone(), source.to_string()));
         }
         r
     }

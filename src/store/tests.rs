@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::*;
+use crate::error::SyncOp;
 use crate::io::{Align, SimFs};
 use crate::testing::tempdir;
 
@@ -212,7 +213,16 @@ fn failed_sync_refuses_writes_until_reopen() {
     s.put(1u64, b"a").unwrap();
     fs.fail_syncs(true);
     let e = s.sync().unwrap_err();
-    assert!(matches!(e, Error::Io { op: "msync", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Sync {
+                op: SyncOp::Msync,
+                ..
+            }
+        ),
+        "{e}"
+    );
     fs.fail_syncs(false);
     let e = s.put(2u64, b"b").unwrap_err();
     assert!(matches!(e, Error::Failed { .. }), "{e}");
@@ -235,7 +245,16 @@ fn failed_bank_reset_sync_poisons() {
     fs.fail_syncs(true);
     // The 17th put moves on to the other bank, whose header page must be synced first.
     let e = s.put(16u64, b"v").unwrap_err();
-    assert!(matches!(e, Error::Io { op: "msync", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Sync {
+                op: SyncOp::Msync,
+                ..
+            }
+        ),
+        "{e}"
+    );
     fs.fail_syncs(false);
     assert!(matches!(s.put(16u64, b"v"), Err(Error::Failed { .. })));
     drop(s);
@@ -618,4 +637,97 @@ fn gc_sets_aside_a_section_it_cannot_read() {
     assert!(s.stats().gc_set_aside[0].contains("Input/output error"));
     // The read failed once; the value itself is sound.
     assert_eq!(s.get(3u64).unwrap().unwrap().to_vec(), DAMAGED);
+}
+
+/// A file system that panics when a shard's directory is touched: opening that shard panics.
+#[derive(Debug)]
+struct PanicsInShard(SimFs);
+
+impl PanicsInShard {
+    fn check(p: &std::path::Path) {
+        if p.ends_with("shard-00") {
+            panic!("injected panic in {}", p.display());
+        }
+    }
+}
+
+impl crate::io::Vfs for PanicsInShard {
+    fn open(
+        &self,
+        path: &std::path::Path,
+        mode: crate::io::Mode,
+    ) -> io::Result<Arc<dyn crate::io::FileIo>> {
+        self.0.open(path, mode)
+    }
+    fn create_dir(&self, path: &std::path::Path) -> io::Result<()> {
+        Self::check(path);
+        self.0.create_dir(path)
+    }
+    fn list(&self, dir: &std::path::Path) -> io::Result<Vec<String>> {
+        Self::check(dir);
+        self.0.list(dir)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> io::Result<()> {
+        self.0.rename(from, to)
+    }
+    fn remove(&self, path: &std::path::Path) -> io::Result<()> {
+        self.0.remove(path)
+    }
+    fn sync_dir(&self, dir: &std::path::Path) -> io::Result<()> {
+        self.0.sync_dir(dir)
+    }
+    fn lock(&self, dir: &std::path::Path) -> io::Result<Box<dyn std::any::Any + Send + Sync>> {
+        self.0.lock(dir)
+    }
+}
+
+#[test]
+fn a_panic_opening_a_shard_is_reported_as_a_panic_not_corruption() {
+    let vfs = Arc::new(PanicsInShard(SimFs::new()));
+    let e = Store::open_with("/db", small().vfs(vfs)).unwrap_err();
+    assert!(
+        !matches!(e, Error::Corrupt { .. }),
+        "a panic is not damage on disk: {e:?}"
+    );
+    assert!(
+        matches!(&e, Error::Panicked { what } if what.contains("shard-00")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn only_a_failed_sync_poisons() {
+    let fs = SimFs::new();
+    let s = Store::open_with("/db", sim(&fs)).unwrap();
+    let eio = || io::Error::from_raw_os_error(libc::EIO);
+    // Failures of other operations are returned, and writes go on.
+    for op in ["remove", "rename", "read", "write", "open", "list"] {
+        let r = s.shards[0]
+            .lock()
+            .inner
+            .guard::<()>(Err(Error::io(op, "/db/shard-00/x", eio())));
+        let e = r.unwrap_err();
+        assert!(matches!(e, Error::Io { .. }) && !e.poisons(), "{op}: {e:?}");
+        s.put(1u64, b"a").unwrap();
+    }
+    // A failed directory fsync poisons, as a failed fdatasync or msync does (tested above).
+    let r = s.shards[0]
+        .lock()
+        .inner
+        .guard::<()>(Err(Error::io("fsync", "/db/shard-00", eio())));
+    assert!(
+        matches!(
+            r,
+            Err(Error::Sync {
+                op: SyncOp::Fsync,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    let e = s.put(2u64, b"b").unwrap_err();
+    assert!(
+        matches!(&e, Error::Failed { op: "fsync", path, .. } if path.ends_with("shard-00")),
+        "{e:?}"
+    );
 }

@@ -39,9 +39,8 @@ impl Inner {
             return Ok(Step::Wait);
         }
         let Some(section) = self.buffer.banks[self.active] else {
-            return Err(Error::corrupt(
+            return Err(Error::internal(
                 &self.buffer.path,
-                0,
                 "the active bank holds no section",
             ));
         };
