@@ -60,7 +60,7 @@ fn parse(line: usize, l: &str) -> Option<Line> {
     let (hex, ascii) = rest.split_once("  ")?;
     let digits: String = hex.split(' ').collect();
     assert!(
-        digits.len() % 2 == 0 && digits.bytes().all(|b| b.is_ascii_hexdigit()),
+        digits.len().is_multiple_of(2) && digits.bytes().all(|b| b.is_ascii_hexdigit()),
         "FORMAT.md line {line}: unreadable hex column {hex:?}"
     );
     let bytes = (0..digits.len())
