@@ -15,10 +15,23 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// An operating-system call failed.
+    /// A sync (`fdatasync`, `fsync` of a directory, `msync`) failed. The kernel may have
+    /// dropped the dirty data it held, so a store that meets this refuses writes until it is
+    /// reopened (see [`Error::Failed`] and [`Error::poisons`]).
+    #[error("{op} {}: {source}", path.display())]
+    Sync {
+        /// Which sync.
+        op: SyncOp,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The error the operating system reported.
+        source: io::Error,
+    },
+
+    /// An operating-system call other than a sync failed.
     #[error("{op} {}: {source}", path.display())]
     Io {
-        /// What was being done (`"open"`, `"read"`, `"fdatasync"`, …).
+        /// What was being done (`"open"`, `"read"`, `"rename"`, …).
         op: &'static str,
         /// The file or directory concerned.
         path: PathBuf,
@@ -155,6 +168,32 @@ pub enum Error {
         why: String,
     },
 
+    /// A thread of the store panicked (a bug in toykv, not damage on disk).
+    #[error("{what} panicked")]
+    Panicked {
+        /// What the thread was doing.
+        what: String,
+    },
+
+    /// A background thread could not be started.
+    #[error("starting thread {name}: {source}")]
+    Spawn {
+        /// The thread's name.
+        name: String,
+        /// The error the operating system reported.
+        source: io::Error,
+    },
+
+    /// The store found its own in-memory state inconsistent (a bug in toykv, not damage on
+    /// disk).
+    #[error("internal error in {}: {what}", path.display())]
+    Internal {
+        /// The file or directory whose state is inconsistent.
+        path: PathBuf,
+        /// What is inconsistent.
+        what: String,
+    },
+
     /// An earlier fsync or msync failed; the kernel may have dropped the data it held, so the
     /// store refuses writes until it is reopened and recovered from disk.
     #[error("store refuses writes: an earlier {op} of {} failed ({why}); reopen the store", path.display())]
@@ -168,13 +207,90 @@ pub enum Error {
     },
 }
 
+/// The syncs whose failure poisons a store: see [`Error::Sync`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SyncOp {
+    /// `fdatasync` of a file.
+    Fdatasync,
+    /// `fsync` (of a directory, after a create, rename or remove).
+    Fsync,
+    /// `msync` of a range of a memory map.
+    Msync,
+}
+
+impl SyncOp {
+    /// The system call's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SyncOp::Fdatasync => "fdatasync",
+            SyncOp::Fsync => "fsync",
+            SyncOp::Msync => "msync",
+        }
+    }
+
+    /// The sync named `op`, if `op` names one. Only [`Error::io`] uses this: the engine
+    /// passes operation names as literals (`.ctx("fsync", dir)`), and this typed variant is
+    /// chosen once, where the error is made; the decision to poison then looks at the
+    /// variant ([`Error::poisons`]), never at a name or a message.
+    fn named(op: &str) -> Option<SyncOp> {
+        [SyncOp::Fdatasync, SyncOp::Fsync, SyncOp::Msync]
+            .into_iter()
+            .find(|s| s.name() == op)
+    }
+}
+
+impl std::fmt::Display for SyncOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl Error {
-    /// Wraps an operating-system error with what was done and to which path.
+    /// Wraps an operating-system error with what was done and to which path: an
+    /// [`Error::Sync`] when `op` is `"fdatasync"`, `"fsync"` or `"msync"`, else an
+    /// [`Error::Io`].
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io {
-            op,
+        let path = path.into();
+        match SyncOp::named(op) {
+            Some(op) => Error::Sync { op, path, source },
+            None => Error::Io { op, path, source },
+        }
+    }
+
+    /// Whether this failure poisons the store: a failed sync may have lost data the kernel
+    /// held, so nothing written since the last good sync can be trusted to reach the disk.
+    pub fn poisons(&self) -> bool {
+        matches!(self, Error::Sync { .. })
+    }
+
+    /// The name of the failed operation, for [`Error::Failed`]: the system call of a sync
+    /// or of another operating-system error, else `what` for any other failure.
+    pub(crate) fn op_name(&self, what: &'static str) -> &'static str {
+        match self {
+            Error::Sync { op, .. } => op.name(),
+            Error::Io { op, .. } => op,
+            _ => what,
+        }
+    }
+
+    /// A panicked thread's report: `what` it was doing.
+    pub(crate) fn panicked(what: impl Into<String>) -> Self {
+        Error::Panicked { what: what.into() }
+    }
+
+    /// The result of a joined thread: its own, or [`Error::Panicked`] if it panicked.
+    pub(crate) fn joined<T>(
+        r: std::thread::Result<Result<T>>,
+        what: impl Into<String>,
+    ) -> Result<T> {
+        r.unwrap_or_else(|_| Err(Error::panicked(what)))
+    }
+
+    /// An inconsistency of the store's in-memory state concerning `path`.
+    pub(crate) fn internal(path: impl Into<PathBuf>, what: impl Into<String>) -> Self {
+        Error::Internal {
             path: path.into(),
-            source,
+            what: what.into(),
         }
     }
 
@@ -212,6 +328,74 @@ mod tests {
         assert!(e.to_string().starts_with("read "));
         let src = e.source().expect("source kept");
         assert!(src.to_string().contains("Input/output error"));
+    }
+
+    #[test]
+    fn syncs_are_typed_and_only_they_poison() {
+        let eio = || io::Error::from_raw_os_error(libc::EIO);
+        for (name, op) in [
+            ("fdatasync", SyncOp::Fdatasync),
+            ("fsync", SyncOp::Fsync),
+            ("msync", SyncOp::Msync),
+        ] {
+            let e = Error::io(name, "/x/0.v", eio());
+            assert!(matches!(&e, Error::Sync { op: o, .. } if *o == op), "{e:?}");
+            assert!(e.poisons());
+            assert!(
+                e.to_string().starts_with(&format!("{name} /x/0.v: ")),
+                "{e}"
+            );
+            assert!(e.source().is_some());
+            assert_eq!(e.op_name("commit"), name);
+        }
+        for name in [
+            "read",
+            "write",
+            "open",
+            "remove",
+            "rename",
+            "mmap",
+            "write header",
+        ] {
+            let e = Error::io(name, "/x/0.v", eio());
+            assert!(matches!(e, Error::Io { op, .. } if op == name), "{e:?}");
+            assert!(!e.poisons());
+            assert_eq!(e.op_name("commit"), name);
+        }
+        let e = Error::corrupt("/x/0.v", 0, "bad");
+        assert!(!e.poisons());
+        assert_eq!(e.op_name("commit"), "commit");
+    }
+
+    #[test]
+    fn a_panicked_thread_is_panicked() {
+        let r: Result<()> = Error::joined(
+            std::thread::spawn(|| -> Result<()> { panic!("on purpose") }).join(),
+            "opening /d/shard-00",
+        );
+        let e = r.unwrap_err();
+        assert!(matches!(&e, Error::Panicked { what } if what == "opening /d/shard-00"));
+        assert_eq!(e.to_string(), "opening /d/shard-00 panicked");
+        assert!(!e.poisons());
+        let ok: Result<u8> = Error::joined(std::thread::spawn(|| Ok(7)).join(), "x");
+        assert_eq!(ok.unwrap(), 7);
+    }
+
+    #[test]
+    fn internal_and_spawn_errors_say_what() {
+        let e = Error::internal("/d/shard-00/buffer.b", "the active bank holds no section");
+        assert_eq!(
+            e.to_string(),
+            "internal error in /d/shard-00/buffer.b: the active bank holds no section"
+        );
+        let e = Error::Spawn {
+            name: "toykv-gc".into(),
+            source: io::Error::from_raw_os_error(libc::EAGAIN),
+        };
+        assert!(
+            e.to_string().starts_with("starting thread toykv-gc: "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -99,6 +99,18 @@
 //!   `Periodic`, once the next periodic sync ran. [`Store::sync`] makes everything before it
 //!   survive power loss in any mode. Writes after the last sync may be lost on power loss, but
 //!   what survives of a shard is a prefix of them: never a hole, never a wrong value.
+//! - What `Always` does not promise. A put or delete is applied to its shard first and then
+//!   waits for its journal commit, so:
+//!   1. while it waits it is already visible: a [`Store::get`] from another thread can
+//!      return a value whose commit has not finished, and which a power loss before that
+//!      commit then takes away. Redis with `appendfsync always` has the same property: a
+//!      command changes the dataset at once, and other clients served before that event-loop
+//!      iteration's AOF write and fsync can read the change;
+//!   2. a put or delete that returned an error because its commit failed is not undone: it
+//!      stays visible until the store is reopened, and after a restart it may be there or not
+//!      (its frame may have reached the disk, and its shard's memory-mapped files keep it
+//!      across a process crash). An error from a write means "not known to be durable", not
+//!      "not done"; the failed commit refuses every later write until reopen.
 //! - Recovery drops a torn tail of unsynced records; damage before the last sync is reported
 //!   as [`Error::Corrupt`] naming the file and offset. Every value read is checked against a
 //!   CRC-32C; data that fails is never returned.

@@ -24,7 +24,8 @@ pub enum Durability {
     Periodic(Duration),
     /// Power loss too: a put returns only once it is on stable storage, in the store's
     /// journal. Concurrent writers, on any shard, share one journal write and flush (group
-    /// commit).
+    /// commit). Other threads can read a put before its commit ends, and a put whose commit
+    /// failed is not undone (see the crate's Guarantees).
     Always,
 }
 

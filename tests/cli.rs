@@ -332,3 +332,57 @@ fn a_version_1_directory_is_named() {
     assert_eq!(code, 2);
     assert!(err.contains("format version 1"), "{err}");
 }
+
+/// A value damaged on disk makes garbage collection set its section aside; the damage stays
+/// where `check` sees it (and a get reports it).
+#[test]
+fn check_reports_a_damaged_value_collection_set_aside() {
+    const DAMAGED: &[u8] = b"the one value that is damaged on disk";
+    let d = tempdir();
+    let opts = || {
+        Options::new()
+            .section_slots(16)
+            .shards(1)
+            .gc(false)
+            .direct_io(false)
+            .cache_bytes(0)
+            .durability(Durability::None)
+    };
+    let store = Store::open_with(d.path(), opts()).unwrap();
+    // Key 3 is the one live value of section 0 once every other key is overwritten.
+    for k in 0..16u64 {
+        let v = if k == 3 {
+            DAMAGED.to_vec()
+        } else {
+            vec![k as u8; 9]
+        };
+        store.put(k, v).unwrap();
+    }
+    for round in 1..4u8 {
+        for k in (0..16u64).filter(|&k| k != 3) {
+            store.put(k, vec![round; 9]).unwrap();
+        }
+    }
+    store.close().unwrap();
+    let v0 = d.path().join("shard-00/00000000.v");
+    let mut b = fs::read(&v0).unwrap();
+    let at = b.windows(DAMAGED.len()).position(|w| w == DAMAGED).unwrap();
+    b[at] ^= 1;
+    fs::write(&v0, b).unwrap();
+
+    let store = Store::open_with(d.path(), opts()).unwrap();
+    store.gc().unwrap();
+    let st = store.stats();
+    assert_eq!(st.gc_set_aside.len(), 1, "{st:?}");
+    assert!(st.gc_set_aside[0].contains("00000000.v"), "{st:?}");
+    assert!(
+        matches!(store.get(3u64), Err(toykv::Error::Corrupt { .. })),
+        "the damaged value is reported"
+    );
+    assert_eq!(store.get(5u64).unwrap().unwrap().to_vec(), vec![3u8; 9]);
+    store.close().unwrap();
+
+    let (code, out, _) = toykv(&["check", s(d.path())]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("error: shard-00/00000000.v"), "{out}");
+}

@@ -357,3 +357,25 @@ fn sync_empties_the_journal() {
     let store = Store::open_with(d.path(), always(2, 1 << 20)).unwrap();
     assert_eq!(store.len(), 10);
 }
+
+/// What the Guarantees say `always` does not promise: a put whose commit failed is not
+/// undone. It stays visible, later writes are refused, and without a power loss it is there
+/// after a restart.
+#[test]
+fn a_put_whose_commit_failed_is_not_undone() {
+    let fs = SimFs::new();
+    let opts = || sim(always(1, 16 * 4096), &fs);
+    let store = Store::open_with("/db", opts()).unwrap();
+    store.put(1u64, b"a").unwrap();
+    fs.fail_syncs(true);
+    let e = store.put(2u64, b"b").unwrap_err();
+    assert!(e.poisons(), "the journal's flush failed: {e:?}");
+    fs.fail_syncs(false);
+    assert_eq!(store.get(2u64).unwrap().unwrap().to_vec(), b"b");
+    assert!(matches!(store.put(3u64, b"c"), Err(Error::Failed { .. })));
+    drop(store);
+    let store = Store::open_with("/db", opts()).unwrap();
+    assert_eq!(store.get(1u64).unwrap().unwrap().to_vec(), b"a");
+    assert_eq!(store.get(2u64).unwrap().unwrap().to_vec(), b"b");
+    assert_eq!(store.get(3u64).unwrap(), None);
+}

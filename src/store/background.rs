@@ -78,9 +78,9 @@ impl Background {
 
     fn spawn(&mut self, name: String, f: impl FnOnce() + Send + 'static) -> Result<()> {
         let handle = std::thread::Builder::new()
-            .name(name)
+            .name(name.clone())
             .spawn(f)
-            .map_err(|e| crate::Error::io("spawn thread", "", e))?;
+            .map_err(|source| crate::Error::Spawn { name, source })?;
         self.threads.push(handle);
         Ok(())
     }

@@ -150,15 +150,16 @@ impl Store {
             let handles: Vec<_> = (0..count)
                 .map(|i| {
                     let (path, options) = (dir.join(shard_name(i)), &options);
-                    s.spawn(move || Shard::open(&path, i as usize, options, per_shard))
+                    let what = format!("opening {}", path.display());
+                    (
+                        s.spawn(move || Shard::open(&path, i as usize, options, per_shard)),
+                        what,
+                    )
                 })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::corrupt(dir, 0, "opening a shard panicked")))
-                })
+                .map(|(h, what)| Error::joined(h.join(), what))
                 .collect()
         });
         let mut shards = Vec::with_capacity(opened.len());

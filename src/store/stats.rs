@@ -54,6 +54,12 @@ pub struct Stats {
     /// one section), so that collection could catch up with a sustained stream of
     /// overwrites.
     pub gc_holds: u64,
+    /// Value sections garbage collection set aside since open, one line each naming the
+    /// file and why: a value in it fails its checksum or cannot be read (so it cannot be
+    /// moved), or a live value was not found among the section's records. Such a section
+    /// stays as it is (`toykv check` reports its damage) and is not counted as space
+    /// collection can free, so puts are not held back for it.
+    pub gc_set_aside: Vec<String>,
     /// Bytes of the store's files: value sections, key sections and buffers.
     pub disk_bytes: u64,
 }
@@ -84,6 +90,7 @@ impl Store {
             gc_moved: 0,
             gc_key_sections: 0,
             gc_holds: 0,
+            gc_set_aside: Vec::new(),
             disk_bytes: 0,
         };
         if let Some(j) = &self.journal {

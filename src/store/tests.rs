@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::*;
+use crate::error::SyncOp;
 use crate::io::{Align, SimFs};
 use crate::testing::tempdir;
 
@@ -212,7 +213,16 @@ fn failed_sync_refuses_writes_until_reopen() {
     s.put(1u64, b"a").unwrap();
     fs.fail_syncs(true);
     let e = s.sync().unwrap_err();
-    assert!(matches!(e, Error::Io { op: "msync", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Sync {
+                op: SyncOp::Msync,
+                ..
+            }
+        ),
+        "{e}"
+    );
     fs.fail_syncs(false);
     let e = s.put(2u64, b"b").unwrap_err();
     assert!(matches!(e, Error::Failed { .. }), "{e}");
@@ -235,7 +245,16 @@ fn failed_bank_reset_sync_poisons() {
     fs.fail_syncs(true);
     // The 17th put moves on to the other bank, whose header page must be synced first.
     let e = s.put(16u64, b"v").unwrap_err();
-    assert!(matches!(e, Error::Io { op: "msync", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::Sync {
+                op: SyncOp::Msync,
+                ..
+            }
+        ),
+        "{e}"
+    );
     fs.fail_syncs(false);
     assert!(matches!(s.put(16u64, b"v"), Err(Error::Failed { .. })));
     drop(s);
@@ -496,4 +515,204 @@ fn lookup_answers_without_io_when_it_can() {
     s.put(1u64, b"newer").unwrap();
     assert_eq!(s.read(p).unwrap().to_vec(), value(1, 3));
     assert_eq!(s.get(1u64).unwrap().unwrap().to_vec(), b"newer");
+}
+
+/// The value of key 3 in [`gc_layout`]: unique bytes, easy to find in a `.v` file.
+const DAMAGED: &[u8] = b"the one value that is damaged on disk";
+
+/// One shard of 16-slot sections: key 3 is the only live value of section 0, key 20 the
+/// only live value of section 1, section 2 is full and live, the active bank holds the rest.
+/// Collection would pick section 0 first (fewest live, first), then section 1.
+fn gc_layout(s: &Store) {
+    for k in 0..32u64 {
+        let v = if k == 3 {
+            DAMAGED.to_vec()
+        } else {
+            value(k, 0)
+        };
+        s.put(k, v).unwrap();
+    }
+    for k in (0..32u64).filter(|&k| k != 3 && k != 20) {
+        s.put(k, value(k, 1)).unwrap();
+    }
+    s.settle();
+    let live = s.shards[0].live_per_section();
+    assert_eq!(live, [1, 1, 16], "layout of the value sections");
+}
+
+/// Background collection on, as far as holding puts back goes (no collector thread runs:
+/// the test steps collection itself).
+fn pressure_on(s: &Store) -> bool {
+    s.shards[0].hold_for_gc(true)
+}
+
+/// What a store with one unreadable value must still do once collection has met it.
+fn gc_sets_aside(s: &Store) {
+    let shard = &s.shards[0];
+    assert!(pressure_on(s), "the layout is past the hold limit");
+    // The first step meets the damage: it sets section 0 aside instead of failing.
+    assert!(shard.gc_step().unwrap());
+    assert!(shard.set_aside(0));
+    // Section 0 no longer counts as collectable space: puts are not held back for it.
+    assert!(!shard.pressure());
+    // The next steps collect section 1 (key 20 moves) and nothing is left to do.
+    s.gc().unwrap();
+    let st = s.stats();
+    assert_eq!(st.gc_sections, 1);
+    assert_eq!(st.gc_moved, 1);
+    assert_eq!(st.value_sections, 2);
+    assert_eq!(st.gc_set_aside.len(), 1, "{:?}", st.gc_set_aside);
+    assert!(
+        st.gc_set_aside[0].contains("00000000.v"),
+        "{:?}",
+        st.gc_set_aside
+    );
+    // A put is not held back.
+    s.put(40u64, b"new").unwrap();
+    assert_eq!(s.stats().gc_holds, 0);
+    assert!(!shard.pressure());
+    // Every other key reads back.
+    for k in (0..32u64).filter(|&k| k != 3) {
+        let want = if k == 20 { value(k, 0) } else { value(k, 1) };
+        assert_eq!(s.get(k).unwrap().unwrap().to_vec(), want, "key {k}");
+    }
+    assert_eq!(s.get(40u64).unwrap().unwrap().to_vec(), b"new");
+}
+
+#[test]
+fn gc_sets_aside_a_section_with_a_damaged_value() {
+    let d = tempdir();
+    let opts = small().direct_io(false).cache_bytes(0);
+    let s = Store::open_with(d.path(), opts.clone()).unwrap();
+    gc_layout(&s);
+    // Flip a byte of key 3's value in its section file.
+    let path = s.shards[0].value_path(0);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes
+        .windows(DAMAGED.len())
+        .position(|w| w == DAMAGED)
+        .unwrap();
+    bytes[at + 4] ^= 0x20;
+    std::fs::write(&path, &bytes).unwrap();
+    gc_sets_aside(&s);
+    assert!(matches!(s.get(3u64), Err(Error::Corrupt { .. })));
+    // No collector thread runs: puts must not wait for one.
+    s.shards[0].hold_for_gc(false);
+    // Overwrites of every other key leave key 3 the one live record of the first key
+    // section: collection moves the others and leaves it, without failing.
+    for round in 2..5 {
+        for k in (0..32u64).filter(|&k| k != 3) {
+            s.put(k, value(k, round)).unwrap();
+        }
+    }
+    s.settle();
+    s.gc().unwrap();
+    assert_eq!(s.get(31u64).unwrap().unwrap().to_vec(), value(31, 4));
+    drop(s);
+    // After a reopen the section is still there, still damaged, and set aside again.
+    let s = Store::open_with(d.path(), opts).unwrap();
+    assert!(matches!(s.get(3u64), Err(Error::Corrupt { .. })));
+    s.gc().unwrap();
+    assert_eq!(s.stats().gc_set_aside.len(), 1);
+    assert_eq!(s.get(20u64).unwrap().unwrap().to_vec(), value(20, 4));
+}
+
+#[test]
+fn gc_sets_aside_a_section_it_cannot_read() {
+    let fs = SimFs::new();
+    let s = Store::open_with("/db", sim(&fs).cache_bytes(0)).unwrap();
+    gc_layout(&s);
+    // The step's first I/O call is the whole-section read of section 0.
+    fs.fail_call(0, crate::io::Fault::Eio);
+    gc_sets_aside(&s);
+    assert!(s.stats().gc_set_aside[0].contains("Input/output error"));
+    // The read failed once; the value itself is sound.
+    assert_eq!(s.get(3u64).unwrap().unwrap().to_vec(), DAMAGED);
+}
+
+/// A file system that panics when a shard's directory is touched: opening that shard panics.
+#[derive(Debug)]
+struct PanicsInShard(SimFs);
+
+impl PanicsInShard {
+    fn check(p: &std::path::Path) {
+        if p.ends_with("shard-00") {
+            panic!("injected panic in {}", p.display());
+        }
+    }
+}
+
+impl crate::io::Vfs for PanicsInShard {
+    fn open(
+        &self,
+        path: &std::path::Path,
+        mode: crate::io::Mode,
+    ) -> io::Result<Arc<dyn crate::io::FileIo>> {
+        self.0.open(path, mode)
+    }
+    fn create_dir(&self, path: &std::path::Path) -> io::Result<()> {
+        Self::check(path);
+        self.0.create_dir(path)
+    }
+    fn list(&self, dir: &std::path::Path) -> io::Result<Vec<String>> {
+        Self::check(dir);
+        self.0.list(dir)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> io::Result<()> {
+        self.0.rename(from, to)
+    }
+    fn remove(&self, path: &std::path::Path) -> io::Result<()> {
+        self.0.remove(path)
+    }
+    fn sync_dir(&self, dir: &std::path::Path) -> io::Result<()> {
+        self.0.sync_dir(dir)
+    }
+    fn lock(&self, dir: &std::path::Path) -> io::Result<Box<dyn std::any::Any + Send + Sync>> {
+        self.0.lock(dir)
+    }
+}
+
+#[test]
+fn a_panic_opening_a_shard_is_reported_as_a_panic_not_corruption() {
+    let vfs = Arc::new(PanicsInShard(SimFs::new()));
+    let e = Store::open_with("/db", small().vfs(vfs)).unwrap_err();
+    assert!(
+        !matches!(e, Error::Corrupt { .. }),
+        "a panic is not damage on disk: {e:?}"
+    );
+    assert!(
+        matches!(&e, Error::Panicked { what } if what.contains("shard-00")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn only_a_failed_sync_poisons() {
+    let fs = SimFs::new();
+    let s = Store::open_with("/db", sim(&fs)).unwrap();
+    let eio = || io::Error::from_raw_os_error(libc::EIO);
+    // Failures of other operations are returned, and writes go on.
+    for op in ["remove", "rename", "read", "write", "open", "list"] {
+        let r = s.shards[0].guard::<()>(Err(Error::io(op, "/db/shard-00/x", eio())));
+        let e = r.unwrap_err();
+        assert!(matches!(e, Error::Io { .. }) && !e.poisons(), "{op}: {e:?}");
+        s.put(1u64, b"a").unwrap();
+    }
+    // A failed directory fsync poisons, as a failed fdatasync or msync does (tested above).
+    let r = s.shards[0].guard::<()>(Err(Error::io("fsync", "/db/shard-00", eio())));
+    assert!(
+        matches!(
+            r,
+            Err(Error::Sync {
+                op: SyncOp::Fsync,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    let e = s.put(2u64, b"b").unwrap_err();
+    assert!(
+        matches!(&e, Error::Failed { op: "fsync", path, .. } if path.ends_with("shard-00")),
+        "{e:?}"
+    );
 }

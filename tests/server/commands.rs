@@ -212,6 +212,7 @@ fn info_command_and_config() {
         "# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n",
         "# Storage\r\n",
         "key_mode:bytes\r\n",
+        "gc_set_aside:0\r\n",
     ] {
         assert!(info.contains(want), "INFO lacks {want:?}:\n{info}");
     }

@@ -264,6 +264,7 @@ pub(super) fn info(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
                 line("gc_moved", &st.gc_moved);
                 line("gc_key_sections", &st.gc_key_sections);
                 line("gc_holds", &st.gc_holds);
+                line("gc_set_aside", &st.gc_set_aside.len());
             }
         }
     }

@@ -277,10 +277,9 @@ impl Journal {
 /// Records a failed commit or checkpoint: every later write is refused until reopen, since
 /// the kernel may have dropped what the journal or a shard held.
 fn poison(turn: &mut Turn, broken: &AtomicBool, e: &Error) {
-    let op = match e {
-        Error::Io { op, .. } => *op,
-        _ => "commit",
-    };
+    // Any failure poisons here, not only a failed sync: the entries the commit took are no
+    // longer pending, so they cannot be retried.
+    let op = e.op_name("commit");
     if turn.failed.is_none() {
         turn.failed = Some((op, e.to_string()));
     }
@@ -314,7 +313,8 @@ impl Writer {
             return Ok(());
         }
         let max = PAYLOAD_MAX.min((j.len - FRAMES_AT) as usize - FRAME_HEADER_LEN);
-        let pieces = split(bytes, max).map_err(|why| Error::corrupt(&j.path, self.at, why))?;
+        let pieces = split(bytes, max)
+            .map_err(|why| Error::internal(&j.path, format!("pending journal entries: {why}")))?;
         let frames: Vec<Frame> = pieces
             .iter()
             .enumerate()

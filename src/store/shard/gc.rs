@@ -21,6 +21,13 @@
 //! puts then go at the speed of collection, and the directory stays within about 1.4 times
 //! the live data (`cargo bench --bench scale -- gc`).
 //!
+//! **Damage.** A section holding a live value that fails its checksum, or that cannot be read
+//! (`EIO`), cannot be emptied: its other live values are moved, and the section is set aside
+//! (`Inner::gc_skip`, shown in [`Stats::gc_set_aside`](crate::Stats::gc_set_aside) and INFO):
+//! never picked again, and not counted as space collection can free, so puts are not held back
+//! for it. The file stays as it is: a get of the damaged key reports the corruption, and so
+//! does `toykv check`. Key compaction likewise leaves the record of a value it cannot read.
+//!
 //! Work is done in small steps ([`Shard::gc_step`]), each taking the shard's lock only for
 //! memory work, so puts and gets go on meanwhile.
 
@@ -41,7 +48,7 @@ impl Inner {
         let on_disk: Vec<(u32, u32)> = self
             .values
             .sections()
-            .filter(|&n| self.buffer.holding(n).is_none() && !self.gc_skip.contains(&n))
+            .filter(|&n| self.buffer.holding(n).is_none() && !self.gc_skip.contains_key(&n))
             .map(|n| (n, self.usage.live(n)))
             .collect();
         let live: u64 = on_disk.iter().map(|&(_, c)| u64::from(c)).sum();
@@ -112,10 +119,21 @@ impl Shard {
         };
         // Without a fill window (its key sections are gone, so none of its records is live)
         // there is nothing to move: the section goes once the sync below is done.
-        let moved = match window {
+        let (moved, damage) = match window {
             Some(window) => self.move_live(n, window, &path, &*file)?,
-            None => 0,
+            None => (0, None),
         };
+        if let Some(e) = damage {
+            // A value that cannot be read (or fails its checksum) cannot be moved, so the
+            // section cannot go: set it aside, or collection would pick it again forever
+            // and puts would be held back for space it cannot free.
+            tracing::error!("garbage collection set aside {}: {e}", path.display());
+            let mut g = self.lock();
+            g.inner.counters.gc_moved += moved;
+            g.inner.gc_skip.insert(n, e.to_string());
+            g.inner.weigh();
+            return Ok(());
+        }
         crate::kill::point("gc-moved");
         self.sync()?;
         crate::kill::point("gc-synced");
@@ -123,12 +141,15 @@ impl Shard {
         g.inner.counters.gc_moved += moved;
         if g.inner.usage.live(n) > 0 {
             // Some live value was not found in the section's fill: leave the section alone.
-            tracing::warn!(
-                "garbage collection left {}: {} live values not found in its records",
-                path.display(),
+            let why = format!(
+                "{} live values not found in its records",
                 g.inner.usage.live(n)
             );
-            g.inner.gc_skip.insert(n);
+            tracing::warn!("garbage collection left {}: {why}", path.display());
+            g.inner
+                .gc_skip
+                .insert(n, format!("{}: {why}", path.display()));
+            g.inner.weigh();
             return Ok(());
         }
         let vfs = g.inner.vfs.clone();
@@ -141,18 +162,22 @@ impl Shard {
     }
 
     /// Puts again the live values of section `n` found among the records of `window`;
-    /// returns how many it moved.
+    /// returns how many it moved and, if the section could not be read or a live value in it
+    /// fails its checksum, that damage (the other live values are still moved).
     fn move_live(
         &self,
         n: u32,
         window: std::ops::Range<u64>,
         path: &std::path::Path,
         file: &dyn crate::io::FileIo,
-    ) -> Result<u64> {
+    ) -> Result<(u64, Option<Error>)> {
         let slots = self.lock().inner.slots;
-        let data = values::read_all(path, file, slots)?;
+        let data = match values::read_all(path, file, slots) {
+            Ok(data) => data,
+            Err(e) => return Ok((0, Some(e))),
+        };
         let bytes = data.bytes();
-        let mut moved = 0u64;
+        let (mut moved, mut damage) = (0u64, None);
         let mut at = window.start;
         while at < window.end {
             let to = (at + CHUNK).min(window.end);
@@ -161,23 +186,32 @@ impl Shard {
                 let value = &bytes[off..off + usize::from(len)];
                 let got = value_crc(value);
                 if got != want {
-                    return Err(Error::corrupt(
-                        path,
-                        off as u64,
-                        format!(
-                            "value of {key:?} has checksum {got:08x}, its record {seq} says {want:08x}"
-                        ),
-                    ));
+                    damage.get_or_insert_with(|| {
+                        Error::corrupt(
+                            path,
+                            off as u64,
+                            format!(
+                                "value of {key:?} has checksum {got:08x}, its record {seq} says {want:08x}"
+                            ),
+                        )
+                    });
+                    continue;
                 }
                 moved += u64::from(self.relocate(key, seq, value)?);
             }
             at = to;
         }
-        Ok(moved)
+        Ok((moved, damage))
     }
 
     fn skip(&self, n: u32) {
-        self.lock().inner.gc_skip.insert(n);
+        let mut g = self.lock();
+        let why = format!(
+            "{}: value section is not open",
+            g.inner.values.path(n).display()
+        );
+        g.inner.gc_skip.insert(n, why);
+        g.inner.weigh();
     }
 
     /// The live put records among records `range` (those into value section `only`, if
@@ -268,7 +302,13 @@ impl Shard {
                     }
                     g.inner.fetch(key, seq)?
                 };
-                let value = fetch.finish()?;
+                let value = match fetch.finish() {
+                    Ok(value) => value,
+                    // A damaged or unreadable value cannot be moved: its record stays (a get
+                    // reports the damage, and so does `toykv check`).
+                    Err(Error::Corrupt { .. } | Error::Io { .. }) => continue,
+                    Err(e) => return Err(e),
+                };
                 moved += u64::from(self.relocate(key, seq, &value)?);
             }
             at = to;

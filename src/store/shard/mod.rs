@@ -127,8 +127,10 @@ struct Inner {
     /// Set by a failed sync or write-out: (operation, file, error).
     failed: Option<(&'static str, PathBuf, String)>,
     counters: Counters,
-    /// Value sections garbage collection gave up on (see `gc`).
-    gc_skip: std::collections::BTreeSet<u32>,
+    /// Value sections garbage collection set aside (see `gc`), with why: a value in it is
+    /// damaged or unreadable, or a live value was not found in its records. They are neither
+    /// collected nor counted as collectable space.
+    gc_skip: std::collections::BTreeMap<u32, String>,
     /// Whether background collection runs (and so puts may be held back for it).
     gc_on: bool,
     /// Whether value space is past [`HOLD_LIMIT`]: puts wait for collection (see
@@ -180,12 +182,13 @@ impl Inner {
         }
     }
 
-    /// Poisons the shard if `r` is a failed sync: the kernel may have dropped the data it held.
+    /// Poisons the shard if `r` is a failed sync ([`Error::poisons`]): the kernel may have
+    /// dropped the data it held.
     fn guard<T>(&mut self, r: Result<T>) -> Result<T> {
-        if let Err(Error::Io { op, path, source }) = &r
-            && matches!(*op, "fdatasync" | "msync" | "fsync")
+        if let Err(e @ Error::Sync { op, path, source }) = &r
+            && e.poisons()
         {
-            self.failed = Some((op, path.clone(), source.to_string()));
+            self.failed = Some((op.name(), path.clone(), source.to_string()));
         }
         r
     }
@@ -290,6 +293,7 @@ impl Shard {
         st.gc_moved += n.gc_moved;
         st.gc_key_sections += n.gc_key_sections;
         st.gc_holds += n.holds;
+        st.gc_set_aside.extend(i.gc_skip.values().cloned());
         st.disk_bytes += i.values.count() as u64 * values_len(i.slots)
             + i.keys.len() as u64 * keys_len(i.slots)
             + buffer_len(i.slots);
@@ -317,6 +321,48 @@ impl Shard {
             }
         }
         Ok(())
+    }
+
+    /// Live values per value section on disk (tests).
+    #[cfg(test)]
+    pub(crate) fn live_per_section(&self) -> Vec<u32> {
+        let g = self.lock();
+        let i = &g.inner;
+        i.values.sections().map(|n| i.usage.live(n)).collect()
+    }
+
+    /// Turns holding puts back for collection on or off (tests that step collection
+    /// themselves, with no collector thread); whether puts are held back now.
+    #[cfg(test)]
+    pub(crate) fn hold_for_gc(&self, on: bool) -> bool {
+        let mut g = self.lock();
+        g.inner.gc_on = on;
+        g.inner.weigh();
+        g.inner.pressure
+    }
+
+    /// Whether puts are held back for collection now (tests).
+    #[cfg(test)]
+    pub(crate) fn pressure(&self) -> bool {
+        self.lock().inner.pressure
+    }
+
+    /// Whether collection set value section `n` aside (tests).
+    #[cfg(test)]
+    pub(crate) fn set_aside(&self, n: u32) -> bool {
+        self.lock().inner.gc_skip.contains_key(&n)
+    }
+
+    /// Passes `r` through the shard's poisoning decision (tests).
+    #[cfg(test)]
+    pub(crate) fn guard<T>(&self, r: Result<T>) -> Result<T> {
+        self.lock().inner.guard(r)
+    }
+
+    /// The path of value section `n` (tests).
+    #[cfg(test)]
+    pub(crate) fn value_path(&self, n: u32) -> PathBuf {
+        self.lock().inner.values.path(n)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -170,13 +170,7 @@ pub(crate) fn finish_all(fetches: Vec<Fetch>) -> Result<Vec<(Key, Value)>> {
         let handles: Vec<_> = chunks.map(|c| s.spawn(move || finish(c))).collect();
         let mut parts = vec![mine.map_or(Ok(Vec::new()), finish)];
         for h in handles {
-            parts.push(h.join().unwrap_or_else(|_| {
-                Err(crate::error::Error::io(
-                    "read value",
-                    "",
-                    std::io::Error::other("a thread reading scanned values panicked"),
-                ))
-            }));
+            parts.push(Error::joined(h.join(), "a thread reading scanned values"));
         }
         parts
     });

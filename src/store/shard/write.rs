@@ -40,7 +40,7 @@ impl Inner {
             None if self.advance()? => self
                 .buffer
                 .next()
-                .ok_or_else(|| Error::corrupt(&self.buffer.path, 0, "a new bank has no room"))?,
+                .ok_or_else(|| Error::internal(&self.buffer.path, "a new bank has no room"))?,
             None => return Ok(Step::Wait),
         };
         let (section, index) = next;
