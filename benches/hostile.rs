@@ -32,7 +32,7 @@ use attack::{
 };
 use toykv::Options;
 use toykv::server::Config;
-use toykv::server::frame::Frame;
+use toykv::resp::Frame;
 
 const CLIENTS: usize = 2;
 const KEYS: u64 = 10_000;

@@ -112,18 +112,27 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod error;
 pub mod format;
 pub mod io;
 pub mod key;
+pub mod keymode;
+#[cfg(feature = "kill-points")]
 pub mod kill;
+#[cfg(not(feature = "kill-points"))]
+mod kill;
 pub mod options;
+#[cfg(any(feature = "server", feature = "client", feature = "cli"))]
+pub mod resp;
+#[cfg(feature = "server")]
 pub mod server;
 mod store;
 #[cfg(test)]
 mod testing;
 // The YCSB-style benchmark driver (`toykv bench`, the `peers` package); its docs: src/ycsb/mod.rs.
+#[cfg(feature = "cli")]
 pub mod ycsb;
 
 pub use error::{Error, Result};

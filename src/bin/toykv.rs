@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use toykv::admin::{self, readable};
 use toykv::format::{BUFFER_NAME, STORE_NAME};
-use toykv::server::keymode::KeyMode;
+use toykv::keymode::KeyMode;
 use toykv::{Error, Key, Options, Store};
 
 const ABOUT: &str = "Admin tool for a toykv data directory (use it while no server has the \

@@ -3,14 +3,16 @@
 //! Three small traits: [`Vfs`] for directory operations, [`FileIo`] for positioned reads and
 //! writes (`read_at`, `write_at`, `sync`, `len`, `set_len`, `map`) and [`Map`] for a
 //! memory-mapped file. [`Os`] implements them over the operating system with real `O_DIRECT`
-//! and `mmap`; [`SimFs`] implements them in memory and can simulate a power loss, in which each
-//! write since the last sync is applied, dropped or garbled, and inject I/O errors.
+//! and `mmap`; `SimFs` (feature `sim`) implements them in memory and can simulate a power
+//! loss, in which each write since the last sync is applied, dropped or garbled, and inject
+//! I/O errors.
 //!
 //! This is the only module with `unsafe` code (in [`os`]: `mmap` and `statx`).
 
 mod aligned;
 #[allow(unsafe_code)]
 pub mod os;
+#[cfg(feature = "sim")]
 pub mod sim;
 
 use std::any::Any;
@@ -21,6 +23,7 @@ use std::sync::Arc;
 
 pub use aligned::AlignedBuf;
 pub use os::Os;
+#[cfg(feature = "sim")]
 pub use sim::{Fault, SimFs};
 
 /// How to open a file.

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::command::{self, Flow, Session};
-use super::frame::{Frame, Limits, Proto, parse_command};
+use crate::resp::{Frame, Limits, Proto, parse_command};
 use super::stats::add;
 use super::{Shared, blocking};
 

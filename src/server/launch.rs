@@ -12,8 +12,8 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
-use super::frame::Limits;
-use super::keymode::KeyMode;
+use crate::resp::Limits;
+use crate::keymode::KeyMode;
 use super::{Config, Server};
 use crate::format::{MAX_SHARDS, STORE_NAME};
 use crate::{Durability, Options, Store};

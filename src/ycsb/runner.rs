@@ -4,7 +4,7 @@
 //! phase ends. A failed operation is counted (`Return=ERROR`) and the phase goes on.
 
 use std::io::IsTerminal;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use toykv::server::frame::{Frame, encode_command, parse_reply};
+use toykv::resp::{Frame, encode_command, parse_reply};
 use toykv::server::{Config, Server};
 use toykv::{Options, Store};
 

@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 
 use toykv::server::Config;
-use toykv::server::frame::Frame;
-use toykv::server::keymode::KeyMode;
+use toykv::resp::Frame;
+use toykv::keymode::KeyMode;
 
 use crate::{TestServer, bulk, error};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use toykv::server::Config;
-use toykv::server::frame::Frame;
+use toykv::resp::Frame;
 
 use crate::{TestServer, bulk, command};
 

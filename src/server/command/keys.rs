@@ -12,7 +12,7 @@ use super::{Ctx, Flow, int, syntax, word};
 use crate::Lookup;
 use crate::key::{Key, VALUE_MAX, Value};
 use crate::server::blocking;
-use crate::server::frame::Frame;
+use crate::resp::Frame;
 use crate::server::glob;
 use crate::server::stats::add;
 
