@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use attack::{Client, Outcome, Rng, Served, flood, garbage, rss_kib, send_garbage, slowloris};
 use tempfile::TempDir;
 use toykv::Options;
-use toykv::server::Config;
 use toykv::resp::Frame;
+use toykv::server::Config;
 
 /// Panics on the server's threads (Tokio workers) since the first test started.
 static SERVER_PANICS: AtomicUsize = AtomicUsize::new(0);

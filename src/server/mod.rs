@@ -35,8 +35,8 @@ use tracing::{error, info, warn};
 
 use crate::Store;
 use crate::error::{Error, Result};
-use crate::resp::Limits;
 use crate::keymode::KeyMode;
+use crate::resp::Limits;
 use stats::{CommandStats, Stats};
 
 /// How long shutdown waits for connections to finish before syncing anyway.

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use toykv::server::Config;
-use toykv::resp::Frame;
 use toykv::keymode::KeyMode;
+use toykv::resp::Frame;
+use toykv::server::Config;
 
 use crate::{TestServer, bulk, error};
 
