@@ -180,8 +180,8 @@ impl Options {
         self
     }
 
-    /// The I/O layer (default: the operating system). Tests pass a [`SimFs`](crate::io::SimFs)
-    /// to simulate power loss or inject faults.
+    /// The I/O layer (default: the operating system). Tests pass a `SimFs` (`io::sim`,
+    /// feature `sim`) to simulate power loss or inject faults.
     pub fn vfs(mut self, vfs: Arc<dyn Vfs>) -> Self {
         self.vfs = vfs;
         self
