@@ -127,3 +127,20 @@ mod armed {
         }
     }
 }
+
+#[cfg(all(test, feature = "kill-points"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arm_parses_its_spec_and_arms_once() {
+        assert!(arm("write-out@0").is_err());
+        assert!(arm("write-out@x").is_err());
+        // No kill point has this name: arming it cannot end the test process.
+        assert_eq!(arm("no-such-point@3"), Ok(()));
+        assert!(arm("no-such-point").is_err(), "armed twice");
+        for p in POINTS.iter().chain(&JOURNAL_POINTS) {
+            point(p);
+        }
+    }
+}
