@@ -31,8 +31,8 @@ use attack::{
     Client, Rng, SLOW_COMMAND, Served, garbage, percentile, raise_fd_limit, rss_kib, send_garbage,
 };
 use toykv::Options;
+use toykv::resp::Frame;
 use toykv::server::Config;
-use toykv::server::frame::Frame;
 
 const CLIENTS: usize = 2;
 const KEYS: u64 = 10_000;

@@ -2,9 +2,13 @@
 //! SIGKILL, the same signal as `kill -9`, so that crashes land exactly inside a bank
 //! write-out, a sync or a step of garbage collection rather than wherever a timer falls.
 //!
-//! A process started with `TOYKV_KILL_AT=<point>` dies the first time it reaches `<point>`;
-//! `TOYKV_KILL_AT=<point>@<n>` the `n`-th time. Without the variable a point costs one load
-//! of an initialised `OnceLock`. The points, in the order a write meets them:
+//! Only with the `kill-points` feature (off by default; the crate's own tests turn it on):
+//! without it a point is an empty function and nothing reads `TOYKV_KILL_AT`. With it, a
+//! point is armed only by a program that calls [`arm`] (or [`arm_from_env`]): the crash tests'
+//! children do, the server and the `toykv` binary never do, so no environment variable can
+//! kill them. `arm("<point>")` makes the process die the first time it reaches `<point>`;
+//! `arm("<point>@<n>")` the `n`-th time. Unarmed, a point costs one load of a `OnceLock`. The
+//! points, in the order a write meets them:
 //!
 //! | point | where |
 //! |---|---|
@@ -30,64 +34,108 @@
 //!
 //! `tests/crash` uses every point.
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "kill-points")]
+pub use armed::*;
 
-/// The environment variable that arms a kill point.
-pub const ENV: &str = "TOYKV_KILL_AT";
+/// Passes kill point `point`: a no-op, as this build has no kill points (the `kill-points`
+/// feature is off).
+#[cfg(not(feature = "kill-points"))]
+#[inline(always)]
+pub(crate) fn point(_point: &str) {}
 
-/// Every kill point, for tests that want to aim at each.
-pub const POINTS: [&str; 10] = [
-    "bank-reset",
-    "key-section",
-    "write-out",
-    "write-out-synced",
-    "write-out-done",
-    "sync-data",
-    "gc-moved",
-    "gc-synced",
-    "gc-keys-marked",
-    "gc-compacted",
-];
+#[cfg(feature = "kill-points")]
+mod armed {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The kill points of the journal (durability `always`).
-pub const JOURNAL_POINTS: [&str; 4] = [
-    "journal-written",
-    "journal-synced",
-    "checkpoint",
-    "replayed",
-];
+    /// The environment variable [`arm_from_env`] reads: how the crash tests tell a child
+    /// process where to die.
+    pub const ENV: &str = "TOYKV_KILL_AT";
 
-struct Armed {
-    point: String,
-    nth: u64,
-    seen: AtomicU64,
+    /// Every kill point, for tests that want to aim at each.
+    pub const POINTS: [&str; 10] = [
+        "bank-reset",
+        "key-section",
+        "write-out",
+        "write-out-synced",
+        "write-out-done",
+        "sync-data",
+        "gc-moved",
+        "gc-synced",
+        "gc-keys-marked",
+        "gc-compacted",
+    ];
+
+    /// The kill points of the journal (durability `always`).
+    pub const JOURNAL_POINTS: [&str; 4] = [
+        "journal-written",
+        "journal-synced",
+        "checkpoint",
+        "replayed",
+    ];
+
+    struct Armed {
+        point: String,
+        nth: u64,
+        seen: AtomicU64,
+    }
+
+    static ARMED: OnceLock<Armed> = OnceLock::new();
+
+    /// Arms the kill point `spec` names (`<point>` or `<point>@<n>`) for the rest of the
+    /// process. Fails on a spec that does not parse, or when a point is already armed.
+    pub fn arm(spec: &str) -> Result<(), String> {
+        let (point, nth) = match spec.split_once('@') {
+            Some((p, n)) => match n.parse::<u64>() {
+                Ok(n) if n > 0 => (p, n),
+                _ => return Err(format!("kill point '{spec}': '{n}' is not a count from 1")),
+            },
+            None => (spec, 1),
+        };
+        let armed = Armed {
+            point: point.to_string(),
+            nth,
+            seen: AtomicU64::new(0),
+        };
+        ARMED
+            .set(armed)
+            .map_err(|_| format!("kill point '{spec}': a kill point is already armed"))
+    }
+
+    /// Arms the kill point [`ENV`] names, if it is set; `Ok(false)` when it is not.
+    pub fn arm_from_env() -> Result<bool, String> {
+        match std::env::var(ENV) {
+            Ok(spec) => arm(&spec).map(|()| true),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Passes kill point `point`: the process dies here, by SIGKILL, if [`arm`] said so.
+    pub(crate) fn point(point: &str) {
+        let Some(a) = ARMED.get() else {
+            return;
+        };
+        if a.point == point && a.seen.fetch_add(1, Ordering::Relaxed) + 1 == a.nth {
+            // SIGKILL cannot be caught: when the call succeeds it does not return. Should it
+            // fail, a crash test sees a child that lives on and fails.
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
 }
 
-fn armed() -> Option<&'static Armed> {
-    static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
-    ARMED
-        .get_or_init(|| {
-            let spec = std::env::var(ENV).ok()?;
-            let (point, nth) = match spec.split_once('@') {
-                Some((p, n)) => (p.to_string(), n.parse().ok()?),
-                None => (spec, 1),
-            };
-            Some(Armed {
-                point,
-                nth,
-                seen: AtomicU64::new(0),
-            })
-        })
-        .as_ref()
-}
+#[cfg(all(test, feature = "kill-points"))]
+mod tests {
+    use super::*;
 
-/// Passes kill point `point`: the process dies here if `TOYKV_KILL_AT` says so.
-pub(crate) fn point(point: &str) {
-    let Some(a) = armed() else {
-        return;
-    };
-    if a.point == point && a.seen.fetch_add(1, Ordering::Relaxed) + 1 == a.nth {
-        crate::io::os::kill_self();
+    #[test]
+    fn arm_parses_its_spec_and_arms_once() {
+        assert!(arm("write-out@0").is_err());
+        assert!(arm("write-out@x").is_err());
+        // No kill point has this name: arming it cannot end the test process.
+        assert_eq!(arm("no-such-point@3"), Ok(()));
+        assert!(arm("no-such-point").is_err(), "armed twice");
+        for p in POINTS.iter().chain(&JOURNAL_POINTS) {
+            point(p);
+        }
     }
 }

@@ -67,28 +67,35 @@
 //! | [`Options::gc`] | `true` | background garbage collection |
 //! | [`Options::cache_bytes`] | 256 MiB | the read cache (S3-FIFO); 0 turns it off |
 //! | [`Options::direct_io`] | `true` | `O_DIRECT` for value sections; off: page cache and `fdatasync` |
-//! | [`Options::section_slots`] | 65,536 | records per key section, slots per value section; fixed at creation |
+//! | [`Options::section_slots`] | the store's own; 65,536 for a new store | records per key section, slots per value section; fixed at creation, recorded in `STORE` |
 //! | [`Options::journal_bytes`] | 64 MiB | the journal of `Always`, made when first needed |
 //!
 //! The server takes the same settings as flags: `--durability none|always|periodic[:MS]`,
 //! `--shards N` (a new store only), `--no-gc`, `--cache-bytes`, `--direct-io`; see
 //! [`server::launch`].
 //!
-//! The source follows the same split:
+//! The source follows the same split. The engine (everything but the last four rows) is what
+//! `cargo build --no-default-features` builds; Cargo features add the rest:
 //!
-//! | module | concern |
-//! |---|---|
-//! | [`format`](mod@format) | byte layout: headers, sync marks, key records, the journal, file names |
-//! | [`io`] | the I/O traits, the OS implementation (the only `unsafe`), the power-loss simulator |
-//! | `store` | the engine: `shard`, `stats`, `keys` (`.k`), `values` (`.v`), `buffer` (`.b`, two banks), `flush` (background write-outs, periodic syncs, the collector), `sync` (syncs and the sync mark), `journal` (commits and checkpoints for `Always`), `replay` (reading and replaying the journal at open), `describe` (the `STORE` file), `gc` (collection and holding writers back), `usage`, `index`, `cache` (S3-FIFO read cache), `read`, `write`, `open`, `recover`, `scan` |
-//! | [`key`] | [`Key`] and [`Value`] |
-//! | [`kill`] | kill points for crash tests (`TOYKV_KILL_AT`) |
-//! | [`error`] | the [`Error`] enum |
-//! | [`options`] | [`Options`] |
-//! | [`server`] | the Redis-protocol server: `frame` (RESP), `connection`, `command` (one file per family), `keymode`, `stats`, `launch` (flags) |
-//! | [`client`] | the interactive and one-shot client behind `examples/client.rs` |
-//! | [`admin`] | `check`, `dump` and `stats` of a data directory, behind the `toykv` binary |
-//! | [`ycsb`] | the YCSB-style benchmark driver behind `toykv bench`: generators, workloads A–F, runner, RESP and library backends |
+//! | module | concern | feature |
+//! |---|---|---|
+//! | [`format`](mod@format) | byte layout: headers, sync marks, key records, the journal, file names | |
+//! | [`io`] | the I/O traits, the OS implementation (the only `unsafe`); `io::sim`, the power-loss simulator, with `sim` | |
+//! | `store` | the engine: `shard`, `stats`, `keys` (`.k`), `values` (`.v`), `buffer` (`.b`, two banks), `flush` (background write-outs, periodic syncs, the collector), `sync` (syncs and the sync mark), `journal` (commits and checkpoints for `Always`), `replay` (reading and replaying the journal at open), `describe` (the `STORE` file), `gc` (collection and holding writers back), `usage`, `index`, `cache` (S3-FIFO read cache), `read`, `write`, `open`, `recover`, `scan` | |
+//! | [`key`] | [`Key`] and [`Value`] | |
+//! | [`keymode`] | client keys (any bytes) to store keys, and the `KEYMODE` file that records the mode | |
+//! | `kill` | kill points for crash tests; without the feature they compile to nothing | `kill-points` |
+//! | [`error`] | the [`Error`] enum | |
+//! | [`options`] | [`Options`] | |
+//! | [`admin`] | `check`, `dump` and `stats` of a data directory, behind the `toykv` binary | |
+//! | [`resp`] | RESP2/RESP3 frames: parsing and encoding, for the server, the client and the YCSB driver | any of `server`, `client`, `cli` |
+//! | [`server`] | the Redis-protocol server: `connection`, `command` (one file per family), `stats`, `glob`, `launch` (flags) | `server` |
+//! | [`client`] | the interactive and one-shot client behind `examples/client.rs` | `client` |
+//! | [`ycsb`] | the YCSB-style benchmark driver behind `toykv bench`: generators, workloads A–F, runner, RESP and library backends | `cli` |
+//!
+//! Features: `server`, `client` and `cli` (the `toykv` binary) are on by default; `sim` and
+//! `kill-points` are for tests (the crate's own tests turn them on). The README's "Cargo
+//! features" table lists what each one pulls in.
 //!
 //! # Guarantees
 //!
@@ -120,22 +127,37 @@
 //!   `fdatasync`; the guarantees are the same.
 
 #![deny(unsafe_code)]
+// The docs above link the modules of the default features; a build without one of them
+// leaves those links dangling (the default and all-features docs check every link).
+#![cfg_attr(
+    not(all(feature = "server", feature = "client", feature = "cli")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 #![warn(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod admin;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod error;
 pub mod format;
 pub mod io;
 pub mod key;
+pub mod keymode;
+#[cfg(feature = "kill-points")]
 pub mod kill;
+#[cfg(not(feature = "kill-points"))]
+mod kill;
 pub mod options;
+#[cfg(any(feature = "server", feature = "client", feature = "cli"))]
+pub mod resp;
+#[cfg(feature = "server")]
 pub mod server;
 mod store;
 #[cfg(test)]
 mod testing;
 // The YCSB-style benchmark driver (`toykv bench`, the `peers` package); its docs: src/ycsb/mod.rs.
+#[cfg(feature = "cli")]
 pub mod ycsb;
 
 pub use error::{Error, Result};

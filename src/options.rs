@@ -85,7 +85,7 @@ pub fn default_shards() -> u32 {
 #[derive(Clone)]
 pub struct Options {
     pub(crate) direct_io: bool,
-    pub(crate) section_slots: u32,
+    pub(crate) section_slots: Option<u32>,
     pub(crate) cache_bytes: usize,
     pub(crate) shards: Option<u32>,
     pub(crate) durability: Durability,
@@ -95,13 +95,14 @@ pub struct Options {
 }
 
 impl Options {
-    /// Defaults: direct I/O on, 65,536 records per section, a 256 MiB read cache, one shard
-    /// per core for a new store, durability `periodic` (1 s), garbage collection on, the
+    /// Defaults: direct I/O on, the section size and shard count an existing store was created
+    /// with (65,536 records per section and one shard per core for a new store), a 256 MiB
+    /// read cache, durability `periodic` (1 s), garbage collection on, the
     /// operating system's files.
     pub fn new() -> Self {
         Options {
             direct_io: true,
-            section_slots: DEFAULT_SECTION_SLOTS,
+            section_slots: None,
             cache_bytes: DEFAULT_CACHE_BYTES,
             shards: None,
             durability: Durability::default(),
@@ -144,13 +145,20 @@ impl Options {
         self
     }
 
-    /// Records per key section and slots per value section: a power of two from 16 to 2^24
-    /// (default 65,536, i.e. 16 MiB value sections). Fixed when a store is created; opening it
-    /// with another value is refused. Small sections exist for tests that must cross section
-    /// boundaries quickly.
+    /// Records per key section and slots per value section: a power of two from 16 to 2^24.
+    /// Fixed when a store is created (recorded in its `STORE` file): opening it with another
+    /// value is refused; left unset, an existing store opens with its own and a new one gets
+    /// 65,536 ([`DEFAULT_SECTION_SLOTS`], 16 MiB value sections). Small sections exist for
+    /// tests that must cross section boundaries quickly.
     pub fn section_slots(mut self, n: u32) -> Self {
-        self.section_slots = n;
+        self.section_slots = Some(n);
         self
+    }
+
+    /// The section size asked for, else the default: what a new store is created with. Open
+    /// replaces an unset one by the store's own before opening its shards.
+    pub(crate) fn slots(&self) -> u32 {
+        self.section_slots.unwrap_or(DEFAULT_SECTION_SLOTS)
     }
 
     /// Size of the read cache in bytes (default 256 MiB); 0 turns it off. Direct I/O bypasses
@@ -173,8 +181,8 @@ impl Options {
         self
     }
 
-    /// The I/O layer (default: the operating system). Tests pass a [`SimFs`](crate::io::SimFs)
-    /// to simulate power loss or inject faults.
+    /// The I/O layer (default: the operating system). Tests pass a `SimFs` (`io::sim`,
+    /// feature `sim`) to simulate power loss or inject faults.
     pub fn vfs(mut self, vfs: Arc<dyn Vfs>) -> Self {
         self.vfs = vfs;
         self
@@ -182,10 +190,12 @@ impl Options {
 
     /// Checks the settings.
     pub(crate) fn check(&self) -> crate::Result<()> {
-        check_section_slots(self.section_slots).map_err(|why| crate::Error::Option {
-            what: "section_slots",
-            why,
-        })?;
+        if let Some(n) = self.section_slots {
+            check_section_slots(n).map_err(|why| crate::Error::Option {
+                what: "section_slots",
+                why,
+            })?;
+        }
         if let Some(n) = self.shards
             && !(1..=MAX_SHARDS).contains(&n)
         {

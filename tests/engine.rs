@@ -257,6 +257,54 @@ fn an_interrupted_creation_starts_over() {
     assert_eq!(&store.get(1u64).unwrap().unwrap()[..], b"x");
 }
 
+/// Unset, the section size is the store's own, as the shard count is (so a server or tool
+/// need not read `STORE` first); a new store gets the default; set, it must match.
+#[test]
+fn an_existing_store_opens_with_its_own_section_size() {
+    let d = tempdir();
+    populated(&d);
+    let store = Store::open_with(d.path(), Options::new().durability(Durability::None)).unwrap();
+    assert_eq!(store.stats().shards, 2);
+    for k in 0..100u64 {
+        assert_eq!(store.get(k).unwrap().as_deref(), Some(&k.to_le_bytes()[..]));
+    }
+    // Enough puts to fill and write out several 16-slot banks of each shard.
+    for k in 100..300u64 {
+        store.put(k, k.to_le_bytes()).unwrap();
+    }
+    store.close().unwrap();
+    assert_eq!(toykv::admin::section_slots(d.path()), Some(16));
+    let e = Store::open_with(d.path(), Options::new().section_slots(32)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Mismatch {
+                what: "section_slots",
+                stored: 16,
+                requested: 32,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let store = Store::open_with(d.path(), Options::new().section_slots(16)).unwrap();
+    assert_eq!(
+        store.get(299u64).unwrap().as_deref(),
+        Some(&299u64.to_le_bytes()[..])
+    );
+    store.close().unwrap();
+
+    let fresh = tempdir();
+    Store::open_with(fresh.path(), Options::new().shards(1))
+        .unwrap()
+        .close()
+        .unwrap();
+    assert_eq!(
+        toykv::admin::section_slots(fresh.path()),
+        Some(toykv::format::DEFAULT_SECTION_SLOTS)
+    );
+}
+
 /// Bytes of the files under `dir`.
 fn du(dir: &std::path::Path) -> u64 {
     let mut total = 0;

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use attack::{Client, Outcome, Rng, Served, flood, garbage, rss_kib, send_garbage, slowloris};
 use tempfile::TempDir;
 use toykv::Options;
+use toykv::resp::Frame;
 use toykv::server::Config;
-use toykv::server::frame::Frame;
 
 /// Panics on the server's threads (Tokio workers) since the first test started.
 static SERVER_PANICS: AtomicUsize = AtomicUsize::new(0);
@@ -265,7 +265,7 @@ fn inline_lines_sent_in_pieces_still_parse_and_are_still_capped() {
     let s = start(
         &dir,
         Config {
-            limits: toykv::server::frame::Limits {
+            limits: toykv::resp::Limits {
                 max_request: 4096,
                 ..Default::default()
             },

@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use toykv::server::frame::{Limits, encode_command, parse_command};
+use toykv::resp::{Limits, encode_command, parse_command};
 
 const SMALL: Limits = Limits {
     max_request: 64,

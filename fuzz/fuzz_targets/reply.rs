@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use toykv::server::frame::{Frame, Proto, parse_reply};
+use toykv::resp::{Frame, Proto, parse_reply};
 
 /// Debug text: compares NaN doubles as equal to themselves.
 fn text<T: std::fmt::Debug>(v: &T) -> String {

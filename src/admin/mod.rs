@@ -64,7 +64,7 @@ use crate::format::{
     BANKS, BUFFER_NAME, Entry, HEADER_LEN, Header, Kind, Mark, STORE_NAME, parse_name, shard_name,
 };
 use crate::io::{Os, Vfs};
-use crate::server::keymode::{KEYMODE_FILE, KeyMode};
+use crate::keymode::{KEYMODE_FILE, KeyMode};
 
 pub use journal::JournalReport;
 pub use show::{readable, show_key};

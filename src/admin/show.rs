@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::format::{HeaderError, Kind, Op, Record};
 use crate::key::Key;
-use crate::server::keymode::KeyMode;
+use crate::keymode::KeyMode;
 
 use super::survey::parse_shard;
 use super::walk::{Seen, Status};
@@ -52,7 +52,7 @@ pub fn readable(value: &[u8]) -> String {
 ///
 /// ```
 /// use toykv::admin::show_key;
-/// use toykv::server::keymode::KeyMode;
+/// use toykv::keymode::KeyMode;
 /// assert_eq!(show_key(KeyMode::Bytes, (*b"k1\0\0\0\0\0\0").into()), r#"6b31000000000000 "k1""#);
 /// assert_eq!(show_key(KeyMode::Numeric, 42u64.into()), "000000000000002a 42");
 /// ```

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use toykv::admin::{self, readable};
 use toykv::format::{BUFFER_NAME, STORE_NAME};
-use toykv::server::keymode::KeyMode;
+use toykv::keymode::KeyMode;
 use toykv::{Error, Key, Options, Store};
 
 const ABOUT: &str = "Admin tool for a toykv data directory (use it while no server has the \
@@ -265,8 +265,8 @@ fn not_found(key: &OsString) -> ExitCode {
 }
 
 impl Open {
-    /// Opens the store in `dir` with the section size it was created with (its shard count is
-    /// taken from its STORE file by open), and its key mode.
+    /// Opens the store in `dir` with the section size and shard count it was created with
+    /// (open takes both from its STORE file), and its key mode.
     /// Only `put` (`create`) may create a store, and it records the key mode if none is.
     fn store(&self, create: bool) -> Result<(Store, KeyMode), Fail> {
         let dir = &self.dir;
@@ -282,10 +282,8 @@ impl Open {
             }
             recorded_mode(dir, self.key_mode)?
         };
-        let mut options = Options::new().direct_io(!self.no_direct_io);
-        if let Some(n) = admin::section_slots(dir) {
-            options = options.section_slots(n);
-        }
+        // Unset, the section size and shard count are the store's own.
+        let options = Options::new().direct_io(!self.no_direct_io);
         Ok((Store::open_with(dir, options)?, mode))
     }
 }

@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use crate::server::frame::{Frame, ProtocolError, encode_command, parse_reply};
+use crate::resp::{Frame, ProtocolError, encode_command, parse_reply};
 
 /// How long a read or a write waits, unless [`Conn::set_timeout`] says otherwise.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);

@@ -8,7 +8,7 @@ use super::conn::{ClientError, Conn, IO_TIMEOUT};
 use super::show::{show, show_pairs, show_text};
 use super::split::split;
 use super::verbs::{Action, HELP, View, plan};
-use crate::server::frame::Frame;
+use crate::resp::Frame;
 
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

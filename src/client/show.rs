@@ -18,7 +18,7 @@
 
 use std::fmt::Write as _;
 
-use crate::server::frame::Frame;
+use crate::resp::Frame;
 
 /// Bytes of a binary value shown in hex before the rest is elided.
 const HEX_SHOWN: usize = 32;

@@ -42,6 +42,7 @@
 //!
 //! A mark whose checksum fails (all zeros included) counts as absent.
 
+use super::bytes::{put_u32, u32_at, u64_at};
 use super::{RECORD_SIZE, SLOT_SIZE};
 
 /// Length of the header page at the start of every file.
@@ -128,16 +129,6 @@ pub enum HeaderError {
     Version(u32),
     /// The checksum fails or a field is impossible.
     Bad(String),
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut w = [0; 4];
-    w.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(w)
-}
-
-fn put_u32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
 
 impl Header {
@@ -237,12 +228,9 @@ impl Mark {
         if crc32c::crc32c(&b[..MARK_CRC_AT]) != u32_at(b, MARK_CRC_AT) {
             return None;
         }
-        let (mut g, mut n) = ([0; 8], [0; 8]);
-        g.copy_from_slice(&b[MARK_GEN_AT..MARK_SYNCED_AT]);
-        n.copy_from_slice(&b[MARK_SYNCED_AT..MARK_FIRST_AT]);
         Some(Mark {
-            generation: u64::from_le_bytes(g),
-            synced: u64::from_le_bytes(n),
+            generation: u64_at(b, MARK_GEN_AT),
+            synced: u64_at(b, MARK_SYNCED_AT),
             first: u32_at(b, MARK_FIRST_AT),
         })
     }

@@ -59,6 +59,7 @@
 //! shards and starts the next epoch. Replaying twice (a crash during replay) ends in the same
 //! state: per key, the last journaled operation wins.
 
+use super::bytes::{u16_at, u32_at, u64_at};
 use super::header::VERSION;
 use crate::key::VALUE_MAX;
 
@@ -209,7 +210,7 @@ pub fn decode_entry(b: &[u8]) -> Result<(JournalOp<'_>, usize), String> {
             let Some(l) = b.get(DELETE_LEN..DELETE_LEN + 2) else {
                 return Err("a put entry ends before its value length".into());
             };
-            let n = usize::from(u16::from_le_bytes([l[0], l[1]]));
+            let n = usize::from(u16_at(l, 0));
             if n > VALUE_MAX {
                 return Err(format!(
                     "a put entry's value length {n} is above {VALUE_MAX}"
@@ -316,18 +317,6 @@ impl Frame {
 
 fn frame_crc(head: &[u8], payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(head), payload)
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    let mut w = [0; 4];
-    w.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(w)
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
 }
 
 #[cfg(test)]

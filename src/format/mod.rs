@@ -31,6 +31,7 @@
 //! [`journal`] for the journal;
 //! `docs/FORMAT.md` has the same with a worked hex example.
 
+mod bytes;
 pub mod header;
 pub mod journal;
 pub mod record;

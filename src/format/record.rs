@@ -25,6 +25,7 @@
 //! An all-zero record (`kind` 0) marks the end of the written log. A record that fails its
 //! checks is, before the shard's sync mark, corruption; after it, the torn tail.
 
+use super::bytes::{u16_at, u32_at, u64_at};
 use crate::key::{KEY_LEN, Key, VALUE_MAX};
 
 const KEY_AT: usize = 0;
@@ -106,7 +107,7 @@ impl Record {
             return Err(RecordError::Empty);
         }
         let crc = crc32c::crc32c(&b[..CRC_AT]);
-        let stored = le32(&b[CRC_AT..]);
+        let stored = u32_at(b, CRC_AT);
         if crc != stored {
             return Err(RecordError::Bad(format!(
                 "record checksum {stored:08x}, computed {crc:08x}"
@@ -114,9 +115,7 @@ impl Record {
         }
         let mut key = [0u8; KEY_LEN];
         key.copy_from_slice(&b[KEY_AT..SEQ_AT]);
-        let mut s = [0u8; 8];
-        s.copy_from_slice(&b[SEQ_AT..SLOT_AT]);
-        let got = u64::from_le_bytes(s);
+        let got = u64_at(b, SEQ_AT);
         if got != seq {
             return Err(RecordError::Bad(format!(
                 "record holds sequence {got}, its position is {seq}"
@@ -125,9 +124,9 @@ impl Record {
         if b[RESERVED_AT] != 0 {
             return Err(RecordError::Bad("reserved record byte is not zero".into()));
         }
-        let slot = le32(&b[SLOT_AT..LEN_AT]);
-        let len = u16::from_le_bytes([b[LEN_AT], b[LEN_AT + 1]]);
-        let value_crc = le32(&b[VALUE_CRC_AT..CRC_AT]);
+        let slot = u32_at(b, SLOT_AT);
+        let len = u16_at(b, LEN_AT);
+        let value_crc = u32_at(b, VALUE_CRC_AT);
         let op = match b[KIND_AT] {
             PUT if usize::from(len) <= VALUE_MAX => Op::Put {
                 slot,
@@ -149,12 +148,6 @@ impl Record {
             op,
         })
     }
-}
-
-fn le32(b: &[u8]) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&b[..4]);
-    u32::from_le_bytes(w)
 }
 
 /// The checksum stored for a value.

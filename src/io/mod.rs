@@ -2,8 +2,8 @@
 //!
 //! Traits: [`Vfs`] for directory operations and [`FileIo`] for positioned reads and writes
 //! (`read_at`, `write_at`, `sync`, `len`, `set_len`, `allocate`) and memory maps. [`Os`]
-//! implements them over the operating system with real `O_DIRECT` and `mmap`; [`SimFs`]
-//! implements them in memory and can simulate a power loss, in which each write since the last
+//! implements them over the operating system with real `O_DIRECT` and `mmap`; `SimFs`
+//! (feature `sim`) implements them in memory and can simulate a power loss, in which each write since the last
 //! sync is applied, dropped or garbled, and inject I/O errors.
 //!
 //! # Memory maps: regions and spans
@@ -99,6 +99,7 @@ mod aligned;
 #[allow(unsafe_code)]
 pub(crate) mod os;
 mod region;
+#[cfg(feature = "sim")]
 pub mod sim;
 
 use std::any::Any;
@@ -111,6 +112,7 @@ use std::sync::Arc;
 pub use aligned::AlignedBuf;
 pub use os::Os;
 pub use region::{Region, Span};
+#[cfg(feature = "sim")]
 pub use sim::{Fault, SimFs};
 
 /// How to open a file.

@@ -16,8 +16,6 @@ use std::sync::atomic::AtomicBool;
 use memmap2::MmapMut;
 use nix::errno::Errno;
 use nix::fcntl::{self, OFlag};
-use nix::sys::signal::{self, Signal};
-use nix::unistd::Pid;
 use rustix::fs::{AtFlags, StatxFlags};
 
 use super::region::{Claim, RawMap};
@@ -313,13 +311,6 @@ fn sysfs_block_size(dev: u64) -> Option<usize> {
         .find_map(|p| fs::read_to_string(format!("{base}/{p}")).ok())
         .and_then(|s| s.trim().parse::<usize>().ok())
         .filter(|n| n.is_power_of_two())
-}
-
-/// Ends the process with SIGKILL, as `kill -9` would: no destructor, no flush, no exit
-/// handler runs. Used by crash tests through [`crate::kill`].
-pub(crate) fn kill_self() {
-    // SIGKILL cannot be caught: when the call succeeds it does not return.
-    let _ = signal::kill(Pid::this(), Signal::SIGKILL);
 }
 
 #[cfg(test)]

@@ -18,9 +18,9 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::command::{self, Flow, Session};
-use super::frame::{Frame, Limits, Proto, parse_command};
 use super::stats::add;
 use super::{Shared, blocking};
+use crate::resp::{Frame, Limits, Proto, parse_command};
 
 /// Most bytes read at once.
 const CHUNK: usize = 64 * 1024;

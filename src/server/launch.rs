@@ -12,10 +12,10 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tracing::{error, info, warn};
 
-use super::frame::Limits;
-use super::keymode::KeyMode;
 use super::{Config, Server};
 use crate::format::{MAX_SHARDS, STORE_NAME};
+use crate::keymode::KeyMode;
+use crate::resp::Limits;
 use crate::{Durability, Options, Store};
 
 /// toykv server: a Redis-protocol (RESP2/RESP3) server over a toykv data directory.
@@ -101,7 +101,8 @@ pub struct Flags {
 
 impl Flags {
     /// The store options these flags ask for, for the data directory `dir`: the shard count
-    /// only if `dir` holds no store yet, and the section size the store was created with.
+    /// only if `dir` holds no store yet. The section size is left unset, so the store opens
+    /// with the one it was created with.
     pub fn options(&self, dir: &std::path::Path) -> Options {
         let mut options = Options::new()
             .direct_io(self.direct_io)
@@ -112,9 +113,6 @@ impl Flags {
             && !dir.join(STORE_NAME).exists()
         {
             options = options.shards(n);
-        }
-        if let Some(n) = crate::admin::section_slots(dir) {
-            options = options.section_slots(n);
         }
         options
     }

@@ -5,9 +5,9 @@
 //! against the shared [`Store`] and replies go back in RESP2, or RESP3 after `HELLO 3`.
 //! Pipelined commands are parsed and answered in batches: one write per batch of replies.
 //!
-//! - [`frame`]: the wire format; [`command`]: what each command does (one file per family);
+//! - [`resp`](crate::resp): the wire format; [`command`]: what each command does (one file per family);
 //!   `connection`: the per-client read/execute/write loop with its limits;
-//!   [`keymode`]: client keys to store keys; [`stats`]: the counters behind `INFO`;
+//!   [`keymode`](crate::keymode): client keys to store keys; [`stats`]: the counters behind `INFO`;
 //!   [`glob`]: `MATCH` patterns.
 //! - Limits: a connection cap (past it a client gets an error and is closed), a maximum request
 //!   size checked before anything is allocated for it, an idle timeout that also bounds how long
@@ -19,9 +19,7 @@
 
 pub mod command;
 mod connection;
-pub mod frame;
 pub mod glob;
-pub mod keymode;
 pub mod launch;
 pub mod stats;
 
@@ -37,8 +35,8 @@ use tracing::{error, info, warn};
 
 use crate::Store;
 use crate::error::{Error, Result};
-use frame::Limits;
-use keymode::KeyMode;
+use crate::keymode::KeyMode;
+use crate::resp::Limits;
 use stats::{CommandStats, Stats};
 
 /// How long shutdown waits for connections to finish before syncing anyway.

@@ -33,9 +33,10 @@ const READ: Mode = Mode {
     direct: false,
 };
 
-/// The shard count of the store in `dir`, and whether the store is new (then [`write()`] must
-/// follow once its shards exist).
-pub(super) fn read(vfs: &dyn Vfs, dir: &Path, options: &Options) -> Result<(u32, bool)> {
+/// The shard count and section size of the store in `dir` (for a new store, those `options`
+/// ask for, else the defaults), and whether the store is new (then [`write()`] must follow once
+/// its shards exist).
+pub(super) fn read(vfs: &dyn Vfs, dir: &Path, options: &Options) -> Result<(u32, u32, bool)> {
     let names = vfs.list(dir).ctx("list", dir)?;
     let path = dir.join(STORE_NAME);
     if !names.iter().any(|n| n == STORE_NAME) {
@@ -59,7 +60,8 @@ pub(super) fn read(vfs: &dyn Vfs, dir: &Path, options: &Options) -> Result<(u32,
                 ));
             }
         }
-        return Ok((options.shards.unwrap_or_else(default_shards), true));
+        let shards = options.shards.unwrap_or_else(default_shards);
+        return Ok((shards, options.slots(), true));
     }
     let file = vfs.open(&path, READ).ctx("open", &path)?;
     let mut page = [0u8; HEADER_LEN];
@@ -80,11 +82,7 @@ pub(super) fn read(vfs: &dyn Vfs, dir: &Path, options: &Options) -> Result<(u32,
         ));
     }
     for (what, stored, requested) in [
-        (
-            "section_slots",
-            header.section_slots,
-            Some(options.section_slots),
-        ),
+        ("section_slots", header.section_slots, options.section_slots),
         ("shards", shards, options.shards),
     ] {
         if let Some(req) = requested
@@ -108,7 +106,7 @@ pub(super) fn read(vfs: &dyn Vfs, dir: &Path, options: &Options) -> Result<(u32,
             ));
         }
     }
-    Ok((shards, false))
+    Ok((shards, header.section_slots, false))
 }
 
 /// Writes `STORE` for a new store whose `shards` shard directories are complete: the commit
@@ -116,7 +114,7 @@ pub(super) fn read(vfs: &dyn Vfs, dir: &Path, options: &Options) -> Result<(u32,
 pub(super) fn write(vfs: &dyn Vfs, dir: &Path, options: &Options, shards: u32) -> Result<()> {
     let header = Header {
         kind: Kind::Store,
-        section_slots: options.section_slots,
+        section_slots: options.slots(),
         section: shards,
     };
     create_complete(

@@ -142,7 +142,9 @@ impl Store {
         if options.direct_io {
             shard::probe_direct(&*vfs, dir)?;
         }
-        let (count, fresh) = describe::read(&*vfs, dir, &options)?;
+        let (count, slots, fresh) = describe::read(&*vfs, dir, &options)?;
+        // Unset, the section size is the store's own (or the default for a new one).
+        let options = options.section_slots(slots);
         let found = journal::find(dir, &options, fresh)?;
         let (jobs, queue) = crossbeam_channel::unbounded();
         let per_shard = options.cache_bytes / count as usize;

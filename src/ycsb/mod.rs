@@ -11,6 +11,7 @@
 //! - [`generator`]: fnv64, the PRNG, zipfian, scrambled zipfian, latest.
 //! - [`workload`]: workloads A–F and the per-thread operation chooser.
 //! - [`runner`]: the load and run phases on threads, with progress bars.
+//! - `recorder`: what one thread measures (histograms, outcome counts), merged into a phase.
 //! - [`report`]: results, YCSB's text format, JSON.
 //! - [`cli`]: the `toykv bench` subcommand.
 //! - [`resp`]: the RESP client backend (toykv's server or redis-server); [`LibDb`] the library.
@@ -20,6 +21,7 @@
 
 pub mod cli;
 pub mod generator;
+mod recorder;
 pub mod report;
 pub mod resp;
 pub mod runner;

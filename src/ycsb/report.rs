@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use super::runner::Recorder;
+use super::recorder::Recorder;
 use super::workload::OpKind;
 
 /// Quantiles kept for latency-distribution plots.

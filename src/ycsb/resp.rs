@@ -18,7 +18,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::server::frame::{Frame, encode_command, parse_reply};
+use crate::resp::{Frame, encode_command, parse_reply};
 
 use super::{Db, DbResult};
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use toykv::server::frame::{Frame, encode_command, parse_reply};
+use toykv::resp::{Frame, encode_command, parse_reply};
 use toykv::server::{Config, Server};
 use toykv::{Options, Store};
 
@@ -23,35 +23,21 @@ pub const REFUSED: &str = "ERR max number of clients reached";
 
 /// Raises this process's open-file limit to at least `want` (up to the hard limit; as root, the
 /// hard limit too). Returns the soft limit in force afterwards.
-pub fn raise_fd_limit(want: libc::rlim_t) -> libc::rlim_t {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+pub fn raise_fd_limit(want: u64) -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 0;
     };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 0;
-        }
-        if lim.rlim_cur >= want {
-            return lim.rlim_cur;
-        }
-        let raised = libc::rlimit {
-            rlim_cur: want,
-            rlim_max: lim.rlim_max.max(want),
-        };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-            return want;
-        }
-        let capped = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            rlim_max: lim.rlim_max,
-        };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &capped) == 0 {
-            return lim.rlim_max;
-        }
-        lim.rlim_cur
+    if soft >= want {
+        return soft;
     }
+    if setrlimit(Resource::RLIMIT_NOFILE, want, hard.max(want)).is_ok() {
+        return want;
+    }
+    if setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        return hard;
+    }
+    soft
 }
 
 /// This process's resident set size in KiB (`VmRSS` of /proc/self/status).

@@ -12,7 +12,8 @@ pub fn base() -> PathBuf {
 
 /// A server running on a Tokio runtime of its own (2 workers) in a thread, over a listener
 /// bound to a free loopback port (tests never pick a port). Dropping it triggers the
-/// shutdown.
+/// shutdown. Only with the `server` feature (which brings Tokio).
+#[cfg(feature = "server")]
 #[allow(dead_code)]
 pub struct Served<T> {
     pub addr: std::net::SocketAddr,
@@ -21,9 +22,11 @@ pub struct Served<T> {
 }
 
 /// The future a served function gets: it completes when the shutdown is triggered.
+#[cfg(feature = "server")]
 #[allow(dead_code)]
 pub type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
+#[cfg(feature = "server")]
 #[allow(dead_code)]
 impl<T: Send + 'static> Served<T> {
     /// Runs `serve(listener, shutdown)`; returns once the listener is bound.
@@ -73,6 +76,7 @@ impl<T: Send + 'static> Served<T> {
     }
 }
 
+#[cfg(feature = "server")]
 impl<T> Drop for Served<T> {
     fn drop(&mut self) {
         if let Some(s) = self.stop.take() {

@@ -67,19 +67,17 @@ const ENV_BASE_SEED: &str = "TOYKV_CRASH_BASE_SEED";
 /// on the same stdout).
 const TAG: &str = "@toykv-crash ";
 
-/// The options children and checks open the store in `dir` with: the section size it was
-/// created with (the shard count comes from its `STORE` file); background GC on; durability
+/// The options children and checks open a store with: the section size and shard count it was
+/// created with (unset, open takes both from its `STORE` file); background GC on; durability
 /// from [`ENV_DURABILITY`], else `none` (a process crash loses nothing acknowledged at any
 /// durability; `always` adds the journal, its replay at open and its checkpoints, which a
 /// 64 KiB journal makes frequent).
-fn options(dir: &Path) -> Options {
-    let slots = toykv::admin::section_slots(dir).unwrap_or(DEFAULT_SECTION_SLOTS);
+fn options() -> Options {
     let durability = std::env::var(ENV_DURABILITY)
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(toykv::Durability::None);
     Options::new()
-        .section_slots(slots)
         .durability(durability)
         .journal_bytes(64 << 10)
 }
@@ -91,7 +89,7 @@ fn options(dir: &Path) -> Options {
 fn open(dir: &Path) -> toykv::Result<toykv::Store> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
-        match toykv::Store::open_with(dir, options(dir)) {
+        match toykv::Store::open_with(dir, options()) {
             Err(toykv::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
@@ -114,6 +112,7 @@ fn child_writer() {
     let Some(dir) = std::env::var_os(ENV_DIR) else {
         return;
     };
+    arm_kill_point();
     child::write(Path::new(&dir));
 }
 
@@ -123,7 +122,16 @@ fn child_server() {
     let Some(dir) = std::env::var_os(ENV_SERVER) else {
         return;
     };
+    arm_kill_point();
     server::serve(Path::new(&dir));
+}
+
+/// Arms the kill point the parent named in `TOYKV_KILL_AT`, if any: the library never reads
+/// the variable itself, a program must ask (see `toykv::kill`).
+fn arm_kill_point() {
+    if let Err(e) = toykv::kill::arm_from_env() {
+        panic!("child: {e}");
+    }
 }
 
 /// Plans for 16-slot sections: kills after a random number of acknowledgements, at every kill

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeSet;
 
+use toykv::keymode::KeyMode;
+use toykv::resp::Frame;
 use toykv::server::Config;
-use toykv::server::frame::Frame;
-use toykv::server::keymode::KeyMode;
 
 use crate::{TestServer, bulk, error};
 

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use toykv::Durability;
+use toykv::resp::Frame;
 use toykv::server::Config;
-use toykv::server::frame::Frame;
 use toykv::server::launch::{Flags, serve_on};
 
 use crate::{Client, TestServer, bulk, tempdir};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use toykv::server::frame::Frame;
+use toykv::resp::Frame;
 use toykv::server::{Config, Server};
 use toykv::{Options, Store};
 

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use toykv::server::frame::{Frame, Limits};
+use toykv::resp::{Frame, Limits};
 use toykv::server::{Config, Server};
 
 use crate::{TestServer, command, error, options, tempdir};

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
-use toykv::server::frame::{Frame, parse_reply};
+use toykv::resp::{Frame, parse_reply};
 use toykv::server::{Config, Server};
 use toykv::{Options, Store};
 
@@ -154,7 +154,7 @@ impl Client {
 /// A command as a RESP array of bulk strings.
 pub fn command<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
     let mut out = Vec::new();
-    toykv::server::frame::encode_command(args, &mut out);
+    toykv::resp::encode_command(args, &mut out);
     out
 }
 

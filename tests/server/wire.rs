@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use toykv::resp::Frame;
 use toykv::server::Config;
-use toykv::server::frame::Frame;
 
 use crate::{TestServer, bulk, command};
 

@@ -3,7 +3,7 @@
 use subtle::ConstantTimeEq;
 
 use super::{Ctx, Flow, Session, int, syntax, word};
-use crate::server::frame::{Frame, Proto};
+use crate::resp::{Frame, Proto};
 
 /// Checks `user`/`pass` against the configured password, in constant time.
 fn check(ctx: &Ctx<'_>, user: Option<&[u8]>, pass: &[u8]) -> Result<(), Frame> {

@@ -11,8 +11,8 @@ use tracing::error;
 use super::{Ctx, Flow, int, syntax, word};
 use crate::Lookup;
 use crate::key::{Key, VALUE_MAX, Value};
+use crate::resp::Frame;
 use crate::server::blocking;
-use crate::server::frame::Frame;
 use crate::server::glob;
 use crate::server::stats::add;
 

@@ -11,7 +11,7 @@ mod server;
 use std::time::Instant;
 
 use super::Shared;
-use super::frame::{Frame, Proto};
+use crate::resp::{Frame, Proto};
 
 /// Per-connection state the commands see and change.
 #[derive(Debug)]

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::{COMMANDS, Ctx, Flow, int, word};
-use crate::server::frame::Frame;
+use crate::resp::Frame;
 use crate::server::glob;
 use crate::server::stats::get;
 

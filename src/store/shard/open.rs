@@ -33,7 +33,7 @@ use crate::store::values::Values;
 /// Opens or creates shard `id` in `dir` (the store holds the directory lock).
 pub(super) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
     let vfs: Arc<dyn Vfs> = options.vfs.clone();
-    let slots = options.section_slots;
+    let slots = options.slots();
     vfs.create_dir(dir).ctx("create directory", dir)?;
 
     let (mut key_files, mut value_files, mut has_buffer, mut tmp) = (vec![], vec![], false, vec![]);

@@ -1,4 +1,6 @@
-//! RESP2/RESP3 frames: parsing and encoding.
+//! RESP2/RESP3 frames: parsing and encoding. The server parses commands and encodes replies
+//! with it; the client and the YCSB driver's RESP backend encode commands and parse replies.
+//! Compiled with any of the `server`, `client` and `cli` features.
 //!
 //! # Wire format
 //!

@@ -1,6 +1,6 @@
 //! Tests of [`parse_command`], and of both parsers on arbitrary bytes.
 
-use crate::server::frame::{Limits, ProtocolError, encode_command, parse_command, parse_reply};
+use crate::resp::{Limits, ProtocolError, encode_command, parse_command, parse_reply};
 use proptest::prelude::*;
 
 type Cmds = Vec<Vec<Vec<u8>>>;
