@@ -11,6 +11,7 @@
 mod aligned;
 #[allow(unsafe_code)]
 pub mod os;
+pub mod overlay;
 pub mod sim;
 
 use std::any::Any;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 pub use aligned::AlignedBuf;
 pub use os::Os;
+pub use overlay::{Change, Overlay};
 pub use sim::{Fault, SimFs};
 
 /// How to open a file.
