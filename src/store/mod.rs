@@ -32,6 +32,7 @@
 
 mod buffer;
 mod cache;
+pub(crate) mod check;
 mod describe;
 mod flush;
 mod gc;
