@@ -3,14 +3,13 @@
 
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::format::{HeaderError, Kind, Op, Record};
+use crate::format::{Op, Record, shard_name};
 use crate::key::Key;
 use crate::server::keymode::KeyMode;
+use crate::store::check::Seen;
 
-use super::survey::parse_shard;
-use super::walk::{Seen, Status};
 use super::{Counts, JournalReport, Problem, ProblemKind, Report, Severity, Summary};
 
 /// Longest value preview in a dump, in bytes.
@@ -82,140 +81,33 @@ fn preview(value: &[u8]) -> String {
 
 /// One line of a dump for `seen`.
 pub(crate) fn dump_line(out: &mut impl Write, mode: KeyMode, seen: &Seen<'_>) -> io::Result<()> {
-    let mut line = format!("{} {} ", seen.shard, seen.seq);
-    match seen.record {
-        Some(Record { key, op, .. }) => match op {
-            Op::Put { slot, len, .. } => {
-                let value = seen.value.map_or_else(|| "(gone)".to_string(), preview);
-                let _ = write!(
-                    line,
-                    "put key={} slot={slot} len={len} value={value}",
-                    show_key(mode, key)
-                );
-            }
-            Op::Delete => {
-                let _ = write!(line, "del key={}", show_key(mode, key));
-            }
-        },
-        None => {
-            let name = short(seen.file);
-            let why = seen.why.unwrap_or("does not decode");
-            let _ = write!(line, "bad {name} offset {}: {why}", seen.offset);
+    let Record { key, op, .. } = seen.record;
+    let mut line = format!("{} {} ", shard_name(seen.shard), seen.seq);
+    match op {
+        Op::Put { slot, len, .. } => {
+            let value = match seen.value {
+                Some(Ok(v)) => preview(v),
+                _ => "(gone)".to_string(),
+            };
+            let _ = write!(
+                line,
+                "put key={} slot={slot} len={len} value={value}",
+                show_key(mode, key)
+            );
+        }
+        Op::Delete => {
+            let _ = write!(line, "del key={}", show_key(mode, key));
         }
     }
-    if seen.value_ok == Some(false) {
+    if seen.live && matches!(seen.value, Some(Err(_))) {
         line.push_str(" [value checksum mismatch]");
     }
-    let why = seen.why.filter(|_| seen.record.is_some());
-    match (seen.status, why) {
-        (Status::Synced, _) => {}
-        (Status::Unsynced, _) => line.push_str(" [unsynced]"),
-        (Status::Corrupt, Some(why)) => {
-            let _ = write!(line, " [corrupt: synced but {why}]");
-        }
-        (Status::Corrupt, None) => line.push_str(" [corrupt: synced]"),
-        (Status::Dropped, Some(why)) => {
-            let _ = write!(line, " [dropped at open: {why}]");
-        }
-        (Status::Dropped, None) => line.push_str(" [dropped at open]"),
+    if seen.replayed {
+        line.push_str(" [replayed]");
+    } else if !seen.synced {
+        line.push_str(" [unsynced]");
     }
     writeln!(out, "{line}")
-}
-
-/// Most problems shown for one file; the rest are counted in one summary line.
-pub(crate) const PER_FILE: usize = 50;
-
-/// Collects problems, capping how many are listed per file.
-#[derive(Debug, Default)]
-pub(crate) struct Problems {
-    list: Vec<Problem>,
-    per_file: std::collections::HashMap<PathBuf, Tally>,
-}
-
-/// Problems of one file: how many were pushed, how many left off, the first left off, and the
-/// worst left off (an error that stops open over a damaged value over a warning).
-#[derive(Debug, Default)]
-struct Tally {
-    pushed: usize,
-    cut: usize,
-    first_cut: u64,
-    worst: Option<(Severity, bool, ProblemKind)>,
-}
-
-impl Problems {
-    /// Adds a problem.
-    pub(crate) fn push(
-        &mut self,
-        severity: Severity,
-        kind: ProblemKind,
-        file: &Path,
-        offset: u64,
-        what: impl Into<String>,
-    ) {
-        let t = self.per_file.entry(file.to_path_buf()).or_default();
-        t.pushed += 1;
-        if t.pushed > PER_FILE {
-            if t.cut == 0 {
-                t.first_cut = offset;
-            }
-            t.cut += 1;
-            let rank = (severity, kind != ProblemKind::Value, kind);
-            if t.worst.is_none_or(|(s, v, _)| (s, v) < (rank.0, rank.1)) {
-                t.worst = Some(rank);
-            }
-            return;
-        }
-        self.list.push(Problem {
-            severity,
-            kind,
-            file: file.to_path_buf(),
-            offset,
-            what: what.into(),
-        });
-    }
-
-    /// Adds an error.
-    pub(crate) fn error(
-        &mut self,
-        kind: ProblemKind,
-        file: &Path,
-        offset: u64,
-        what: impl Into<String>,
-    ) {
-        self.push(Severity::Error, kind, file, offset, what);
-    }
-
-    /// Adds a warning.
-    pub(crate) fn warn(
-        &mut self,
-        kind: ProblemKind,
-        file: &Path,
-        offset: u64,
-        what: impl Into<String>,
-    ) {
-        self.push(Severity::Warning, kind, file, offset, what);
-    }
-
-    /// The list, with one line per file whose problems were cut.
-    pub(crate) fn finish(mut self) -> Vec<Problem> {
-        let mut cut: Vec<_> = self.per_file.into_iter().collect();
-        cut.sort_by(|a, b| a.0.cmp(&b.0));
-        for (file, t) in cut {
-            if let Some((severity, _, kind)) = t.worst {
-                self.list.push(Problem {
-                    severity,
-                    kind,
-                    file,
-                    offset: t.first_cut,
-                    what: format!(
-                        "and {} more problems in this file from here on, not listed",
-                        t.cut
-                    ),
-                });
-            }
-        }
-        self.list
-    }
 }
 
 impl Report {
@@ -248,16 +140,14 @@ impl Report {
     }
 }
 
-/// The message `Store::open` gives for a refused header, without the file name.
-pub(crate) fn header_message(kind: Kind, e: HeaderError) -> String {
-    match e {
-        HeaderError::Magic(got) => format!("not a toykv {} file (magic {got:02x?})", kind.name()),
-        HeaderError::Version(got) => format!(
-            "format version {got}; this build reads version {}",
-            crate::format::header::VERSION
-        ),
-        HeaderError::Bad(why) => format!("{} header: {why}", kind.name()),
-    }
+/// The number of a shard directory's name, `shard-xx` (two lowercase hex digits).
+pub(crate) fn parse_shard(name: &str) -> Option<u32> {
+    let hex = name.strip_prefix("shard-")?;
+    let ok = hex.len() == 2
+        && hex
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    ok.then(|| u32::from_str_radix(hex, 16).ok()).flatten()
 }
 
 /// A file as reports name it: `shard-xx/name` inside a shard directory, else its name.
@@ -312,6 +202,41 @@ fn journal_line(j: Option<&JournalReport>) -> String {
 /// A bank's section, or `-`.
 fn bank(b: Option<u32>) -> String {
     b.map_or_else(|| "-".to_string(), |n| n.to_string())
+}
+
+/// A length as people read it: whole MiB or KiB when it is one, else bytes.
+fn size(n: u64) -> String {
+    const KIB: u64 = 1 << 10;
+    const MIB: u64 = 1 << 20;
+    match n {
+        0 => "0 bytes".into(),
+        n if n.is_multiple_of(MIB) => format!("{} MiB", n / MIB),
+        n if n.is_multiple_of(KIB) => format!("{} KiB", n / KIB),
+        n => format!("{n} bytes"),
+    }
+}
+
+impl fmt::Display for JournalReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(epoch) = self.epoch else {
+            return write!(f, "{}, unreadable: open refuses the store", size(self.len));
+        };
+        write!(
+            f,
+            "{}, epoch {epoch}, {} frame{} / {} entr{} to replay at open ({} puts, {} deletes)",
+            size(self.len),
+            self.frames,
+            if self.frames == 1 { "" } else { "s" },
+            self.entries,
+            if self.entries == 1 { "y" } else { "ies" },
+            self.puts,
+            self.deletes
+        )?;
+        if self.torn {
+            f.write_str("; a torn last frame is dropped")?;
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for Report {

@@ -181,7 +181,12 @@ pub(crate) fn check(
     };
     c.journal = found.as_ref().map(|f| {
         let (mut puts, mut deletes, mut at) = (0, 0, 0);
-        while let Some(Ok((op, n))) = f.entries.get(at..).filter(|b| !b.is_empty()).map(decode_entry) {
+        while let Some(Ok((op, n))) = f
+            .entries
+            .get(at..)
+            .filter(|b| !b.is_empty())
+            .map(decode_entry)
+        {
             match op {
                 JournalOp::Put(..) => puts += 1,
                 JournalOp::Delete(_) => deletes += 1,
