@@ -89,10 +89,10 @@ fn kind_of(what: &str) -> K {
         K::LostShard
     } else if has("missing") || has("neither exists") || has("no key section is left") {
         K::Missing
-    } else if has("header") {
-        K::Header
     } else if has("shorter than") || has("longer than") || has("short of") {
         K::Length
+    } else if has("header") {
+        K::Header
     } else {
         K::Record
     }

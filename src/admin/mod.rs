@@ -28,6 +28,13 @@
 mod findings;
 mod show;
 
+#[cfg(test)]
+mod damage_tests;
+#[cfg(test)]
+mod journal_tests;
+#[cfg(test)]
+mod tests;
+
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
