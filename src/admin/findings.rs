@@ -89,7 +89,11 @@ fn kind_of(what: &str) -> K {
         K::LostShard
     } else if has("missing") || has("neither exists") || has("no key section is left") {
         K::Missing
-    } else if has("shorter than") || has("longer than") || has("short of") {
+    } else if has("shorter than")
+        || has("longer than")
+        || has("short of")
+        || has(" bytes, expected")
+    {
         K::Length
     } else if has("header") {
         K::Header
@@ -149,8 +153,8 @@ fn repair(c: &Checked, change: &Change) -> Option<(K, PathBuf, u64, String)> {
             );
             (K::Missing, buffer, 0, what)
         }
-        Change::SetLen { path, from, to } if *from < *to && name(path) == BUFFER_NAME => {
-            let what = format!("write buffer of {from} bytes, short of {to}: open extends it");
+        Change::SetLen { path, from, to } if *from < *to => {
+            let what = format!("{from} bytes, short of {to}: open extends it with zeros");
             (K::Length, path.clone(), *from, what)
         }
         Change::Create(path) if matches!(parse_name(&name(path)), Entry::Keys(_)) => {

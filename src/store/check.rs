@@ -156,6 +156,7 @@ pub(crate) fn check(
         .gc(false)
         .cache_bytes(0)
         .direct_io(false);
+    options.keep_going = true;
     if let Some(h) = header {
         options = options.section_slots(h.section_slots);
     }
@@ -220,12 +221,14 @@ pub(crate) fn check(
             ..ShardChecked::default()
         };
         match open::open(&s.dir, i as usize, &options) {
-            Ok(inner) => {
-                s.opened = true;
+            Ok(mut inner) => {
+                // Damaged synced records recovery skipped: open proper refuses the shard.
+                s.opened = inner.refused.is_empty();
+                c.errors.append(&mut inner.refused);
                 s.banks = inner.buffer.banks;
                 s.torn.clone_from(&inner.torn);
                 s.records = inner.next_seq; // until replay: where it starts
-                shards.push(Shard::new(inner, Cache::new(0)));
+                shards.push((c.shards.len(), Shard::new(inner, Cache::new(0))));
             }
             Err(e) => c.errors.push(e),
         }
@@ -235,14 +238,14 @@ pub(crate) fn check(
     for s in &mut c.shards {
         s.dropped = dropped(&*base, s, &c.changes);
     }
+    let (at, shards): (Vec<usize>, Vec<Shard>) = shards.into_iter().unzip();
     if c.errors.is_empty()
         && let Err(e) = replay::open(dir, &options, &shards, found)
     {
         c.errors.push(e);
     }
-    let opened = c.shards.iter_mut().filter(|s| s.opened);
-    for (s, shard) in opened.zip(&shards) {
-        walk(s, shard, values, &mut c.values, visit)?;
+    for (i, shard) in at.into_iter().zip(&shards) {
+        walk(&mut c.shards[i], shard, values, &mut c.values, visit)?;
     }
     Ok(c)
 }
@@ -267,9 +270,12 @@ fn walk(
     s.synced = s.mark.synced.clamp(start, inner.next_seq) - start;
     s.replayed = inner.next_seq - before_replay;
     for seq in start..inner.next_seq {
-        let record = match inner.locate(seq) {
-            Ok((sec, at)) => inner.keys[sec].read(at, seq)?,
-            Err(e) => return Err(e),
+        // A record recovery skipped as damaged (reported as such) is not part of the log.
+        let read = inner
+            .locate(seq)
+            .and_then(|(sec, at)| inner.keys[sec].read(at, seq));
+        let Ok(record) = read else {
+            continue;
         };
         let put = matches!(record.op, Op::Put { .. });
         s.puts += u64::from(put);

@@ -88,7 +88,8 @@ pub(super) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
 
     let first = buffer.mark.first;
     let keys = open_keys(&*vfs, dir, slots, &buffer, &mut key_files)?;
-    let walk = recover::walk(&keys, first, slots, &buffer, &values)?;
+    let mut walk = recover::walk(&keys, first, slots, &buffer, &values, options.keep_going)?;
+    let refused = std::mem::take(&mut walk.bad);
     drop_tail(&keys, first, walk.end, slots)?;
     let mut keys = keys;
     let keep = ((walk.end / u64::from(slots)).saturating_sub(u64::from(first)) + 1) as usize;
@@ -129,6 +130,7 @@ pub(super) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
         gc_skip: Default::default(),
         gc_on: options.gc,
         pressure: false,
+        refused,
     };
     settle_banks(&mut inner, walk.last)?;
     inner.sync_inline()?;

@@ -42,17 +42,23 @@ pub(crate) struct Walk {
     pub(crate) fills: Vec<(u64, u32)>,
     /// When the log ended at a damaged record (not at a never-written one): where and why.
     pub(crate) torn: Option<String>,
+    /// With `keep_going`: every damaged synced record, skipped (and a log that ends before
+    /// the sync mark); open refuses the shard if there is any.
+    pub(crate) bad: Vec<Error>,
 }
 
 /// Reads the log of `sections` (numbered from `first`) against the buffer, its sync mark and
-/// the value sections.
+/// the value sections. With `keep_going` (for `toykv check`), a damaged synced record is
+/// skipped and kept in [`Walk::bad`] instead of ending the walk with an error.
 pub(crate) fn walk(
     sections: &[Section],
     first: u32,
     slots: u32,
     buffer: &Buffer,
     values: &Values,
+    keep_going: bool,
 ) -> Result<Walk> {
+    let mut bad = Vec::new();
     let s64 = u64::from(slots);
     let synced = buffer.mark.synced;
     let mut log = Log::with_capacity(sections.len().saturating_mul(slots as usize));
@@ -87,13 +93,18 @@ pub(crate) fn walk(
                     Err(why) => {
                         let off = Section::offset(idx) as u64;
                         if seq < synced {
-                            return Err(Error::corrupt(
+                            let e = Error::corrupt(
                                 &sec.path,
                                 off,
                                 format!(
                                     "key record {seq} was synced (the sync mark is at {synced}) but {why}"
                                 ),
-                            ));
+                            );
+                            if keep_going {
+                                bad.push(e);
+                                continue;
+                            }
+                            return Err(e);
                         }
                         return Ok(Walk {
                             log,
@@ -106,6 +117,7 @@ pub(crate) fn walk(
                                     sec.path.display()
                                 )
                             }),
+                            bad,
                         });
                     }
                 };
@@ -127,7 +139,7 @@ pub(crate) fn walk(
     if end < synced {
         // The log stops at a section boundary before the sync mark: a key section is gone.
         let n = end / s64;
-        return Err(Error::corrupt(
+        let e = Error::corrupt(
             sections.last().map_or_else(
                 || buffer.path.clone(),
                 |s| s.path.with_file_name(keys_name_of(n)),
@@ -136,7 +148,11 @@ pub(crate) fn walk(
             format!(
                 "key records up to {synced} were synced but the key log ends at {end}: this key section is missing"
             ),
-        ));
+        );
+        if !keep_going {
+            return Err(e);
+        }
+        bad.push(e);
     }
     Ok(Walk {
         log,
@@ -144,6 +160,7 @@ pub(crate) fn walk(
         last,
         fills,
         torn: None,
+        bad,
     })
 }
 

@@ -125,6 +125,9 @@ pub(crate) struct Inner {
     /// Whether value space is past [`HOLD_LIMIT`]: puts wait for collection (see
     /// [`Shard::put`]).
     pub(crate) pressure: bool,
+    /// Damaged synced key records recovery skipped (only with `Options::keep_going`, for
+    /// `toykv check`: open proper refuses the shard at the first).
+    pub(crate) refused: Vec<Error>,
 }
 
 /// Value sections on disk past this many times their live values, plus one section of
