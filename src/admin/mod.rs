@@ -4,21 +4,18 @@
 //! All three are read-only and work on a directory no server has open: they take the
 //! directory lock (refusing with [`Error::Locked`] while a store holds it). They run **the code
 //! open runs**: the store is opened through a copy-on-write [`Overlay`](crate::io::Overlay) of
-//! its files with the normal recovery (`store/check.rs`: reading `STORE`, finding the journal,
-//! opening every shard, replaying the journal), so recovery happens for real while nothing on
-//! disk changes. What it finds becomes the report:
+//! its files with the normal recovery (`store/check.rs`), so recovery happens for real while
+//! nothing on disk changes. What it finds becomes the report:
 //!
-//! - every error open would stop at is an error ([`Severity::Error`]): a damaged `STORE`, a
-//!   lost shard directory, a damaged synced key record, a bad header, a missing section, a
-//!   journal that does not decode. Instead of stopping at the first, every shard is opened
-//!   (one shard's failure does not hide another's) and the journal is read; within one shard,
-//!   the first refusal is reported, as open reports it;
-//! - every change recovery makes is a warning ([`Severity::Warning`]): open repairs it. A torn
-//!   unsynced tail zeroed or its later key sections removed ([`ProblemKind::TornTail`]),
-//!   leftover `*.tmp` files or key sections older than the sync mark removed, a value section
-//!   whose write-out was interrupted written out from the buffer, a short buffer extended, and
-//!   a torn last frame of the journal dropped;
-//! - once open, every record of the recovered logs is read back, and every live key's value is
+//! - each error open would stop at is an error ([`Severity::Error`]). Instead of stopping at
+//!   the first, every shard is opened (one shard's failure does not hide another's) and the
+//!   journal is read; a shard's log walk goes on past damaged synced records, reporting each;
+//!   otherwise a shard's first refusal is reported, as open reports it;
+//! - each change recovery makes is a warning ([`Severity::Warning`]): open repairs it (a torn
+//!   unsynced tail zeroed and its later key sections removed, leftover `*.tmp` files or key
+//!   sections older than the sync mark removed, an interrupted write-out redone, a short
+//!   file extended; and a torn last journal frame dropped);
+//! - once open, every record of the recovered logs is read back and every live key's value is
 //!   read with the get path: a value that fails its checksum is an error
 //!   ([`ProblemKind::Value`]) although open succeeds, since a get of that key fails.
 //!
@@ -43,7 +40,7 @@ use crate::error::{Context, Error, Result};
 use crate::format::{BANKS, Entry, Mark, STORE_NAME, parse_name};
 use crate::io::{Os, Vfs};
 use crate::server::keymode::KeyMode;
-use crate::store::check::{self as run, Checked, Values};
+use crate::store::check::{self as run, Values};
 
 pub use show::{readable, show_key};
 
@@ -54,9 +51,8 @@ pub struct JournalReport {
     pub file: PathBuf,
     /// Its length in bytes.
     pub len: u64,
-    /// The current header's epoch; `None` when open could not read the journal (open refuses
-    /// the store).
-    pub epoch: Option<u64>,
+    /// The current header's epoch.
+    pub epoch: u64,
     /// Frames of the current epoch that open replays (one commit may take several).
     pub frames: u64,
     /// Entries in those frames: the puts and deletes open replays into the shards.
@@ -83,17 +79,14 @@ pub enum Severity {
 /// What a problem is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProblemKind {
-    /// A file name that is not a toykv file, or a leftover temporary file.
+    /// A leftover file open removes (a temporary file, a key section older than the log).
     Name,
     /// A file that should exist does not.
     Missing,
     /// A file of the wrong length.
     Length,
-    /// A header that does not decode or disagrees with the other files (or a journal header
-    /// slot).
+    /// A header that does not decode or disagrees with the other files (or the journal's).
     Header,
-    /// A copy of the sync mark that fails its checksum.
-    SyncMark,
     /// A key record before the sync mark that fails its checks, or the entries of a journal
     /// frame that passes its checksum.
     Record,
@@ -164,22 +157,9 @@ pub struct Counts {
 impl Counts {
     /// Adds the counts of a shard (not the section size).
     fn add(&mut self, o: &Counts) {
-        self.shards += o.shards;
-        self.files += o.files;
-        self.bytes += o.bytes;
-        self.allocated += o.allocated;
-        self.key_sections += o.key_sections;
-        self.value_sections += o.value_sections;
-        self.records += o.records;
-        self.puts += o.puts;
-        self.deletes += o.deletes;
-        self.live_keys += o.live_keys;
-        self.dead_records += o.dead_records;
-        self.synced += o.synced;
-        self.unsynced += o.unsynced;
-        self.bad_records += o.bad_records;
-        self.dropped += o.dropped;
-        self.values_checked += o.values_checked;
+        macro_rules! add { ($($f:ident)*) => { $(self.$f += o.$f;)* } }
+        add!(shards files bytes allocated key_sections value_sections records puts deletes
+             live_keys dead_records synced unsynced bad_records dropped values_checked);
     }
 }
 
@@ -194,7 +174,7 @@ pub struct ShardReport {
     pub mark: Mark,
     /// The value section each bank of the buffer holds, by its header page.
     pub banks: [Option<u32>; BANKS],
-    /// Whether open accepts it (else its counts are zero and the report says why).
+    /// Whether open accepts it (else the report says why; the counts cover what recovery read).
     pub opened: bool,
     /// The shard's counts.
     pub counts: Counts,
@@ -211,7 +191,7 @@ pub struct Report {
     pub counts: Counts,
     /// Each shard directory that exists, in order.
     pub shards: Vec<ShardReport>,
-    /// The journal, if the directory has one: what open would replay.
+    /// The journal, if open reads one: what it replays.
     pub journal: Option<JournalReport>,
 }
 
@@ -238,11 +218,16 @@ pub fn check(dir: impl AsRef<Path>) -> Result<Report> {
 /// Counts and sizes of the data directory `dir`, in total and per shard, without changing it.
 /// Like [`check`] but without reading the values.
 pub fn stats(dir: impl AsRef<Path>) -> Result<Summary> {
-    let r = report(dir.as_ref(), Values::Skip, &mut |_| Ok(()))?;
+    let Report {
+        counts,
+        shards,
+        journal,
+        ..
+    } = report(dir.as_ref(), Values::Skip, &mut |_| Ok(()))?;
     Ok(Summary {
-        counts: r.counts,
-        shards: r.shards,
-        journal: r.journal,
+        counts,
+        shards,
+        journal,
     })
 }
 
@@ -255,28 +240,21 @@ pub fn stats(dir: impl AsRef<Path>) -> Result<Summary> {
 /// `(gone)` when the slot no longer holds it: garbage collection moved it and reused the
 /// slot). Flags end a line: `[unsynced]` (after the sync mark on disk), `[replayed]` (written
 /// by the journal's replay at open) and `[value checksum mismatch]` (a live value a get
-/// refuses). The torn tail open drops is not listed ([`check`] reports it); a shard open
-/// refuses is listed as one line `shard-xx refused at open: …` after the others.
+/// refuses). The torn tail open drops and damaged synced records are not listed; each reason
+/// open refuses a shard for is, as a line `shard-xx refused at open: …` after the others.
 pub fn dump(dir: impl AsRef<Path>, out: &mut impl Write) -> Result<()> {
     let dir = dir.as_ref();
     let mode = KeyMode::recorded(dir).ok().flatten().unwrap_or_default();
     let r = report(dir, Values::All, &mut |seen| {
         show::dump_line(out, mode, seen)
     })?;
-    for s in r.shards.iter().filter(|s| !s.opened) {
-        let errors = r.problems.iter().filter(|p| {
-            p.severity == Severity::Error
-                && p.kind != ProblemKind::Value
-                && p.file.starts_with(&s.dir)
-        });
-        for p in errors {
-            let file = show::short(&p.file);
-            writeln!(
-                out,
-                "{} refused at open: {file} at offset {}: {}",
-                s.name, p.offset, p.what
-            )
-            .map_err(|e| Error::io("write", "output", e))?;
+    let refused = r.problems.iter().filter(|p| p.severity == Severity::Error);
+    for p in refused.filter(|p| p.kind != ProblemKind::Value) {
+        let refuses = |s: &&ShardReport| !s.opened && p.file.starts_with(&s.dir);
+        if let Some(s) = r.shards.iter().find(refuses) {
+            let (file, at, what) = (show::short(&p.file), p.offset, &p.what);
+            let line = format!("{} refused at open: {file} at offset {at}: {what}", s.name);
+            writeln!(out, "{line}").map_err(|e| Error::io("write", "output", e))?;
         }
     }
     Ok(())
@@ -293,18 +271,6 @@ pub fn shards(dir: impl AsRef<Path>) -> Option<u32> {
     run::store_header(&Os, dir.as_ref()).map(|h| h.section)
 }
 
-/// Whether `names` (a directory's) include a toykv file or shard directory.
-fn is_ours(names: &[String]) -> bool {
-    names.iter().any(|n| {
-        n == STORE_NAME
-            || show::parse_shard(n).is_some()
-            || matches!(
-                parse_name(n),
-                Entry::Keys(_) | Entry::Values(_) | Entry::Buffer | Entry::Lock
-            )
-    })
-}
-
 /// Runs the store's check of `dir` and turns what it found into a [`Report`].
 fn report(
     dir: &Path,
@@ -312,14 +278,16 @@ fn report(
     visit: &mut dyn FnMut(&run::Seen<'_>) -> io::Result<()>,
 ) -> Result<Report> {
     let names = Os.list(dir).ctx("list", dir)?;
-    if !is_ours(&names) {
+    let ours = |n: &String| !matches!(parse_name(n), Entry::Tmp | Entry::Other);
+    if !names
+        .iter()
+        .any(|n| n == STORE_NAME || show::is_shard(n) || ours(n))
+    {
+        let why = "not a toykv data directory (no STORE, shard directory or LOCK)";
         return Err(Error::io(
             "check",
             dir,
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                "not a toykv data directory (no STORE, shard directory or LOCK)",
-            ),
+            io::Error::new(io::ErrorKind::NotFound, why),
         ));
     }
     let c = run::check(dir, values, visit)?;
@@ -373,30 +341,16 @@ fn report(
         problems,
         counts,
         shards,
-        journal: journal(dir, &c),
-    })
-}
-
-/// The journal's report: what open read of it, or only its file when open could not.
-fn journal(dir: &Path, c: &Checked) -> Option<JournalReport> {
-    let file = dir.join(crate::format::journal::JOURNAL_NAME);
-    let Some(j) = &c.journal else {
-        let len = std::fs::metadata(&file).ok()?.len();
-        return Some(JournalReport {
-            file,
-            len,
-            ..JournalReport::default()
-        });
-    };
-    Some(JournalReport {
-        file: j.path.clone(),
-        len: j.len,
-        epoch: Some(j.epoch),
-        frames: j.frames,
-        entries: j.puts + j.deletes,
-        puts: j.puts,
-        deletes: j.deletes,
-        torn: j.torn.is_some(),
+        journal: c.journal.as_ref().map(|j| JournalReport {
+            file: j.path.clone(),
+            len: j.len,
+            epoch: j.epoch,
+            frames: j.frames,
+            entries: j.puts + j.deletes,
+            puts: j.puts,
+            deletes: j.deletes,
+            torn: j.torn.is_some(),
+        }),
     })
 }
 

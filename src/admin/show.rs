@@ -113,16 +113,13 @@ pub(crate) fn dump_line(out: &mut impl Write, mode: KeyMode, seen: &Seen<'_>) ->
 impl Report {
     /// Problems of severity [`Severity::Error`].
     pub fn errors(&self) -> usize {
-        self.count(Severity::Error)
+        self.problems.len() - self.warnings()
     }
 
     /// Problems of severity [`Severity::Warning`].
     pub fn warnings(&self) -> usize {
-        self.count(Severity::Warning)
-    }
-
-    fn count(&self, s: Severity) -> usize {
-        self.problems.iter().filter(|p| p.severity == s).count()
+        let warning = |p: &&Problem| p.severity == Severity::Warning;
+        self.problems.iter().filter(warning).count()
     }
 
     /// Whether no corruption was found (warnings allowed).
@@ -133,32 +130,27 @@ impl Report {
     /// Whether [`Store::open`](crate::Store::open) would accept the store: no errors other than
     /// damaged values (which only make gets of their keys fail).
     pub fn opens(&self) -> bool {
-        !self
-            .problems
-            .iter()
-            .any(|p| p.severity == Severity::Error && !matches!(p.kind, ProblemKind::Value))
+        let refusal = |p: &Problem| p.severity == Severity::Error && p.kind != ProblemKind::Value;
+        !self.problems.iter().any(refusal)
     }
 }
 
-/// The number of a shard directory's name, `shard-xx` (two lowercase hex digits).
-pub(crate) fn parse_shard(name: &str) -> Option<u32> {
-    let hex = name.strip_prefix("shard-")?;
-    let ok = hex.len() == 2
-        && hex
-            .bytes()
-            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
-    ok.then(|| u32::from_str_radix(hex, 16).ok()).flatten()
+/// Whether `name` is a shard directory's, `shard-xx` (two lowercase hex digits).
+pub(crate) fn is_shard(name: &str) -> bool {
+    let n = name
+        .strip_prefix("shard-")
+        .map(|x| u32::from_str_radix(x, 16));
+    n.is_some_and(|n| n.is_ok_and(|n| shard_name(n) == name))
 }
 
 /// A file as reports name it: `shard-xx/name` inside a shard directory, else its name.
 pub(crate) fn short(path: &Path) -> String {
     let name = |p: &Path| {
         p.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+            .map_or(String::new(), |n| n.to_string_lossy().into())
     };
     match path.parent().map(name) {
-        Some(shard) if parse_shard(&shard).is_some() => format!("{shard}/{}", name(path)),
+        Some(shard) if is_shard(&shard) => format!("{shard}/{}", name(path)),
         _ if path.file_name().is_none() => path.display().to_string(),
         _ => name(path),
     }
@@ -177,21 +169,20 @@ impl fmt::Display for Problem {
 
 /// The log part of a report line: records, live keys, sync state.
 fn log_line(c: &Counts) -> String {
-    let mut log = format!(
-        "{} records ({} puts, {} deletes",
-        c.records, c.puts, c.deletes
-    );
-    if c.bad_records > 0 {
-        log += &format!(", {} corrupt", c.bad_records);
-    }
-    log += &format!("), {} live keys", c.live_keys);
-    if c.unsynced > 0 {
-        log += &format!(", {} unsynced records kept", c.unsynced);
-    }
-    if c.dropped > 0 {
-        log += &format!(", {} dropped at open", c.dropped);
-    }
-    log
+    let some = |n: u64, what: &str| {
+        if n > 0 {
+            format!(", {n} {what}")
+        } else {
+            String::new()
+        }
+    };
+    let (records, puts, deletes, live) = (c.records, c.puts, c.deletes, c.live_keys);
+    let corrupt = some(c.bad_records, "corrupt");
+    let unsynced = some(c.unsynced, "unsynced records kept");
+    let dropped = some(c.dropped, "dropped at open");
+    format!(
+        "{records} records ({puts} puts, {deletes} deletes{corrupt}), {live} live keys{unsynced}{dropped}"
+    )
 }
 
 /// The journal's line of a report: what open would replay, or `none`.
@@ -218,20 +209,14 @@ fn size(n: u64) -> String {
 
 impl fmt::Display for JournalReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(epoch) = self.epoch else {
-            return write!(f, "{}, unreadable: open refuses the store", size(self.len));
-        };
-        write!(
-            f,
-            "{}, epoch {epoch}, {} frame{} / {} entr{} to replay at open ({} puts, {} deletes)",
-            size(self.len),
-            self.frames,
-            if self.frames == 1 { "" } else { "s" },
-            self.entries,
-            if self.entries == 1 { "y" } else { "ies" },
-            self.puts,
-            self.deletes
-        )?;
+        let (len, epoch) = (size(self.len), self.epoch);
+        let (n, e, p, d) = (self.frames, self.entries, self.puts, self.deletes);
+        let (s, ies) = (
+            if n == 1 { "" } else { "s" },
+            if e == 1 { "y" } else { "ies" },
+        );
+        let replay = format!("{n} frame{s} / {e} entr{ies} to replay at open");
+        write!(f, "{len}, epoch {epoch}, {replay} ({p} puts, {d} deletes)")?;
         if self.torn {
             f.write_str("; a torn last frame is dropped")?;
         }
@@ -241,28 +226,25 @@ impl fmt::Display for JournalReport {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &self.counts;
-        writeln!(f, "checked {}", self.dir.display())?;
+        let (c, dir) = (&self.counts, self.dir.display());
         writeln!(
             f,
-            "  {} shards, section_slots {}",
+            "checked {dir}\n  {} shards, section_slots {}",
             self.shards.len(),
             c.section_slots
         )?;
         for s in &self.shards {
-            let n = &s.counts;
+            let (n, m, banks) = (&s.counts, &s.mark, (bank(s.banks[0]), bank(s.banks[1])));
+            let files = format!(
+                "{} key sections, {} value sections",
+                n.key_sections, n.value_sections
+            );
+            let (log, at, g) = (log_line(n), m.synced, m.generation);
+            let banks = format!("banks hold {} and {}", banks.0, banks.1);
             writeln!(
                 f,
-                "  {}: {} key sections, {} value sections, banks hold {} and {}; {}; sync mark at \
-                 {} (generation {})",
-                s.name,
-                n.key_sections,
-                n.value_sections,
-                bank(s.banks[0]),
-                bank(s.banks[1]),
-                log_line(n),
-                s.mark.synced,
-                s.mark.generation
+                "  {}: {files}, {banks}; {log}; sync mark at {at} (generation {g})",
+                s.name
             )?;
         }
         writeln!(
@@ -326,30 +308,27 @@ impl fmt::Display for Counts {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}", self.counts)?;
         let journal = journal_line(self.journal.as_ref());
-        writeln!(f, "{:<21} {journal}", "journal")?;
+        writeln!(f, "{}\n{:<21} {journal}\n", self.counts, "journal")?;
+        let head = [
+            "shard", "records", "live", "dead", "unsynced", ".k", ".v", "banks",
+        ];
+        let [a, b, c, d, e, g, h, i] = head;
         write!(
             f,
-            "\n{:<9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6}  {:<12} sync mark",
-            "shard", "records", "live", "dead", "unsynced", ".k", ".v", "banks"
+            "{a:<9} {b:>9} {c:>9} {d:>9} {e:>9} {g:>6} {h:>6}  {i:<12} sync mark"
         )?;
         for s in &self.shards {
-            let c = &s.counts;
+            let (n, m) = (&s.counts, &s.mark);
             let banks = format!("{}, {}", bank(s.banks[0]), bank(s.banks[1]));
+            let (r, l, d, u) = (n.records, n.live_keys, n.dead_records, n.unsynced);
+            let (k, v, at, g) = (n.key_sections, n.value_sections, m.synced, m.generation);
+            let name = &s.name;
             write!(
                 f,
-                "\n{:<9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6}  {banks:<12} {} (generation {})",
-                s.name,
-                c.records,
-                c.live_keys,
-                c.dead_records,
-                c.unsynced,
-                c.key_sections,
-                c.value_sections,
-                s.mark.synced,
-                s.mark.generation
+                "\n{name:<9} {r:>9} {l:>9} {d:>9} {u:>9} {k:>6} {v:>6}  {banks:<12} "
             )?;
+            write!(f, "{at} (generation {g})")?;
         }
         Ok(())
     }
