@@ -87,6 +87,8 @@ pub(crate) struct ShardChecked {
     pub(crate) synced: u64,
     /// Records the journal's replay added.
     pub(crate) replayed: u64,
+    /// The sequence number after the recovered log, before the journal's replay.
+    pub(crate) recovered: u64,
     /// Written records after the end of the log, which open zeroes or removes.
     pub(crate) dropped: u64,
     /// Live values read and checked.
@@ -227,7 +229,7 @@ pub(crate) fn check(
                 c.errors.append(&mut inner.refused);
                 s.banks = inner.buffer.banks;
                 s.torn.clone_from(&inner.torn);
-                s.records = inner.next_seq; // until replay: where it starts
+                s.recovered = inner.next_seq;
                 shards.push((c.shards.len(), Shard::new(inner, Cache::new(0))));
             }
             Err(e) => c.errors.push(e),
@@ -261,14 +263,13 @@ fn walk(
     let g = shard.lock();
     let inner = &g.inner;
     let start = u64::from(inner.first) * u64::from(inner.slots);
-    let before_replay = s.records;
     s.key_sections = inner.keys.len() as u64;
     s.value_sections = inner.values.count() as u64;
     s.banks = inner.buffer.banks;
     s.records = inner.next_seq - start;
     s.live = inner.index.len() as u64;
     s.synced = s.mark.synced.clamp(start, inner.next_seq) - start;
-    s.replayed = inner.next_seq - before_replay;
+    s.replayed = inner.next_seq - s.recovered;
     for seq in start..inner.next_seq {
         // A record recovery skipped as damaged (reported as such) is not part of the log.
         let read = inner
@@ -299,7 +300,7 @@ fn walk(
             record,
             live,
             synced: seq < s.mark.synced,
-            replayed: seq >= before_replay,
+            replayed: seq >= s.recovered,
             value: value.as_ref(),
         };
         visit(&seen).map_err(|e| Error::io("write", "output", e))?;
