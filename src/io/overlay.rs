@@ -481,4 +481,29 @@ mod tests {
         assert_eq!(std::fs::read(&a).unwrap(), b"hello world");
         assert!(!c.exists() && !d.path().join("b").exists());
     }
+
+    #[test]
+    fn pages_mix_with_the_base_across_lengths() {
+        let d = crate::testing::tempdir();
+        let a = d.path().join("a");
+        let base: Vec<u8> = (0..3 * PAGE as usize).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&a, &base).unwrap();
+        let o = Overlay::new(Arc::new(Os));
+        let f = o.open(&a, Mode::default()).unwrap();
+        f.write_at(&[0xee; 10], PAGE - 5).unwrap(); // across a page boundary
+        let mut want = base.clone();
+        want[PAGE as usize - 5..PAGE as usize + 5].fill(0xee);
+        let mut got = vec![0u8; want.len()];
+        f.read_at(&mut got, 0).unwrap();
+        assert_eq!(got, want);
+        f.set_len(PAGE + 2).unwrap(); // shrink into the written page, then extend
+        f.set_len(2 * PAGE).unwrap();
+        want.truncate(PAGE as usize + 2);
+        want.resize(2 * PAGE as usize, 0);
+        let mut got = vec![0u8; want.len()];
+        f.read_at(&mut got, 0).unwrap();
+        assert_eq!(got, want);
+        assert!(f.read_at(&mut [0u8; 1], 2 * PAGE).is_err());
+        assert_eq!(std::fs::read(&a).unwrap(), base);
+    }
 }
