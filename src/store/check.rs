@@ -8,8 +8,9 @@
 //! of stopping at the first refusal, each step's error is collected and the next step runs
 //! (every shard is opened, whatever the others did), and with `Options::keep_going` a shard's
 //! log walk ([`recover`](super::recover)) skips damaged synced records, handing each back.
-//! Once the store is open, every record of every shard's recovered log is read back, and every
-//! live value is read with the get path and checked against its checksum.
+//! The journal is replayed only when nothing was refused (as open would). Once the store is
+//! open, every record of every shard's recovered log is read back, and every live value is
+//! read with the get path and checked against its checksum.
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -14,6 +14,9 @@
 //! because a key section is missing. Otherwise it is the torn tail of writes that were never
 //! synced: it and everything after it are dropped, and the store zeroes them before accepting
 //! writes, so a later crash cannot revive them.
+//!
+//! For `toykv check` only (`Options::keep_going`), a failing record before the mark is
+//! skipped and kept in [`Walk::bad`] instead, so that every one is reported.
 
 use crate::error::{Error, Result};
 use crate::format::{Op, RECORD_SIZE, Record, RecordError, SLOT_SIZE, record::value_crc};
