@@ -115,7 +115,7 @@ pub struct Problem {
     pub what: String,
 }
 
-/// Counts and sizes of a shard, or of the whole data directory, as the walk found them.
+/// Counts and sizes of a shard, or of the whole data directory, as recovery found them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     /// Records per key section and slots per value section (0 when no header says).
@@ -132,7 +132,7 @@ pub struct Counts {
     pub key_sections: u64,
     /// Value section files.
     pub value_sections: u64,
-    /// Records in the logs that open would keep.
+    /// Records of the logs as open recovers them (the journal's replay included).
     pub records: u64,
     /// Puts among them.
     pub puts: u64,
@@ -144,7 +144,7 @@ pub struct Counts {
     pub dead_records: u64,
     /// Records of the logs before the sync marks (durable against power loss).
     pub synced: u64,
-    /// Records of the logs after the sync marks (kept, but not yet durable against power loss).
+    /// Records after the sync marks on disk (kept, or replayed from the journal).
     pub unsynced: u64,
     /// Records before the sync marks that fail their checks (corruption).
     pub bad_records: u64,
