@@ -92,6 +92,9 @@ pub struct Options {
     pub(crate) gc: bool,
     pub(crate) journal_bytes: u64,
     pub(crate) vfs: Arc<dyn Vfs>,
+    /// For `toykv check` only: recovery goes on past damaged synced key records, skipping
+    /// them, and hands them back instead of refusing the shard at the first.
+    pub(crate) keep_going: bool,
 }
 
 impl Options {
@@ -109,6 +112,7 @@ impl Options {
             gc: true,
             journal_bytes: DEFAULT_JOURNAL_BYTES,
             vfs: Arc::new(Os),
+            keep_going: false,
         }
     }
 

@@ -68,7 +68,7 @@ fn entries_to_replay_are_counted_and_open_replays_them() {
     assert!(r.problems.is_empty(), "{r}");
     assert!(r.is_ok() && r.opens());
     let j = journal_of(&r);
-    assert_eq!((j.len, j.epoch, j.torn), (LEN, Some(1), false), "{r}");
+    assert_eq!((j.len, j.epoch, j.torn), (LEN, 1, false), "{r}");
     assert_eq!(
         (j.frames, j.entries, j.puts, j.deletes),
         (10, 10, 9, 1),
@@ -83,17 +83,18 @@ fn entries_to_replay_are_counted_and_open_replays_them() {
     let row = "journal               64 KiB, epoch 1, 10 frames / 10 entries";
     assert!(s.to_string().contains(row), "{s}");
 
-    // Open replays every entry (as new records after the shards' own), then starts epoch 2.
+    // Open replays every entry (as new records after the shards' own, which check counts as
+    // it ran the replay), then starts epoch 2.
     let store = Store::open_with(d.path(), always()).unwrap();
     let st = store.stats();
-    assert_eq!(st.records, r.counts.records + j.entries, "{r}");
+    assert_eq!(st.records, r.counts.records, "{r}");
     assert_eq!(st.keys, r.counts.live_keys, "{r}");
     assert!(st.torn_tail.is_none());
     drop(store);
     let r = check(d.path()).unwrap();
     assert!(r.problems.is_empty(), "{r}");
     let j = journal_of(&r);
-    assert_eq!((j.epoch, j.frames, j.entries), (Some(2), 0, 0), "{r}");
+    assert_eq!((j.epoch, j.frames, j.entries), (2, 0, 0), "{r}");
 }
 
 #[test]
@@ -106,7 +107,7 @@ fn a_closed_store_has_nothing_to_replay() {
     let r = check(d.path()).unwrap();
     assert!(r.problems.is_empty(), "{r}");
     let j = journal_of(&r);
-    assert!(j.epoch.is_some_and(|e| e > 2), "{r}");
+    assert!(j.epoch > 2, "{r}");
     assert_eq!((j.frames, j.entries), (0, 0), "{r}");
     assert!(
         r.to_string()
@@ -144,7 +145,7 @@ fn a_torn_last_frame_is_a_warning_and_open_agrees() {
 
     let store = Store::open_with(d.path(), always()).unwrap();
     assert!(store.stats().torn_tail.is_some());
-    assert_eq!(store.stats().records, r.counts.records + 9);
+    assert_eq!(store.stats().records, r.counts.records);
     drop(store);
     assert!(check(d.path()).unwrap().problems.is_empty());
 }
@@ -194,8 +195,7 @@ fn zeroed_header_slots_are_an_error_and_open_refuses() {
         "{r}"
     );
     assert!(!r.opens());
-    assert_eq!(journal_of(&r).epoch, None);
-    assert!(r.to_string().contains("no valid header"), "{r}");
+    assert_eq!(r.journal, None, "{r}");
     assert!(Store::open_with(d.path(), always()).is_err());
 }
 
@@ -223,16 +223,16 @@ fn commits_of_a_lost_header_are_an_error_and_open_refuses() {
 }
 
 #[test]
-fn one_torn_header_slot_is_a_warning() {
-    // Epoch 2 is current (slot 0) after a reopen; epoch 1 stays in slot 1.
+fn one_torn_header_slot_is_not_a_problem() {
+    // Epoch 2 is current (slot 0) after a reopen; epoch 1 stays in slot 1. Open reads the
+    // current slot and overwrites the other with the next epoch: nothing to report.
     let d = journaled(5);
     drop(Store::open_with(d.path(), always()).unwrap());
     super::tests::flip(&journal(d.path()), BLOCK as u64 + 20, 0x01);
     let r = check(d.path()).unwrap();
-    let want = vec![(W, K::Header, "journal".into(), BLOCK as u64)];
-    assert_eq!(found(&r), want, "{r}");
+    assert_eq!(found(&r), vec![], "{r}");
     assert!(r.opens());
-    assert_eq!(journal_of(&r).epoch, Some(2));
+    assert_eq!(journal_of(&r).epoch, 2);
     drop(Store::open_with(d.path(), always()).unwrap());
 }
 
@@ -247,11 +247,7 @@ fn short_journals_and_bad_entries_are_errors_and_open_refuses() {
         .set_len(5000)
         .unwrap();
     let r = check(d.path()).unwrap();
-    assert_eq!(
-        found(&r),
-        vec![(E, K::Length, "journal".into(), 5000)],
-        "{r}"
-    );
+    assert_eq!(found(&r), vec![(E, K::Length, "journal".into(), 0)], "{r}");
     assert!(!r.opens());
     assert!(Store::open_with(d.path(), always()).is_err());
 
@@ -343,11 +339,9 @@ fn check_agrees_with_open_on_random_journal_damage() {
                 assert!(r.opens(), "case {case} {what:?}: open succeeded but\n{r}");
                 let replayed = journal_of(&r).entries;
                 let st = store.stats();
-                assert_eq!(
-                    st.records,
-                    r.counts.records + replayed,
-                    "case {case} {what:?}"
-                );
+                assert_eq!(st.records, r.counts.records, "case {case} {what:?}");
+                assert_eq!(st.keys, r.counts.live_keys, "case {case} {what:?}");
+                assert!(replayed <= st.records, "case {case} {what:?}");
             }
             Err(e) => {
                 refused += 1;

@@ -3,14 +3,13 @@
 
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::format::{HeaderError, Kind, Op, Record};
+use crate::format::{Op, Record, shard_name};
 use crate::key::Key;
 use crate::keymode::KeyMode;
+use crate::store::check::Seen;
 
-use super::survey::parse_shard;
-use super::walk::{Seen, Status};
 use super::{Counts, JournalReport, Problem, ProblemKind, Report, Severity, Summary};
 
 /// Longest value preview in a dump, in bytes.
@@ -82,155 +81,45 @@ fn preview(value: &[u8]) -> String {
 
 /// One line of a dump for `seen`.
 pub(crate) fn dump_line(out: &mut impl Write, mode: KeyMode, seen: &Seen<'_>) -> io::Result<()> {
-    let mut line = format!("{} {} ", seen.shard, seen.seq);
-    match seen.record {
-        Some(Record { key, op, .. }) => match op {
-            Op::Put { slot, len, .. } => {
-                let value = seen.value.map_or_else(|| "(gone)".to_string(), preview);
-                let _ = write!(
-                    line,
-                    "put key={} slot={slot} len={len} value={value}",
-                    show_key(mode, key)
-                );
-            }
-            Op::Delete => {
-                let _ = write!(line, "del key={}", show_key(mode, key));
-            }
-        },
-        None => {
-            let name = short(seen.file);
-            let why = seen.why.unwrap_or("does not decode");
-            let _ = write!(line, "bad {name} offset {}: {why}", seen.offset);
+    let Record { key, op, .. } = seen.record;
+    let mut line = format!("{} {} ", shard_name(seen.shard), seen.seq);
+    match op {
+        Op::Put { slot, len, .. } => {
+            let value = match seen.value {
+                Some(Ok(v)) => preview(v),
+                _ => "(gone)".to_string(),
+            };
+            let _ = write!(
+                line,
+                "put key={} slot={slot} len={len} value={value}",
+                show_key(mode, key)
+            );
+        }
+        Op::Delete => {
+            let _ = write!(line, "del key={}", show_key(mode, key));
         }
     }
-    if seen.value_ok == Some(false) {
+    if seen.live && matches!(seen.value, Some(Err(_))) {
         line.push_str(" [value checksum mismatch]");
     }
-    let why = seen.why.filter(|_| seen.record.is_some());
-    match (seen.status, why) {
-        (Status::Synced, _) => {}
-        (Status::Unsynced, _) => line.push_str(" [unsynced]"),
-        (Status::Corrupt, Some(why)) => {
-            let _ = write!(line, " [corrupt: synced but {why}]");
-        }
-        (Status::Corrupt, None) => line.push_str(" [corrupt: synced]"),
-        (Status::Dropped, Some(why)) => {
-            let _ = write!(line, " [dropped at open: {why}]");
-        }
-        (Status::Dropped, None) => line.push_str(" [dropped at open]"),
+    if seen.replayed {
+        line.push_str(" [replayed]");
+    } else if !seen.synced {
+        line.push_str(" [unsynced]");
     }
     writeln!(out, "{line}")
-}
-
-/// Most problems shown for one file; the rest are counted in one summary line.
-pub(crate) const PER_FILE: usize = 50;
-
-/// Collects problems, capping how many are listed per file.
-#[derive(Debug, Default)]
-pub(crate) struct Problems {
-    list: Vec<Problem>,
-    per_file: std::collections::HashMap<PathBuf, Tally>,
-}
-
-/// Problems of one file: how many were pushed, how many left off, the first left off, and the
-/// worst left off (an error that stops open over a damaged value over a warning).
-#[derive(Debug, Default)]
-struct Tally {
-    pushed: usize,
-    cut: usize,
-    first_cut: u64,
-    worst: Option<(Severity, bool, ProblemKind)>,
-}
-
-impl Problems {
-    /// Adds a problem.
-    pub(crate) fn push(
-        &mut self,
-        severity: Severity,
-        kind: ProblemKind,
-        file: &Path,
-        offset: u64,
-        what: impl Into<String>,
-    ) {
-        let t = self.per_file.entry(file.to_path_buf()).or_default();
-        t.pushed += 1;
-        if t.pushed > PER_FILE {
-            if t.cut == 0 {
-                t.first_cut = offset;
-            }
-            t.cut += 1;
-            let rank = (severity, kind != ProblemKind::Value, kind);
-            if t.worst.is_none_or(|(s, v, _)| (s, v) < (rank.0, rank.1)) {
-                t.worst = Some(rank);
-            }
-            return;
-        }
-        self.list.push(Problem {
-            severity,
-            kind,
-            file: file.to_path_buf(),
-            offset,
-            what: what.into(),
-        });
-    }
-
-    /// Adds an error.
-    pub(crate) fn error(
-        &mut self,
-        kind: ProblemKind,
-        file: &Path,
-        offset: u64,
-        what: impl Into<String>,
-    ) {
-        self.push(Severity::Error, kind, file, offset, what);
-    }
-
-    /// Adds a warning.
-    pub(crate) fn warn(
-        &mut self,
-        kind: ProblemKind,
-        file: &Path,
-        offset: u64,
-        what: impl Into<String>,
-    ) {
-        self.push(Severity::Warning, kind, file, offset, what);
-    }
-
-    /// The list, with one line per file whose problems were cut.
-    pub(crate) fn finish(mut self) -> Vec<Problem> {
-        let mut cut: Vec<_> = self.per_file.into_iter().collect();
-        cut.sort_by(|a, b| a.0.cmp(&b.0));
-        for (file, t) in cut {
-            if let Some((severity, _, kind)) = t.worst {
-                self.list.push(Problem {
-                    severity,
-                    kind,
-                    file,
-                    offset: t.first_cut,
-                    what: format!(
-                        "and {} more problems in this file from here on, not listed",
-                        t.cut
-                    ),
-                });
-            }
-        }
-        self.list
-    }
 }
 
 impl Report {
     /// Problems of severity [`Severity::Error`].
     pub fn errors(&self) -> usize {
-        self.count(Severity::Error)
+        self.problems.len() - self.warnings()
     }
 
     /// Problems of severity [`Severity::Warning`].
     pub fn warnings(&self) -> usize {
-        self.count(Severity::Warning)
-    }
-
-    fn count(&self, s: Severity) -> usize {
-        self.problems.iter().filter(|p| p.severity == s).count()
+        let warning = |p: &&Problem| p.severity == Severity::Warning;
+        self.problems.iter().filter(warning).count()
     }
 
     /// Whether no corruption was found (warnings allowed).
@@ -241,34 +130,27 @@ impl Report {
     /// Whether [`Store::open`](crate::Store::open) would accept the store: no errors other than
     /// damaged values (which only make gets of their keys fail).
     pub fn opens(&self) -> bool {
-        !self
-            .problems
-            .iter()
-            .any(|p| p.severity == Severity::Error && !matches!(p.kind, ProblemKind::Value))
+        let refusal = |p: &Problem| p.severity == Severity::Error && p.kind != ProblemKind::Value;
+        !self.problems.iter().any(refusal)
     }
 }
 
-/// The message `Store::open` gives for a refused header, without the file name.
-pub(crate) fn header_message(kind: Kind, e: HeaderError) -> String {
-    match e {
-        HeaderError::Magic(got) => format!("not a toykv {} file (magic {got:02x?})", kind.name()),
-        HeaderError::Version(got) => format!(
-            "format version {got}; this build reads version {}",
-            crate::format::header::VERSION
-        ),
-        HeaderError::Bad(why) => format!("{} header: {why}", kind.name()),
-    }
+/// Whether `name` is a shard directory's, `shard-xx` (two lowercase hex digits).
+pub(crate) fn is_shard(name: &str) -> bool {
+    let n = name
+        .strip_prefix("shard-")
+        .map(|x| u32::from_str_radix(x, 16));
+    n.is_some_and(|n| n.is_ok_and(|n| shard_name(n) == name))
 }
 
 /// A file as reports name it: `shard-xx/name` inside a shard directory, else its name.
 pub(crate) fn short(path: &Path) -> String {
     let name = |p: &Path| {
         p.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+            .map_or(String::new(), |n| n.to_string_lossy().into())
     };
     match path.parent().map(name) {
-        Some(shard) if parse_shard(&shard).is_some() => format!("{shard}/{}", name(path)),
+        Some(shard) if is_shard(&shard) => format!("{shard}/{}", name(path)),
         _ if path.file_name().is_none() => path.display().to_string(),
         _ => name(path),
     }
@@ -287,21 +169,20 @@ impl fmt::Display for Problem {
 
 /// The log part of a report line: records, live keys, sync state.
 fn log_line(c: &Counts) -> String {
-    let mut log = format!(
-        "{} records ({} puts, {} deletes",
-        c.records, c.puts, c.deletes
-    );
-    if c.bad_records > 0 {
-        log += &format!(", {} corrupt", c.bad_records);
-    }
-    log += &format!("), {} live keys", c.live_keys);
-    if c.unsynced > 0 {
-        log += &format!(", {} unsynced records kept", c.unsynced);
-    }
-    if c.dropped > 0 {
-        log += &format!(", {} dropped at open", c.dropped);
-    }
-    log
+    let some = |n: u64, what: &str| {
+        if n > 0 {
+            format!(", {n} {what}")
+        } else {
+            String::new()
+        }
+    };
+    let (records, puts, deletes, live) = (c.records, c.puts, c.deletes, c.live_keys);
+    let corrupt = some(c.bad_records, "corrupt");
+    let unsynced = some(c.unsynced, "unsynced records kept");
+    let dropped = some(c.dropped, "dropped at open");
+    format!(
+        "{records} records ({puts} puts, {deletes} deletes{corrupt}), {live} live keys{unsynced}{dropped}"
+    )
 }
 
 /// The journal's line of a report: what open would replay, or `none`.
@@ -314,30 +195,56 @@ fn bank(b: Option<u32>) -> String {
     b.map_or_else(|| "-".to_string(), |n| n.to_string())
 }
 
+/// A length as people read it: whole MiB or KiB when it is one, else bytes.
+fn size(n: u64) -> String {
+    const KIB: u64 = 1 << 10;
+    const MIB: u64 = 1 << 20;
+    match n {
+        0 => "0 bytes".into(),
+        n if n.is_multiple_of(MIB) => format!("{} MiB", n / MIB),
+        n if n.is_multiple_of(KIB) => format!("{} KiB", n / KIB),
+        n => format!("{n} bytes"),
+    }
+}
+
+impl fmt::Display for JournalReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (len, epoch) = (size(self.len), self.epoch);
+        let (n, e, p, d) = (self.frames, self.entries, self.puts, self.deletes);
+        let (s, ies) = (
+            if n == 1 { "" } else { "s" },
+            if e == 1 { "y" } else { "ies" },
+        );
+        let replay = format!("{n} frame{s} / {e} entr{ies} to replay at open");
+        write!(f, "{len}, epoch {epoch}, {replay} ({p} puts, {d} deletes)")?;
+        if self.torn {
+            f.write_str("; a torn last frame is dropped")?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = &self.counts;
-        writeln!(f, "checked {}", self.dir.display())?;
+        let (c, dir) = (&self.counts, self.dir.display());
         writeln!(
             f,
-            "  {} shards, section_slots {}",
+            "checked {dir}\n  {} shards, section_slots {}",
             self.shards.len(),
             c.section_slots
         )?;
         for s in &self.shards {
-            let n = &s.counts;
+            let (n, m, banks) = (&s.counts, &s.mark, (bank(s.banks[0]), bank(s.banks[1])));
+            let files = format!(
+                "{} key sections, {} value sections",
+                n.key_sections, n.value_sections
+            );
+            let (log, at, g) = (log_line(n), m.synced, m.generation);
+            let banks = format!("banks hold {} and {}", banks.0, banks.1);
             writeln!(
                 f,
-                "  {}: {} key sections, {} value sections, banks hold {} and {}; {}; sync mark at \
-                 {} (generation {})",
-                s.name,
-                n.key_sections,
-                n.value_sections,
-                bank(s.banks[0]),
-                bank(s.banks[1]),
-                log_line(n),
-                s.mark.synced,
-                s.mark.generation
+                "  {}: {files}, {banks}; {log}; sync mark at {at} (generation {g})",
+                s.name
             )?;
         }
         writeln!(
@@ -401,30 +308,27 @@ impl fmt::Display for Counts {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}", self.counts)?;
         let journal = journal_line(self.journal.as_ref());
-        writeln!(f, "{:<21} {journal}", "journal")?;
+        writeln!(f, "{}\n{:<21} {journal}\n", self.counts, "journal")?;
+        let head = [
+            "shard", "records", "live", "dead", "unsynced", ".k", ".v", "banks",
+        ];
+        let [a, b, c, d, e, g, h, i] = head;
         write!(
             f,
-            "\n{:<9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6}  {:<12} sync mark",
-            "shard", "records", "live", "dead", "unsynced", ".k", ".v", "banks"
+            "{a:<9} {b:>9} {c:>9} {d:>9} {e:>9} {g:>6} {h:>6}  {i:<12} sync mark"
         )?;
         for s in &self.shards {
-            let c = &s.counts;
+            let (n, m) = (&s.counts, &s.mark);
             let banks = format!("{}, {}", bank(s.banks[0]), bank(s.banks[1]));
+            let (r, l, d, u) = (n.records, n.live_keys, n.dead_records, n.unsynced);
+            let (k, v, at, g) = (n.key_sections, n.value_sections, m.synced, m.generation);
+            let name = &s.name;
             write!(
                 f,
-                "\n{:<9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>6}  {banks:<12} {} (generation {})",
-                s.name,
-                c.records,
-                c.live_keys,
-                c.dead_records,
-                c.unsynced,
-                c.key_sections,
-                c.value_sections,
-                s.mark.synced,
-                s.mark.generation
+                "\n{name:<9} {r:>9} {l:>9} {d:>9} {u:>9} {k:>6} {v:>6}  {banks:<12} "
             )?;
+            write!(f, "{at} (generation {g})")?;
         }
         Ok(())
     }

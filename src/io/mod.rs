@@ -98,6 +98,7 @@
 mod aligned;
 #[allow(unsafe_code)]
 pub(crate) mod os;
+pub mod overlay;
 mod region;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -111,6 +112,7 @@ use std::sync::Arc;
 
 pub use aligned::AlignedBuf;
 pub use os::Os;
+pub use overlay::{Change, Overlay};
 pub use region::{Region, Span};
 #[cfg(feature = "sim")]
 pub use sim::{Fault, SimFs};

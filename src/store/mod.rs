@@ -52,6 +52,7 @@
 mod background;
 mod buffer;
 mod cache;
+pub(crate) mod check;
 mod describe;
 mod file;
 mod index;

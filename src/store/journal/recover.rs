@@ -27,15 +27,15 @@ const CHUNK: usize = 1 << 20;
 /// What [`recover`] found in an existing journal.
 #[derive(Debug)]
 pub(crate) struct Found {
-    pub(super) file: Arc<dyn FileIo>,
-    pub(super) path: PathBuf,
-    pub(super) header: JournalHeader,
+    pub(crate) file: Arc<dyn FileIo>,
+    pub(crate) path: PathBuf,
+    pub(crate) header: JournalHeader,
     /// The entries of the current epoch's frames, in order.
-    pub(super) entries: Vec<u8>,
+    pub(crate) entries: Vec<u8>,
     /// Frames read.
-    pub(super) frames: u64,
+    pub(crate) frames: u64,
     /// Why the last block read was not a frame, when it looked like a torn commit.
-    pub(super) torn: Option<String>,
+    pub(crate) torn: Option<String>,
 }
 
 /// Reads the journal of the store in `dir`, if any, before anything else is written: a new

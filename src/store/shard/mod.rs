@@ -13,6 +13,7 @@
 //! `gc`, `open`, `recover`) are the shard's operations, and everything else reaches a shard
 //! through [`Shard`]'s methods.
 
+mod check;
 mod gc;
 mod open;
 mod read;
@@ -46,6 +47,7 @@ use super::stats::Stats;
 use super::usage::Usage;
 use super::values::Values;
 
+pub(crate) use check::{Reads, Seen};
 pub(crate) use open::probe_direct;
 pub(crate) use read::{Fetch, finish_all};
 use write::Step;
@@ -136,6 +138,9 @@ struct Inner {
     /// Whether value space is past [`HOLD_LIMIT`]: puts wait for collection (see
     /// [`Shard::put`]).
     pressure: bool,
+    /// Damaged synced key records recovery skipped (only with `Options::keep_going`, for
+    /// `toykv check`: open proper refuses the shard at the first).
+    refused: Vec<Error>,
 }
 
 /// Value sections on disk past this many times their live values, plus one section of

@@ -88,7 +88,8 @@ pub(super) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
 
     let first = buffer.mark().first;
     let mut keys = open_keys(&*vfs, dir, slots, &buffer, &mut key_files)?;
-    let walk = recover::walk(&keys, first, slots, &buffer, &values)?;
+    let mut walk = recover::walk(&keys, first, slots, &buffer, &values, options.keep_going)?;
+    let refused = std::mem::take(&mut walk.bad);
     drop_tail(&mut keys, first, walk.end, slots)?;
     let keep = ((walk.end / u64::from(slots)).saturating_sub(u64::from(first)) + 1) as usize;
     if keys.len() > keep {
@@ -124,6 +125,7 @@ pub(super) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
         gc_skip: Default::default(),
         gc_on: options.gc,
         pressure: false,
+        refused,
     };
     settle_banks(&mut inner, walk.last)?;
     inner.sync_inline()?;

@@ -14,6 +14,9 @@
 //! because a key section is missing. Otherwise it is the torn tail of writes that were never
 //! synced: it and everything after it are dropped, and the store zeroes them before accepting
 //! writes, so a later crash cannot revive them.
+//!
+//! For `toykv check` only (`Options::keep_going`), a failing record before the mark is
+//! skipped and kept in [`Walk::bad`] instead, so that every one is reported.
 
 use crate::error::{Error, Result};
 use crate::format::{Op, RECORD_SIZE, Record, RecordError, SLOT_SIZE, record::value_crc};
@@ -42,17 +45,23 @@ pub(super) struct Walk {
     pub(super) fills: Vec<(u64, u32)>,
     /// When the log ended at a damaged record (not at a never-written one): where and why.
     pub(super) torn: Option<String>,
+    /// With `keep_going`: every damaged synced record, skipped (and a log that ends before
+    /// the sync mark); open refuses the shard if there is any.
+    pub(super) bad: Vec<Error>,
 }
 
 /// Reads the log of `sections` (numbered from `first`) against the buffer, its sync mark and
-/// the value sections.
+/// the value sections. With `keep_going` (for `toykv check`), a damaged synced record is
+/// skipped and kept in [`Walk::bad`] instead of ending the walk with an error.
 pub(super) fn walk(
     sections: &[Section],
     first: u32,
     slots: u32,
     buffer: &Buffer,
     values: &Values,
+    keep_going: bool,
 ) -> Result<Walk> {
+    let mut bad = Vec::new();
     let s64 = u64::from(slots);
     let synced = buffer.mark().synced;
     let mut log = Log::with_capacity(sections.len().saturating_mul(slots as usize));
@@ -87,13 +96,18 @@ pub(super) fn walk(
                     Err(why) => {
                         let off = Section::offset(idx) as u64;
                         if seq < synced {
-                            return Err(Error::corrupt(
+                            let e = Error::corrupt(
                                 &sec.path,
                                 off,
                                 format!(
                                     "key record {seq} was synced (the sync mark is at {synced}) but {why}"
                                 ),
-                            ));
+                            );
+                            if keep_going {
+                                bad.push(e);
+                                continue;
+                            }
+                            return Err(e);
                         }
                         return Ok(Walk {
                             log,
@@ -106,6 +120,7 @@ pub(super) fn walk(
                                     sec.path.display()
                                 )
                             }),
+                            bad,
                         });
                     }
                 };
@@ -127,7 +142,7 @@ pub(super) fn walk(
     if end < synced {
         // The log stops at a section boundary before the sync mark: a key section is gone.
         let n = end / s64;
-        return Err(Error::corrupt(
+        let e = Error::corrupt(
             sections.last().map_or_else(
                 || buffer.path.clone(),
                 |s| s.path.with_file_name(keys_name_of(n)),
@@ -136,7 +151,11 @@ pub(super) fn walk(
             format!(
                 "key records up to {synced} were synced but the key log ends at {end}: this key section is missing"
             ),
-        ));
+        );
+        if !keep_going {
+            return Err(e);
+        }
+        bad.push(e);
     }
     Ok(Walk {
         log,
@@ -144,6 +163,7 @@ pub(super) fn walk(
         last,
         fills,
         torn: None,
+        bad,
     })
 }
 
