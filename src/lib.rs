@@ -80,14 +80,14 @@
 //! | module | concern | feature |
 //! |---|---|---|
 //! | [`format`](mod@format) | byte layout: headers, sync marks, key records, the journal, file names | |
-//! | [`io`] | the I/O traits, the OS implementation (the only `unsafe`); `io::sim`, the power-loss simulator, with `sim` | |
-//! | `store` | the engine: `shard`, `stats`, `keys` (`.k`), `values` (`.v`), `buffer` (`.b`, two banks), `flush` (background write-outs, periodic syncs, the collector), `sync` (syncs and the sync mark), `journal` (commits and checkpoints for `Always`), `replay` (reading and replaying the journal at open), `describe` (the `STORE` file), `gc` (collection and holding writers back), `usage`, `index`, `cache` (S3-FIFO read cache), `read`, `write`, `open`, `recover`, `scan` | |
+//! | [`io`] | the I/O traits; memory maps as uniquely owned regions and msync-only spans; the OS implementation (the only `unsafe`); the copy-on-write overlay `toykv check` opens through; `io::sim`, the power-loss simulator, with `sim` | |
+//! | `store` | the engine, one module per on-disk object: `describe` (`STORE`), `keys` (a `.k` section), `values` (`.v` sections), `buffer` (`buffer.b`: sync marks, the two banks and their hand-off), `journal` (the journal of `Always`: commits, checkpoints, reading it at open), `file` (what the files share); in memory: `index`, `usage`, `cache` (S3-FIFO); `shard` (a shard's private state, its operations in children `write`, `read`, `sync`, `gc`, `open`, `recover`, `check`); `background` (write-outs, periodic syncs, the collector); `check` (open's recovery run read-only, for `toykv check`); `scan`, `stats` | |
 //! | [`key`] | [`Key`] and [`Value`] | |
 //! | [`keymode`] | client keys (any bytes) to store keys, and the `KEYMODE` file that records the mode | |
 //! | `kill` | kill points for crash tests; without the feature they compile to nothing | `kill-points` |
 //! | [`error`] | the [`Error`] enum | |
 //! | [`options`] | [`Options`] | |
-//! | [`admin`] | `check`, `dump` and `stats` of a data directory, behind the `toykv` binary | |
+//! | [`admin`] | `check`, `dump` and `stats` of a data directory, behind the `toykv` binary: they run open's own recovery read-only and report what it found | |
 //! | [`resp`] | RESP2/RESP3 frames: parsing and encoding, for the server, the client and the YCSB driver | any of `server`, `client`, `cli` |
 //! | [`server`] | the Redis-protocol server: `connection`, `command` (one file per family), `stats`, `glob`, `launch` (flags) | `server` |
 //! | [`client`] | the interactive and one-shot client behind `examples/client.rs` | `client` |
