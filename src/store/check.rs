@@ -19,8 +19,8 @@ use std::sync::Arc;
 use crate::error::{Context, Error, Result};
 use crate::format::journal::{JournalOp, decode_entry};
 use crate::format::{
-    BANKS, BUFFER_NAME, DEFAULT_SECTION_SLOTS, HEADER_LEN, Header, KEYS_DATA_AT, Kind, MAX_SHARDS,
-    Mark, PAGE, RECORD_SIZE, STORE_NAME, parse_name, shard_name, shard_of,
+    BUFFER_NAME, DEFAULT_SECTION_SLOTS, HEADER_LEN, Header, KEYS_DATA_AT, Kind, MAX_SHARDS, Mark,
+    PAGE, RECORD_SIZE, STORE_NAME, parse_name, shard_name,
 };
 use crate::io::{Change, Mode, Os, Overlay, Vfs};
 use crate::options::{Durability, Options};
@@ -28,7 +28,7 @@ use crate::options::{Durability, Options};
 use super::shard::Shard;
 use super::{describe, journal};
 
-pub(crate) use super::shard::{Reads as Values, Seen};
+pub(crate) use super::shard::{LogCounts, Reads as Values, Seen};
 
 /// What [`check`] found in one shard directory.
 #[derive(Debug, Default)]
@@ -41,30 +41,14 @@ pub(crate) struct ShardChecked {
     pub(crate) mark: Mark,
     /// Whether open accepts it.
     pub(crate) opened: bool,
-    /// The sections the buffer's banks hold once open settled them.
-    pub(crate) banks: [Option<u32>; BANKS],
     /// When the log ended at a damaged unsynced record: where and why.
     pub(crate) torn: Option<String>,
-    /// Key and value section files open keeps.
-    pub(crate) key_sections: u64,
-    /// Value section files.
-    pub(crate) value_sections: u64,
-    /// Records of the recovered log (replayed ones included), puts and deletes among them.
-    pub(crate) records: u64,
-    pub(crate) puts: u64,
-    pub(crate) deletes: u64,
-    /// Live keys.
-    pub(crate) live: u64,
-    /// Records below the sync mark found on disk.
-    pub(crate) synced: u64,
-    /// Records the journal's replay added.
-    pub(crate) replayed: u64,
+    /// The recovered log (the journal's replay included): files, records, live keys.
+    pub(crate) log: LogCounts,
     /// The sequence number after the recovered log, before the journal's replay.
     pub(crate) recovered: u64,
     /// Written records after the end of the log, which open zeroes or removes.
     pub(crate) dropped: u64,
-    /// Live values read and checked.
-    pub(crate) values_checked: u64,
 }
 
 /// What the journal holds, as open reads it.
@@ -200,10 +184,10 @@ pub(crate) fn check(
                 // Damaged synced records recovery skipped: open proper refuses the shard.
                 s.opened = r.refused.is_empty();
                 c.errors.append(&mut r.refused);
-                s.banks = r.banks;
+                s.log.banks = r.banks;
                 s.torn = r.torn;
                 s.recovered = r.next;
-                shards.push((c.shards.len(), i, shard));
+                shards.push((c.shards.len(), shard));
             }
             Err(e) => c.errors.push(e),
         }
@@ -214,30 +198,23 @@ pub(crate) fn check(
         s.dropped = dropped(&*base, s, &c.changes);
     }
     if c.errors.is_empty() {
-        // Every shard opened: replay the journal into them, as open does.
+        // Every shard opened (else `STORE` or a shard was refused), in shard order.
+        let (at, opened): (Vec<usize>, Vec<Shard>) = shards.into_iter().unzip();
         let replayed = journal::open(
             dir,
             &options,
             found,
-            |op| {
-                let key = match op {
-                    JournalOp::Put(k, _) | JournalOp::Delete(k) => k,
-                };
-                let n = shard_of(key, count);
-                match shards.iter().find(|(_, i, _)| *i == n) {
-                    Some((_, _, shard)) => shard.apply(op),
-                    None => Err(Error::corrupt(dir, 0, "a journal entry names no shard")),
-                }
-            },
-            || shards.iter().try_for_each(|(_, _, s)| s.sync()),
+            |op| super::apply(&opened, dir, op),
+            || opened.iter().try_for_each(Shard::sync),
         );
+        shards = at.into_iter().zip(opened).collect();
         if let Err(e) = replayed {
             c.errors.push(e);
         }
     }
-    for (at, _, shard) in &shards {
+    for (at, shard) in &shards {
         let s = &mut c.shards[*at];
-        let n = shard.visit_log(
+        s.log = shard.visit_log(
             s.id,
             s.mark.synced,
             s.recovered,
@@ -245,16 +222,6 @@ pub(crate) fn check(
             &mut c.values,
             visit,
         )?;
-        s.key_sections = n.key_sections;
-        s.value_sections = n.value_sections;
-        s.banks = n.banks;
-        s.records = n.records;
-        s.puts = n.puts;
-        s.deletes = n.deletes;
-        s.live = n.live;
-        s.synced = n.synced;
-        s.replayed = n.replayed;
-        s.values_checked = n.values_checked;
     }
     Ok(c)
 }

@@ -176,17 +176,7 @@ impl Store {
             dir,
             &options,
             found,
-            |op| {
-                let key = match op {
-                    JournalOp::Put(k, _) | JournalOp::Delete(k) => k,
-                };
-                let i = shard_of(key, count) as usize;
-                let Some(shard) = shards.get(i) else {
-                    let what = "a journal entry names no shard";
-                    return Err(Error::corrupt(dir.join(JOURNAL_NAME), 0, what));
-                };
-                shard.apply(op)
-            },
+            |op| apply(&shards, dir, op),
             || shards.iter().try_for_each(Shard::sync),
         )?;
         for shard in &shards {
@@ -421,6 +411,19 @@ pub enum Lookup {
 /// A value still to be read from its value section; see [`Store::lookup`].
 #[derive(Debug)]
 pub struct PendingRead(usize, Fetch);
+
+/// Applies an entry replayed from the journal to the shard of its key (open, and check).
+fn apply(shards: &[Shard], dir: &Path, op: JournalOp<'_>) -> Result<()> {
+    let key = match op {
+        JournalOp::Put(k, _) | JournalOp::Delete(k) => k,
+    };
+    let i = shard_of(key, shards.len() as u32) as usize;
+    let Some(shard) = shards.get(i) else {
+        let what = "a journal entry names no shard";
+        return Err(Error::corrupt(dir.join(JOURNAL_NAME), 0, what));
+    };
+    shard.apply(op)
+}
 
 /// A range's bounds as keys.
 fn bounds<K: Into<Key> + Copy>(range: &impl RangeBounds<K>) -> (Bound<Key>, Bound<Key>) {

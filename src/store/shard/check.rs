@@ -68,8 +68,6 @@ pub(crate) struct LogCounts {
     pub(crate) live: u64,
     /// Records below the sync mark found on disk.
     pub(crate) synced: u64,
-    /// Records after `recovered` (the journal's replay).
-    pub(crate) replayed: u64,
     /// Live values read and checked.
     pub(crate) values_checked: u64,
 }
@@ -109,7 +107,6 @@ impl Shard {
             records: inner.next_seq - start,
             live: inner.index.len() as u64,
             synced: synced.clamp(start, inner.next_seq) - start,
-            replayed: inner.next_seq.saturating_sub(recovered),
             ..LogCounts::default()
         };
         for seq in start..inner.next_seq {

@@ -47,7 +47,7 @@ use super::stats::Stats;
 use super::usage::Usage;
 use super::values::Values;
 
-pub(crate) use check::{Reads, Seen};
+pub(crate) use check::{LogCounts, Reads, Seen};
 pub(crate) use open::probe_direct;
 pub(crate) use read::{Fetch, finish_all};
 use write::Step;
