@@ -16,7 +16,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Damage, Error, Result};
 use crate::format::journal::{JournalOp, decode_entry};
 use crate::format::{
     BANKS, BUFFER_NAME, DEFAULT_SECTION_SLOTS, HEADER_LEN, Header, KEYS_DATA_AT, Kind, MAX_SHARDS,
@@ -77,7 +77,7 @@ pub(crate) struct JournalChecked {
     pub(crate) puts: u64,
     pub(crate) deletes: u64,
     /// Why the block after the last frame was not one, when it looked like a torn commit.
-    pub(crate) torn: Option<String>,
+    pub(crate) torn: Option<journal::Torn>,
 }
 
 /// What [`check`] found.
@@ -226,7 +226,12 @@ pub(crate) fn check(
                 let n = shard_of(key, count);
                 match shards.iter().find(|(_, i, _)| *i == n) {
                     Some((_, _, shard)) => shard.apply(op),
-                    None => Err(Error::corrupt(dir, 0, "a journal entry names no shard")),
+                    None => Err(Error::corrupt(
+                        dir,
+                        0,
+                        Damage::Record,
+                        "a journal entry names no shard",
+                    )),
                 }
             },
             || shards.iter().try_for_each(|(_, _, s)| s.sync()),
