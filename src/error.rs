@@ -47,6 +47,8 @@ pub enum Error {
         file: PathBuf,
         /// Byte offset of the damaged header, record or slot in that file.
         offset: u64,
+        /// What kind of damage it is: what a caller decides on (the text is for people).
+        damage: Damage,
         /// What is wrong there.
         what: String,
     },
@@ -207,6 +209,30 @@ pub enum Error {
     },
 }
 
+/// What kind of damage an [`Error::Corrupt`] reports, chosen where the error is made: callers
+/// (`toykv check`, tests) decide on this, never on the error's message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Damage {
+    /// A file or section that should exist does not (a key or value section, the write
+    /// buffer, the `STORE` file).
+    Missing,
+    /// A shard directory the `STORE` file names is gone.
+    LostShard,
+    /// A file of the wrong length: shorter than its header, or longer or shorter than its
+    /// parameters make it.
+    Length,
+    /// A header that does not decode, or whose parameters disagree with the file's name or
+    /// the other files (or a journal header that was lost).
+    Header,
+    /// A key record, or a journal frame or entry, that fails its checks.
+    Record,
+    /// A value whose bytes do not match the checksum its key record holds.
+    Value,
+    /// Anything else: a state of the files (or of their use) that none of the above names.
+    Other,
+}
+
 /// The syncs whose failure poisons a store: see [`Error::Sync`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SyncOp {
@@ -294,12 +320,26 @@ impl Error {
         }
     }
 
-    /// A corruption report.
-    pub(crate) fn corrupt(file: impl Into<PathBuf>, offset: u64, what: impl Into<String>) -> Self {
+    /// A corruption report: `damage` of `file` at `offset`, `what` saying what it is.
+    pub(crate) fn corrupt(
+        file: impl Into<PathBuf>,
+        offset: u64,
+        damage: Damage,
+        what: impl Into<String>,
+    ) -> Self {
         Error::Corrupt {
             file: file.into(),
             offset,
+            damage,
             what: what.into(),
+        }
+    }
+
+    /// The kind of damage, if this is an [`Error::Corrupt`].
+    pub fn damage(&self) -> Option<Damage> {
+        match self {
+            Error::Corrupt { damage, .. } => Some(*damage),
+            _ => None,
         }
     }
 }
@@ -362,7 +402,7 @@ mod tests {
             assert!(!e.poisons());
             assert_eq!(e.op_name("commit"), name);
         }
-        let e = Error::corrupt("/x/0.v", 0, "bad");
+        let e = Error::corrupt("/x/0.v", 0, Damage::Other, "bad");
         assert!(!e.poisons());
         assert_eq!(e.op_name("commit"), "commit");
     }
@@ -423,8 +463,24 @@ mod tests {
 
     #[test]
     fn corrupt_names_file_and_offset() {
-        let e = Error::corrupt("/d/00000000.k", 4128, "bad record checksum");
+        let e = Error::corrupt("/d/00000000.k", 4128, Damage::Record, "bad record checksum");
         let s = e.to_string();
         assert!(s.contains("/d/00000000.k") && s.contains("4128") && s.contains("checksum"));
+        assert_eq!(e.damage(), Some(Damage::Record));
+    }
+
+    #[test]
+    fn damage_is_structure_not_text() {
+        // The same message with two kinds of damage: the text is the same, the kind differs.
+        let a = Error::corrupt("/d/0.v", 0, Damage::Missing, "value section is missing");
+        let b = Error::corrupt("/d/0.v", 0, Damage::Other, "value section is missing");
+        assert_eq!(a.to_string(), b.to_string());
+        assert_eq!(
+            a.to_string(),
+            "corruption in /d/0.v at offset 0: value section is missing"
+        );
+        assert_eq!(a.damage(), Some(Damage::Missing));
+        assert_eq!(b.damage(), Some(Damage::Other));
+        assert_eq!(Error::internal("/d", "x").damage(), None);
     }
 }

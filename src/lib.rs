@@ -119,8 +119,8 @@
 //!      across a process crash). An error from a write means "not known to be durable", not
 //!      "not done"; the failed commit refuses every later write until reopen.
 //! - Recovery drops a torn tail of unsynced records; damage before the last sync is reported
-//!   as [`Error::Corrupt`] naming the file and offset. Every value read is checked against a
-//!   CRC-32C; data that fails is never returned.
+//!   as [`Error::Corrupt`] naming the file, the offset and the kind of damage ([`Damage`]).
+//!   Every value read is checked against a CRC-32C; data that fails is never returned.
 //! - A failed fsync or msync poisons the store: writes are refused until it is reopened.
 //! - One process at a time: the directory is locked.
 //! - With direct I/O off ([`Options::direct_io`]) value sections use the page cache and
@@ -160,7 +160,7 @@ mod testing;
 #[cfg(feature = "cli")]
 pub mod ycsb;
 
-pub use error::{Error, Result};
+pub use error::{Damage, Error, Result};
 pub use key::{KEY_LEN, Key, VALUE_MAX, Value};
 pub use options::{Durability, Options, default_shards};
 pub use store::{Lookup, PendingRead, Scan, Stats, Store};

@@ -206,7 +206,9 @@ fn a_checked_commit_that_does_not_decode_is_refused() {
     let at = FRAMES_AT + BLOCK as u64;
     patch(&d.path().join(JOURNAL_NAME), at, &block);
     match Store::open_with(d.path(), always(1, 1 << 20)) {
-        Err(Error::Corrupt { file, offset, what }) => {
+        Err(Error::Corrupt {
+            file, offset, what, ..
+        }) => {
             assert!(file.ends_with(JOURNAL_NAME), "{file:?}");
             assert_eq!(offset, at);
             assert!(what.contains("operation byte 9"), "{what}");

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
+use crate::error::{Damage, Error};
 use crate::format::journal::JOURNAL_NAME;
 use crate::format::{BUFFER_NAME, Entry, STORE_NAME, TMP_SUFFIX, parse_name};
 use crate::io::Change;
@@ -41,11 +41,8 @@ pub(crate) fn list(dir: &Path, c: &Checked) -> Vec<Problem> {
     if let Some(j) = &c.journal
         && let Some(torn) = &j.torn
     {
-        let at = torn.split("at offset ").nth(1).unwrap_or_default();
-        let at = at.split(|c: char| !c.is_ascii_digit()).next();
-        let at = at.and_then(|n| n.parse().ok()).unwrap_or(0);
         let what = format!("{torn}: open drops it (a commit never acknowledged)");
-        all.push(problem(w, K::TornTail, &j.path, at, what));
+        all.push(problem(w, K::TornTail, &j.path, torn.offset, what));
     }
     all.extend(
         c.values
@@ -58,7 +55,12 @@ pub(crate) fn list(dir: &Path, c: &Checked) -> Vec<Problem> {
 /// An error open stops at (or a get fails with, as `kind`) as a problem.
 fn from_error(err: &Error, s: Severity, kind: Option<K>) -> Problem {
     let (k, file, offset, what) = match err {
-        Error::Corrupt { file, offset, what } => (kind_of(what), file, *offset, what.clone()),
+        Error::Corrupt {
+            file,
+            offset,
+            damage,
+            what,
+        } => (kind_of(*damage), file, *offset, what.clone()),
         Error::Foreign { file, kind, got } => {
             let what = format!("not a toykv {kind} file (magic {got:02x?})");
             (K::Header, file, 0, what)
@@ -87,26 +89,20 @@ fn from_error(err: &Error, s: Severity, kind: Option<K>) -> Problem {
     }
 }
 
-/// The kind of a corruption, from open's message: the first phrase of [`KINDS`] it holds.
-fn kind_of(what: &str) -> K {
-    KINDS
-        .iter()
-        .find(|k| what.contains(k.0))
-        .map_or(K::Record, |k| k.1)
+/// The kind of problem a corruption is, from the kind of damage its error carries.
+fn kind_of(damage: Damage) -> K {
+    match damage {
+        Damage::Missing => K::Missing,
+        Damage::LostShard => K::LostShard,
+        Damage::Length => K::Length,
+        Damage::Header => K::Header,
+        Damage::Record => K::Record,
+        Damage::Value => K::Value,
+        // Damage none of the above names (a state of the files open cannot use) is listed
+        // with the records: a problem has no kind of its own for it.
+        Damage::Other => K::Record,
+    }
 }
-
-/// Phrases of open's messages and the kind they tell.
-const KINDS: [(&str, K); 9] = [
-    ("shard directory is missing", K::LostShard),
-    ("missing", K::Missing),
-    ("neither exists", K::Missing),
-    ("no key section is left", K::Missing),
-    ("shorter than", K::Length),
-    ("longer than", K::Length),
-    ("short of", K::Length),
-    (" bytes, expected", K::Length),
-    ("header", K::Header),
-];
 
 /// Why open removes or creates a file.
 const JOURNAL_TMP: &str = "a leftover of an interrupted journal creation: open removes it";
@@ -180,4 +176,33 @@ fn cap(all: Vec<Problem>) -> Vec<Problem> {
         }
     }
     list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each kind of damage maps to its kind of problem, by a `match` on the type.
+    #[test]
+    fn each_damage_maps_to_its_problem_kind() {
+        for (damage, kind) in [
+            (Damage::Missing, K::Missing),
+            (Damage::LostShard, K::LostShard),
+            (Damage::Length, K::Length),
+            (Damage::Header, K::Header),
+            (Damage::Record, K::Record),
+            (Damage::Value, K::Value),
+            (Damage::Other, K::Record),
+        ] {
+            assert_eq!(kind_of(damage), kind, "{damage:?}");
+            // An error open stops at gets its kind from its damage, whatever its text says.
+            let e = Error::corrupt("/d/x", 7, damage, "shorter than a missing header");
+            let p = from_error(&e, Severity::Error, None);
+            assert_eq!((p.kind, p.offset), (kind, 7), "{damage:?}");
+            assert_eq!(p.what, "shorter than a missing header");
+            // A damaged live value is a value problem, whatever its damage.
+            let p = from_error(&e, Severity::Error, Some(K::Value));
+            assert_eq!(p.kind, K::Value, "{damage:?}");
+        }
+    }
 }

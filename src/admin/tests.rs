@@ -481,6 +481,7 @@ fn store_file_damage_and_version_1_are_named() {
         !r.opens() && text.contains("store file names 0 shards"),
         "{r}"
     );
+    assert_eq!(found(&r), vec![(E, K::Header, "STORE".into(), 0)], "{r}");
     assert!(Store::open_with(d.path(), opts()).is_err());
 
     // Without a store file, open refuses shards that hold data: their count is unknown, so

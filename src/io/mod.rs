@@ -38,12 +38,12 @@
 //!   panic. `read` copies exactly the bytes asked for, no more.
 //! - **Durability.** A `write` is a memory store: it survives a process crash at once but not a
 //!   power loss until a `flush` (region or span) of its bytes returns. The simulator models
-//!   exactly that: region writes are pending until flushed, and [`SimFs::power_loss`] applies,
+//!   exactly that: region writes are pending until flushed, and `SimFs::power_loss` applies,
 //!   drops or garbles them.
 //! - **Copying out.** `copy_to(.., dst, dst_off)` writes the range to another file in one
 //!   positioned write straight from the mapped pages (page-aligned, so fit for an `O_DIRECT`
 //!   destination, when the range starts on a page). An [`Os`] map needs a destination with a
-//!   file descriptor ([`FileIo::fd`]); a [`SimFs`] map copies to any [`FileIo`].
+//!   file descriptor ([`FileIo::fd`]); a `SimFs` map copies to any [`FileIo`].
 //!
 //! ## Example: a write buffer's header page and two banks
 //!

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Damage, Error, Result};
 use crate::format::{
     BANKS, BUFFER_BANKS_AT, BUFFER_NAME, HEADER_LEN, Header, Kind, MARK_A, MARK_B, MARK_LEN, Mark,
     PAGE, SLOT_SIZE, bank_at, buffer_len, values_len,
@@ -122,6 +122,7 @@ impl Buffer {
             return Err(Error::corrupt(
                 &path,
                 len,
+                Damage::Length,
                 format!("write buffer is {len} bytes, shorter than its {PAGE}-byte header page"),
             ));
         }
@@ -136,6 +137,7 @@ impl Buffer {
             return Err(Error::corrupt(
                 &path,
                 want,
+                Damage::Length,
                 format!("write buffer is {len} bytes, longer than {want}"),
             ));
         }
@@ -204,6 +206,7 @@ impl Buffer {
             return Err(Error::corrupt(
                 &self.path,
                 bank_at(self.slots, self.active) as u64,
+                Damage::Other,
                 "a put found the active bank full or holding no section",
             ));
         }
@@ -241,6 +244,7 @@ impl Buffer {
             return Err(Error::corrupt(
                 &self.path,
                 bank_at(self.slots, next) as u64,
+                Damage::Other,
                 format!("bank {next} cannot take section {section}: busy, or the section is held"),
             ));
         }
@@ -398,6 +402,7 @@ impl Buffer {
             return Err(Error::corrupt(
                 &self.path,
                 at as u64,
+                Damage::Other,
                 format!("bank {bank} cannot be cleared while in use"),
             ));
         }
@@ -464,6 +469,7 @@ fn map(
         _ => Err(Error::corrupt(
             path,
             0,
+            Damage::Other,
             "the buffer's map did not split into its parts",
         )),
     }

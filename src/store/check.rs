@@ -61,7 +61,7 @@ pub(crate) struct JournalChecked {
     pub(crate) puts: u64,
     pub(crate) deletes: u64,
     /// Why the block after the last frame was not one, when it looked like a torn commit.
-    pub(crate) torn: Option<String>,
+    pub(crate) torn: Option<journal::Torn>,
 }
 
 /// What [`check`] found.

@@ -16,7 +16,7 @@
 use std::io;
 use std::path::Path;
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Damage, Error, Result};
 use crate::format::{
     BUFFER_NAME, Entry, HEADER_LEN, Header, KEYS_DATA_AT, Kind, MAX_SHARDS, PAGE, RECORD_SIZE,
     STORE_NAME, keys_name, parse_name, shard_name,
@@ -53,6 +53,7 @@ pub(super) fn read(vfs: &dyn Vfs, dir: &Path, options: &Options) -> Result<(u32,
                 return Err(Error::corrupt(
                     &path,
                     0,
+                    Damage::Missing,
                     format!(
                         "the store file is missing while {} holds data; the shard count is unknown",
                         shard.display()
@@ -66,9 +67,12 @@ pub(super) fn read(vfs: &dyn Vfs, dir: &Path, options: &Options) -> Result<(u32,
     let file = vfs.open(&path, READ).ctx("open", &path)?;
     let mut page = [0u8; HEADER_LEN];
     file.read_at(&mut page, 0).map_err(|e| match e.kind() {
-        io::ErrorKind::UnexpectedEof => {
-            Error::corrupt(&path, 0, "store file is shorter than its header")
-        }
+        io::ErrorKind::UnexpectedEof => Error::corrupt(
+            &path,
+            0,
+            Damage::Length,
+            "store file is shorter than its header",
+        ),
         _ => Error::io("read header", &path, e),
     })?;
     let header =
@@ -78,6 +82,7 @@ pub(super) fn read(vfs: &dyn Vfs, dir: &Path, options: &Options) -> Result<(u32,
         return Err(Error::corrupt(
             &path,
             0,
+            Damage::Header,
             format!("store file names {shards} shards"),
         ));
     }
@@ -102,6 +107,7 @@ pub(super) fn read(vfs: &dyn Vfs, dir: &Path, options: &Options) -> Result<(u32,
             return Err(Error::corrupt(
                 dir.join(&name),
                 0,
+                Damage::LostShard,
                 format!("shard directory is missing; the store file names {shards} shards"),
             ));
         }

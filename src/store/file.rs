@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Damage, Error, Result};
 use crate::format::{HeaderError, Kind, TMP_SUFFIX};
 use crate::io::{self, FileIo, Mode, Vfs};
 
@@ -76,6 +76,11 @@ pub(crate) fn header_error(path: &Path, kind: Kind, e: HeaderError) -> Error {
             expected: crate::format::header::VERSION,
             got,
         },
-        HeaderError::Bad(why) => Error::corrupt(path, 0, format!("{} header: {why}", kind.name())),
+        HeaderError::Bad(why) => Error::corrupt(
+            path,
+            0,
+            Damage::Header,
+            format!("{} header: {why}", kind.name()),
+        ),
     }
 }

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Damage, Error, Result};
 use crate::format::{
     HEADER_LEN, Header, KEYS_DATA_AT, Kind, PAGE, RECORD_SIZE, Record, keys_len, keys_name,
 };
@@ -62,6 +62,7 @@ impl Section {
             return Err(Error::corrupt(
                 &path,
                 len,
+                Damage::Length,
                 format!("key section is {len} bytes, shorter than its header page"),
             ));
         }
@@ -70,6 +71,7 @@ impl Section {
             return Err(Error::corrupt(
                 &path,
                 want,
+                Damage::Length,
                 format!("key section is {len} bytes, longer than {want}"),
             ));
         }
@@ -84,6 +86,7 @@ impl Section {
             return Err(Error::corrupt(
                 &path,
                 0,
+                Damage::Header,
                 format!(
                     "header says section {} of {} slots; expected section {n} of {slots}",
                     header.section, header.section_slots
@@ -118,6 +121,7 @@ impl Section {
             Error::corrupt(
                 &self.path,
                 Self::offset(index) as u64,
+                Damage::Record,
                 format!("key record {seq}: {e:?}"),
             )
         })

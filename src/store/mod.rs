@@ -70,7 +70,7 @@ use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Damage, Error, Result};
 use crate::format::journal::{JOURNAL_NAME, JournalOp};
 use crate::format::{shard_name, shard_of};
 use crate::key::{Key, Value};
@@ -115,7 +115,7 @@ pub struct Store {
     /// The journal that makes puts durable with durability `always`.
     journal: Option<journal::Journal>,
     /// What opening dropped from the journal's tail, if it looked like a torn commit.
-    journal_torn: Option<String>,
+    journal_torn: Option<journal::Torn>,
     background: Mutex<Background>,
     _lock: Box<dyn Any + Send + Sync>,
 }
@@ -420,7 +420,12 @@ fn apply(shards: &[Shard], dir: &Path, op: JournalOp<'_>) -> Result<()> {
     let i = shard_of(key, shards.len() as u32) as usize;
     let Some(shard) = shards.get(i) else {
         let what = "a journal entry names no shard";
-        return Err(Error::corrupt(dir.join(JOURNAL_NAME), 0, what));
+        return Err(Error::corrupt(
+            dir.join(JOURNAL_NAME),
+            0,
+            Damage::Record,
+            what,
+        ));
     };
     shard.apply(op)
 }

@@ -101,7 +101,7 @@ impl Store {
             shard.tally(&mut st);
         }
         if st.torn_tail.is_none() {
-            st.torn_tail.clone_from(&self.journal_torn);
+            st.torn_tail = self.journal_torn.as_ref().map(ToString::to_string);
         }
         st
     }

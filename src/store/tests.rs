@@ -595,7 +595,8 @@ fn gc_sets_aside_a_section_with_a_damaged_value() {
     bytes[at + 4] ^= 0x20;
     std::fs::write(&path, &bytes).unwrap();
     gc_sets_aside(&s);
-    assert!(matches!(s.get(3u64), Err(Error::Corrupt { .. })));
+    let e = s.get(3u64).unwrap_err();
+    assert_eq!(e.damage(), Some(crate::error::Damage::Value), "{e:?}");
     // No collector thread runs: puts must not wait for one.
     s.shards[0].hold_for_gc(false);
     // Overwrites of every other key leave key 3 the one live record of the first key
@@ -715,4 +716,46 @@ fn only_a_failed_sync_poisons() {
         matches!(&e, Error::Failed { op: "fsync", path, .. } if path.ends_with("shard-00")),
         "{e:?}"
     );
+}
+
+/// Open says what kind of damage it refuses, in the error's type: a key section cut short of
+/// its header page is a wrong length, a key section gone from the middle of the log is
+/// missing, a shard directory gone is a lost shard.
+#[test]
+fn open_types_the_damage_it_refuses() {
+    use crate::error::Damage;
+    use crate::format::{keys_name, shard_name};
+    let opts = small().direct_io(false).shards(2);
+    let made = || {
+        let d = tempdir();
+        let s = Store::open_with(d.path(), opts.clone()).unwrap();
+        for k in 0..120u64 {
+            s.put(k, value(k, 0)).unwrap();
+        }
+        s.close().unwrap();
+        d
+    };
+    let refused = |d: &std::path::Path| Store::open_with(d, opts.clone()).unwrap_err();
+
+    let d = made();
+    let keys = d.path().join(shard_name(0)).join(keys_name(0));
+    let f = std::fs::OpenOptions::new().write(true).open(&keys).unwrap();
+    f.set_len(100).unwrap();
+    let e = refused(d.path());
+    assert!(
+        matches!(&e, Error::Corrupt { file, offset: 100, damage: Damage::Length, .. } if *file == keys),
+        "{e:?}"
+    );
+    assert_eq!(e.damage(), Some(Damage::Length));
+
+    let d = made();
+    let keys = d.path().join(shard_name(1)).join(keys_name(1));
+    std::fs::remove_file(&keys).unwrap();
+    let e = refused(d.path());
+    assert_eq!(e.damage(), Some(Damage::Missing), "{e:?}");
+
+    let d = made();
+    std::fs::remove_dir_all(d.path().join(shard_name(1))).unwrap();
+    let e = refused(d.path());
+    assert_eq!(e.damage(), Some(Damage::LostShard), "{e:?}");
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Damage, Error, Result};
 use crate::format::{
     HEADER_LEN, Header, Kind, PAGE, SLOT_SIZE, TMP_SUFFIX, VALUES_DATA_AT, values_len, values_name,
 };
@@ -49,6 +49,7 @@ impl Slot {
                 std::io::ErrorKind::UnexpectedEof => Error::corrupt(
                     &self.path,
                     self.offset,
+                    Damage::Length,
                     "value section ends before this slot",
                 ),
                 _ => Error::io("read", &self.path, e),
@@ -137,6 +138,7 @@ impl Values {
             return Err(Error::corrupt(
                 &path,
                 len.min(want),
+                Damage::Length,
                 format!("value section is {len} bytes, expected {want}"),
             ));
         }
@@ -150,6 +152,7 @@ impl Values {
             return Err(Error::corrupt(
                 &path,
                 0,
+                Damage::Header,
                 format!(
                     "header says section {} of {} slots; expected section {n} of {}",
                     header.section, header.section_slots, self.slots
@@ -212,7 +215,12 @@ impl Values {
     pub(crate) fn slot(&self, n: u32, index: u32) -> Result<Slot> {
         let Some((path, file)) = self.files.get(&n) else {
             let path = self.dir.join(values_name(n));
-            return Err(Error::corrupt(path, 0, "value section is missing"));
+            return Err(Error::corrupt(
+                path,
+                0,
+                Damage::Missing,
+                "value section is missing",
+            ));
         };
         Ok(Slot {
             path: path.clone(),

@@ -45,7 +45,7 @@ use crate::io::{AlignedBuf, FileIo, Mode, Vfs};
 use crate::key::Key;
 
 use recover::Found;
-pub(crate) use recover::{find, open};
+pub(crate) use recover::{Torn, find, open};
 
 /// The longest a leader waits for the writers of the last commit to come back.
 const GATHER: Duration = Duration::from_micros(100);

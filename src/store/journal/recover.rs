@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Damage, Error, Result};
 use crate::format::TMP_SUFFIX;
 use crate::format::journal::{
     BLOCK, FRAME_HEADER_LEN, FRAMES_AT, Frame, JOURNAL_NAME, JournalHeader, JournalOp, decode_entry,
@@ -35,7 +35,44 @@ pub(crate) struct Found {
     /// Frames read.
     pub(crate) frames: u64,
     /// Why the last block read was not a frame, when it looked like a torn commit.
-    pub(crate) torn: Option<String>,
+    pub(crate) torn: Option<Torn>,
+}
+
+/// The last block of a journal read as the start of a frame that is not whole: a commit torn
+/// by power loss, never acknowledged, which open drops.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Torn {
+    /// The frame's number in the current epoch.
+    pub(crate) frame: u64,
+    /// Byte offset of the frame in the journal.
+    pub(crate) offset: u64,
+    /// Why it is not a frame.
+    pub(crate) why: TornWhy,
+}
+
+/// Why a torn frame is not a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TornWhy {
+    /// Its header says it runs past the end of the file.
+    PastEnd,
+    /// Its checksum does not match its bytes.
+    Checksum,
+}
+
+impl std::fmt::Display for Torn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Torn { frame, offset, why } = self;
+        match why {
+            TornWhy::PastEnd => write!(
+                f,
+                "frame {frame} at offset {offset} runs past the end of the file"
+            ),
+            TornWhy::Checksum => write!(
+                f,
+                "frame {frame} at offset {offset}: checksum mismatch (a commit torn by power loss)"
+            ),
+        }
+    }
 }
 
 /// Reads the journal of the store in `dir`, if any, before anything else is written: a new
@@ -48,7 +85,7 @@ pub(crate) fn find(dir: &Path, options: &Options, fresh: bool) -> Result<Option<
         && f.frames > 0
     {
         let what = "the journal holds commits but the STORE file is missing";
-        return Err(Error::corrupt(&f.path, 0, what));
+        return Err(Error::corrupt(&f.path, 0, Damage::Missing, what));
     }
     Ok(found)
 }
@@ -61,7 +98,7 @@ pub(crate) fn open(
     found: Option<Found>,
     apply: impl FnMut(JournalOp<'_>) -> Result<()>,
     sync: impl Fn() -> Result<()>,
-) -> Result<(Option<Journal>, Option<String>)> {
+) -> Result<(Option<Journal>, Option<Torn>)> {
     let mut torn = None;
     if let Some(f) = &found {
         if f.frames > 0 {
@@ -124,16 +161,20 @@ pub(super) fn recover(vfs: &dyn Vfs, dir: &Path, direct: bool) -> Result<Option<
         };
         let size = f.blocks() * BLOCK as u64;
         if at + size > len {
-            torn = Some(format!(
-                "frame {frames} at offset {at} runs past the end of the file"
-            ));
+            torn = Some(Torn {
+                frame: frames,
+                offset: at,
+                why: TornWhy::PastEnd,
+            });
             break;
         }
         let b = r.get(at, FRAME_HEADER_LEN + f.len as usize)?;
         if !f.check(b) {
-            torn = Some(format!(
-                "frame {frames} at offset {at}: checksum mismatch (a commit torn by power loss)"
-            ));
+            torn = Some(Torn {
+                frame: frames,
+                offset: at,
+                why: TornWhy::Checksum,
+            });
             break;
         }
         let payload = &b[FRAME_HEADER_LEN..];
@@ -141,7 +182,12 @@ pub(super) fn recover(vfs: &dyn Vfs, dir: &Path, direct: bool) -> Result<Option<
         let mut count = 0u32;
         while n < payload.len() {
             let (_, l) = decode_entry(&payload[n..]).map_err(|why| {
-                Error::corrupt(&path, at, format!("journal frame {frames}: {why}"))
+                Error::corrupt(
+                    &path,
+                    at,
+                    Damage::Record,
+                    format!("journal frame {frames}: {why}"),
+                )
             })?;
             n += l;
             count += 1;
@@ -151,7 +197,7 @@ pub(super) fn recover(vfs: &dyn Vfs, dir: &Path, direct: bool) -> Result<Option<
                 "journal frame {frames} says {} entries and holds {count}",
                 f.count
             );
-            return Err(Error::corrupt(&path, at, what));
+            return Err(Error::corrupt(&path, at, Damage::Record, what));
         }
         entries.extend_from_slice(payload);
         frames += 1;
@@ -182,14 +228,14 @@ fn newer(r: &mut Reader<'_>, at: u64, epoch: u64) -> Result<()> {
         "journal frame of epoch {} after a header of epoch {epoch}: the header of epoch {} was lost",
         f.epoch, f.epoch
     );
-    Err(Error::corrupt(r.path, at, what))
+    Err(Error::corrupt(r.path, at, Damage::Header, what))
 }
 
 /// The current header: the higher epoch among the slots that decode.
 fn current(file: &dyn FileIo, path: &Path, len: u64) -> Result<JournalHeader> {
     if len < FRAMES_AT {
         let what = format!("journal of {len} bytes, short of its {FRAMES_AT}-byte header slots");
-        return Err(Error::corrupt(path, 0, what));
+        return Err(Error::corrupt(path, 0, Damage::Length, what));
     }
     let mut slots = AlignedBuf::new(FRAMES_AT as usize, BLOCK);
     file.read_at(slots.bytes_mut(), 0).ctx("read", path)?;
@@ -219,7 +265,7 @@ fn current(file: &dyn FileIo, path: &Path, len: u64) -> Result<JournalHeader> {
     }
     best.ok_or_else(|| {
         let what = format!("no journal header decodes ({})", why.join("; "));
-        Error::corrupt(path, 0, what)
+        Error::corrupt(path, 0, Damage::Header, what)
     })
 }
 
@@ -232,7 +278,8 @@ fn replay(
 ) -> Result<u64> {
     let (mut at, mut n) = (0usize, 0u64);
     while at < entries.len() {
-        let (op, len) = decode_entry(&entries[at..]).map_err(|why| Error::corrupt(path, 0, why))?;
+        let (op, len) = decode_entry(&entries[at..])
+            .map_err(|why| Error::corrupt(path, 0, Damage::Record, why))?;
         apply(op)?;
         at += len;
         n += 1;
@@ -267,7 +314,7 @@ impl Reader<'_> {
             let take = (self.len - from).min(CHUNK as u64) as usize;
             if take == 0 {
                 let what = format!("journal read past its end at {from}");
-                return Err(Error::corrupt(self.path, from, what));
+                return Err(Error::corrupt(self.path, from, Damage::Length, what));
             }
             let chunk = &mut self.scratch.bytes_mut()[..take];
             self.file.read_at(chunk, from).ctx("read", self.path)?;

@@ -4,7 +4,7 @@
 
 use std::io;
 
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::format::{BANKS, Op, Record};
 use crate::key::Value;
 
@@ -151,10 +151,15 @@ impl Shard {
 /// A value error, kept for the report (errors are not `Clone`).
 fn copy(e: &Error) -> Error {
     match e {
-        Error::Corrupt { file, offset, what } => Error::corrupt(file, *offset, what.clone()),
+        Error::Corrupt {
+            file,
+            offset,
+            damage,
+            what,
+        } => Error::corrupt(file, *offset, *damage, what.clone()),
         Error::Io { op, path, source } => {
             Error::io(op, path, io::Error::new(source.kind(), source.to_string()))
         }
-        e => Error::corrupt("", 0, e.to_string()),
+        e => Error::corrupt("", 0, Damage::Other, e.to_string()),
     }
 }

@@ -31,7 +31,7 @@
 //! Work is done in small steps ([`Shard::gc_step`]), each taking the shard's lock only for
 //! memory work, so puts and gets go on meanwhile.
 
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::format::{Op, PAGE, RECORD_SIZE, Record, SLOT_SIZE, record::value_crc};
 use crate::key::Key;
 
@@ -189,7 +189,7 @@ impl Shard {
                     damage.get_or_insert_with(|| {
                         Error::corrupt(
                             path,
-                            off as u64,
+                            off as u64, Damage::Value,
                             format!(
                                 "value of {key:?} has checksum {got:08x}, its record {seq} says {want:08x}"
                             ),

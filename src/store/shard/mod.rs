@@ -30,7 +30,7 @@ use parking_lot::{Condvar, Mutex as StateLock, MutexGuard};
 
 use crossbeam_channel::Sender;
 
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::format::journal::JournalOp;
 use crate::format::record::value_crc;
 use crate::format::{buffer_len, keys_len, values_len};
@@ -170,6 +170,7 @@ impl Inner {
             _ => Err(Error::corrupt(
                 &self.dir,
                 0,
+                Damage::Other,
                 format!("record {seq} is outside the key sections"),
             )),
         }
@@ -315,7 +316,7 @@ impl Shard {
                     Step::Done(..) => g.cache.write(key, value),
                     Step::Wait => {
                         let what = "replay found both banks busy, with no write-out running";
-                        return Err(Error::corrupt(&g.inner.buffer.path, 0, what));
+                        return Err(Error::corrupt(&g.inner.buffer.path, 0, Damage::Other, what));
                     }
                 }
             }

@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Damage, Error, Result};
 use crate::format::{
     BANKS, BUFFER_NAME, Entry, MAX_SLOTS, RECORD_SIZE, bank_at, keys_name, parse_name,
 };
@@ -77,6 +77,7 @@ pub(super) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
             return Err(Error::corrupt(
                 values.path(n),
                 0,
+                Damage::Other,
                 format!(
                     "value section {n} is past the last addressable section {}",
                     sections_max - 1
@@ -157,6 +158,7 @@ fn open_keys(
             return Err(Error::corrupt(
                 dir.join(keys_name(first)),
                 0,
+                Damage::Missing,
                 format!(
                     "key records up to {} were synced but no key section is left",
                     buffer.mark().synced
@@ -174,6 +176,7 @@ fn open_keys(
             return Err(Error::corrupt(
                 dir.join(keys_name(want as u32)),
                 0,
+                Damage::Missing,
                 format!("key section is missing (next is {})", keys_name(n)),
             ));
         }
@@ -223,6 +226,7 @@ fn settle_banks(inner: &mut Inner, last: Option<(u32, u32)>) -> Result<()> {
         return Err(Error::corrupt(
             &inner.buffer.path,
             bank_at(inner.slots, bank) as u64,
+            Damage::Header,
             format!(
                 "the header page of bank {bank} is damaged, and {} live keys point into value \
                  section {}, which no .v file holds",
@@ -233,6 +237,7 @@ fn settle_banks(inner: &mut Inner, last: Option<(u32, u32)>) -> Result<()> {
     Err(Error::corrupt(
         inner.values.path(bad.0),
         0,
+        Damage::Missing,
         format!(
             "value section is missing but {} live keys point into it",
             bad.1
@@ -247,6 +252,7 @@ fn create(vfs: &dyn Vfs, dir: &Path, slots: u32, keys: &[u32], values: &[u32]) -
         Error::corrupt(
             dir.join(BUFFER_NAME),
             0,
+            Damage::Missing,
             format!("the write buffer is missing but {what}"),
         )
     };

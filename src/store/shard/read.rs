@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::Inner;
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::format::{Op, record::value_crc};
 use crate::key::{Key, Value};
 use crate::store::keys::Section;
@@ -26,6 +26,7 @@ impl Inner {
             return Err(Error::corrupt(
                 &section.path,
                 Section::offset(at) as u64,
+                Damage::Record,
                 format!("index points {key:?} at record {seq}, which is a delete"),
             ));
         };
@@ -33,6 +34,7 @@ impl Inner {
             return Err(Error::corrupt(
                 &section.path,
                 Section::offset(at) as u64,
+                Damage::Record,
                 format!(
                     "index points {key:?} at record {seq}, which holds {:?}",
                     rec.key
@@ -121,6 +123,7 @@ impl Fetch {
             return Err(Error::corrupt(
                 file,
                 offset,
+                Damage::Value,
                 format!(
                     "value of {:?} has checksum {got:08x}, its record {} says {:08x}",
                     self.key, self.seq, self.want

@@ -18,7 +18,7 @@
 //! For `toykv check` only (`Options::keep_going`), a failing record before the mark is
 //! skipped and kept in [`Walk::bad`] instead, so that every one is reported.
 
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
 use crate::format::{Op, RECORD_SIZE, Record, RecordError, SLOT_SIZE, record::value_crc};
 
 use crate::store::buffer::Buffer;
@@ -81,24 +81,31 @@ pub(super) fn walk(
                 let mut b = [0u8; RECORD_SIZE];
                 b.copy_from_slice(bytes);
                 let verdict = match Record::decode(&b, seq) {
-                    Err(RecordError::Empty) => Err(NEVER_WRITTEN.to_string()),
-                    Err(RecordError::Bad(why)) => Err(why),
                     Ok(rec) => {
                         let unsynced = seq >= synced;
                         match check(&rec, unsynced, slots, buffer, values, &mut value)? {
-                            Some(why) => Err(why),
+                            Some(why) => Err(RecordError::Bad(why)),
                             None => Ok(rec),
                         }
                     }
+                    Err(e) => Err(e),
                 };
                 let rec = match verdict {
                     Ok(rec) => rec,
-                    Err(why) => {
+                    Err(e) => {
+                        // A never-written record ends the log; any other failure past the sync
+                        // mark is a torn tail (decided on the variant, not on the text).
+                        let torn = matches!(e, RecordError::Bad(_));
+                        let why = match e {
+                            RecordError::Empty => NEVER_WRITTEN.to_string(),
+                            RecordError::Bad(why) => why,
+                        };
                         let off = Section::offset(idx) as u64;
                         if seq < synced {
                             let e = Error::corrupt(
                                 &sec.path,
                                 off,
+                                Damage::Record,
                                 format!(
                                     "key record {seq} was synced (the sync mark is at {synced}) but {why}"
                                 ),
@@ -114,7 +121,7 @@ pub(super) fn walk(
                             end: seq,
                             last,
                             fills,
-                            torn: (why != NEVER_WRITTEN).then(|| {
+                            torn: torn.then(|| {
                                 format!(
                                     "dropped the unsynced tail from {} offset {off}: {why}",
                                     sec.path.display()
@@ -148,6 +155,7 @@ pub(super) fn walk(
                 |s| s.path.with_file_name(keys_name_of(n)),
             ),
             0,
+            Damage::Missing,
             format!(
                 "key records up to {synced} were synced but the key log ends at {end}: this key section is missing"
             ),
