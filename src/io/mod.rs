@@ -81,6 +81,14 @@
 //! # }
 //! ```
 //!
+//! # Batched reads
+//!
+//! [`Vfs::reader`] gives a [`Reader`], whose [`read_many`](Reader::read_many) does a batch of
+//! positioned reads ([`ReadReq`]: file, offset, aligned buffer) and answers each on its own.
+//! [`Pread`] loops over [`FileIo::read_at`]; [`Os`] submits the batch to io_uring, up to
+//! [`MAX_IN_FLIGHT`] reads per system call, and falls back to [`Pread`] when io_uring cannot
+//! be set up (disabled, blocked by seccomp, an old kernel).
+//!
 //! # `unsafe`
 //!
 //! This is the only module with `unsafe` code; everything else keeps `#![deny(unsafe_code)]`
@@ -92,16 +100,21 @@
 //! e.g. another process, yields wrong bytes at worst, which checksums catch), the raw copies in
 //! and out (bounds checked first), the `pwrite` from the pages (kernel reads through a raw
 //! pointer) and `Send`/`Sync` for the struct holding the base pointer. Each block has its own
-//! `// SAFETY:` paragraph. System calls that have safe wrappers go through `nix`
+//! `// SAFETY:` paragraph. In `uring.rs`: pushing a read onto an io_uring submission queue
+//! (the kernel writes the buffer until the entry is reaped; every entry is reaped before
+//! `read_many` returns, or the ring and buffers are leaked). System calls that have safe wrappers go through `nix`
 //! (`posix_fallocate`, `O_DIRECT`, `kill`) and `rustix` (`statx` with `STATX_DIOALIGN`).
 //!
 mod aligned;
+mod batch;
 #[allow(unsafe_code)]
 pub(crate) mod os;
 pub mod overlay;
 mod region;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[allow(unsafe_code)]
+mod uring;
 
 use std::any::Any;
 use std::fmt::Debug;
@@ -111,6 +124,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use aligned::AlignedBuf;
+pub use batch::{MAX_IN_FLIGHT, Pread, ReadReq, Reader};
 pub use os::Os;
 pub use overlay::{Change, Overlay};
 pub use region::{Region, Span};
@@ -168,6 +182,15 @@ pub trait Vfs: Send + Sync + Debug {
     /// Takes an exclusive lock on the directory, held until the returned guard drops. Fails with
     /// [`io::ErrorKind::WouldBlock`] when someone else holds it.
     fn lock(&self, dir: &Path) -> io::Result<Box<dyn Any + Send + Sync>>;
+    /// What reads batches of positioned reads on this file system's files (see [`Reader`]);
+    /// made once, at open. With `io_uring` and where the implementation has it ([`Os`] on a
+    /// kernel that allows it), an io_uring reader; else, and by default, [`Pread`]: one
+    /// [`FileIo::read_at`] per read, so a simulator counts (and fails) each read of a batch
+    /// as one call.
+    fn reader(&self, io_uring: bool) -> Arc<dyn Reader> {
+        let _ = io_uring;
+        Arc::new(Pread)
+    }
 }
 
 /// One open file.
