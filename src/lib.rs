@@ -163,4 +163,4 @@ pub mod ycsb;
 pub use error::{Damage, Error, Result};
 pub use key::{KEY_LEN, Key, VALUE_MAX, Value};
 pub use options::{Durability, Options, default_shards};
-pub use store::{Lookup, PendingRead, Scan, Stats, Store};
+pub use store::{GET_MANY_CHUNK, Lookup, PendingRead, Scan, Stats, Store};

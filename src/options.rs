@@ -85,6 +85,7 @@ pub fn default_shards() -> u32 {
 #[derive(Clone)]
 pub struct Options {
     pub(crate) direct_io: bool,
+    pub(crate) io_uring: bool,
     pub(crate) section_slots: Option<u32>,
     pub(crate) cache_bytes: usize,
     pub(crate) shards: Option<u32>,
@@ -105,6 +106,7 @@ impl Options {
     pub fn new() -> Self {
         Options {
             direct_io: true,
+            io_uring: true,
             section_slots: None,
             cache_bytes: DEFAULT_CACHE_BYTES,
             shards: None,
@@ -147,6 +149,25 @@ impl Options {
     pub fn direct_io(mut self, on: bool) -> Self {
         self.direct_io = on;
         self
+    }
+
+    /// Reads batches of values ([`Store::get_many`](crate::Store::get_many), scans) through
+    /// io_uring when the kernel allows it (default `true`); `false`, or the environment
+    /// variable `TOYKV_NO_IO_URING=1`, forces the `pread` fallback. Where io_uring cannot be
+    /// set up (disabled, blocked by a container's seccomp profile, an old kernel) the store
+    /// falls back by itself; [`Stats::read_path`](crate::Stats::read_path) says which path
+    /// it uses.
+    pub fn io_uring(mut self, on: bool) -> Self {
+        self.io_uring = on;
+        self
+    }
+
+    /// Whether to try io_uring: the setting, unless `TOYKV_NO_IO_URING` is set (to anything
+    /// but empty or `0`).
+    pub(crate) fn wants_io_uring(&self) -> bool {
+        let forced_off =
+            std::env::var_os("TOYKV_NO_IO_URING").is_some_and(|v| !v.is_empty() && v != "0");
+        self.io_uring && !forced_off
     }
 
     /// Records per key section and slots per value section: a power of two from 16 to 2^24.
@@ -239,6 +260,7 @@ impl fmt::Debug for Options {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Options")
             .field("direct_io", &self.direct_io)
+            .field("io_uring", &self.io_uring)
             .field("section_slots", &self.section_slots)
             .field("cache_bytes", &self.cache_bytes)
             .field("shards", &self.shards)

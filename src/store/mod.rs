@@ -44,6 +44,9 @@
 //! read cache ([`cache`], S3-FIFO) that always agrees with its index: a put caches its value,
 //! a delete removes it, a read caches what it read only if the index still names the record
 //! it was read from. Scans use cached values but neither cache nor count what they find.
+//! [`Store::get_many`] and scan batches read all their uncached values in one batch through
+//! the store's [`Reader`] (io_uring, up to 64 reads in flight per submission, or `pread` one
+//! by one where io_uring is unavailable or turned off); each value is checked on its own.
 //!
 //! # Garbage collection
 //! Value sections with the most dead slots are emptied by moving their live values and then
@@ -73,6 +76,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Context, Damage, Error, Result};
 use crate::format::journal::{JOURNAL_NAME, JournalOp};
 use crate::format::{shard_name, shard_of};
+use crate::io::Reader;
 use crate::key::{Key, Value};
 use crate::options::{Durability, Options};
 
@@ -117,6 +121,8 @@ pub struct Store {
     /// What opening dropped from the journal's tail, if it looked like a torn commit.
     journal_torn: Option<journal::Torn>,
     background: Mutex<Background>,
+    /// Reads batches of values: `get_many` and scans (io_uring or pread, chosen at open).
+    reader: Arc<dyn Reader>,
     _lock: Box<dyn Any + Send + Sync>,
 }
 
@@ -199,6 +205,7 @@ impl Store {
             journal,
             journal_torn,
             background: Mutex::new(background),
+            reader: vfs.reader(options.wants_io_uring()),
             _lock: lock,
         })
     }
@@ -248,6 +255,58 @@ impl Store {
             Some(shard) => shard.read(fetch),
             None => fetch.finish(),
         }
+    }
+
+    /// The values of `keys`, in the order given, each answered on its own as
+    /// [`get`](Self::get) would: `Ok(None)` for an absent key, an error for that key alone
+    /// when its value cannot be read or fails its checksum (the others are still answered).
+    /// A key given twice is answered twice. Each key is looked up under its shard's lock
+    /// (cache, bank, or a slot to read); then every value to read from disk is submitted at
+    /// once, through io_uring where available ([`Stats::read_path`]), [`GET_MANY_CHUNK`]
+    /// keys at a time. Values read are cached unless a write replaced them meanwhile.
+    ///
+    /// ```
+    /// # fn main() -> toykv::Result<()> {
+    /// # let tmp = tempfile::tempdir().unwrap();
+    /// let store = toykv::Store::open(tmp.path().join("data"))?;
+    /// store.put(1u64, b"one")?;
+    /// let got = store.get_many(&[1u64, 2, 1]);
+    /// assert_eq!(got[0].as_ref().unwrap().as_deref(), Some(&b"one"[..]));
+    /// assert!(got[1].as_ref().unwrap().is_none());
+    /// assert_eq!(got.len(), 3);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn get_many<K: Into<Key> + Copy>(&self, keys: &[K]) -> Vec<Result<Option<Value>>> {
+        let mut out: Vec<Result<Option<Value>>> = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(GET_MANY_CHUNK) {
+            // (answer's place in `out`, shard, key, record) of each value to read.
+            let mut pending = Vec::new();
+            let mut fetches = Vec::new();
+            for &key in chunk {
+                let key = key.into();
+                let (i, shard) = self.shard(key);
+                match shard.lookup(key) {
+                    Ok(Ok(value)) => out.push(Ok(value)),
+                    Ok(Err(fetch)) => {
+                        pending.push((out.len(), i, key, fetch.seq));
+                        fetches.push(fetch);
+                        out.push(Ok(None));
+                    }
+                    Err(e) => out.push(Err(e)),
+                }
+            }
+            let values = shard::finish_many(fetches, &*self.reader);
+            for ((at, i, key, seq), value) in pending.into_iter().zip(values) {
+                out[at] = value.map(|value| {
+                    if let Some(shard) = self.shards.get(i) {
+                        shard.keep(key, seq, &value);
+                    }
+                    Some(value)
+                });
+            }
+        }
+        out
     }
 
     /// Whether `key` exists (no value is read).
@@ -363,7 +422,7 @@ impl Store {
 
     /// Up to `n` entries in `(from, to)`, with values, merged from the shards; used by
     /// [`Scan`]. Uses cached values without counting them as uses; values on disk are read
-    /// by several threads at once, then cached.
+    /// in one batch (all submitted at once through the store's reader), then cached.
     fn batch(&self, from: Bound<Key>, to: Bound<Key>, n: usize) -> Result<Vec<(Key, Value)>> {
         let mut fetches = Vec::new();
         for shard in self.shards.iter() {
@@ -376,7 +435,7 @@ impl Store {
             .filter(|f| f.reads_disk())
             .map(|f| (f.key, f.seq))
             .collect();
-        let out = shard::finish_all(fetches)?;
+        let out = shard::finish_all(fetches, &*self.reader)?;
         // Values read from disk enter the cache (its small queue: a scan passing over keys
         // once cannot displace the hot set), unless a write replaced them meanwhile.
         if !read.is_empty() {
@@ -398,6 +457,10 @@ impl Drop for Store {
         self.stop();
     }
 }
+
+/// Keys [`Store::get_many`] looks up before reading their values: a bigger call is done in
+/// chunks of this many, so the buffers of one chunk's reads are all that is held at once.
+pub const GET_MANY_CHUNK: usize = 1024;
 
 /// What [`Store::lookup`] found.
 #[derive(Debug)]

@@ -22,6 +22,10 @@ pub struct Stats {
     pub durability: String,
     /// Whether value sections use `O_DIRECT`.
     pub direct_io: bool,
+    /// How batches of values ([`Store::get_many`], scans) are read: `"io_uring"`, or
+    /// `"pread"` when io_uring is off ([`Options::io_uring`](crate::Options::io_uring),
+    /// `TOYKV_NO_IO_URING=1`) or could not be set up.
+    pub read_path: &'static str,
     /// What recovery dropped when the store was opened: set when the log ended at a damaged
     /// (torn or garbled) record after the last sync rather than at a never-written one.
     pub torn_tail: Option<String>,
@@ -76,6 +80,7 @@ impl Store {
             shards: self.shards.len() as u64,
             durability: self.durability.to_string(),
             direct_io: false,
+            read_path: self.reader.path(),
             torn_tail: None,
             cache_hits: 0,
             cache_misses: 0,

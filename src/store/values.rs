@@ -12,7 +12,7 @@ use crate::error::{Context, Damage, Error, Result};
 use crate::format::{
     HEADER_LEN, Header, Kind, PAGE, SLOT_SIZE, TMP_SUFFIX, VALUES_DATA_AT, values_len, values_name,
 };
-use crate::io::{AlignedBuf, FileIo, Mode, Vfs};
+use crate::io::{AlignedBuf, FileIo, Mode, Pread, ReadReq, Reader, Vfs};
 
 use super::buffer::Outbound;
 use super::file::header_error;
@@ -36,27 +36,65 @@ pub(crate) struct Slot {
     pub(crate) offset: u64,
 }
 
+/// The aligned block around a slot, read (or not) by a [`Reader`]: what is left of a
+/// [`ReadReq`] once the batch is done.
+#[derive(Debug)]
+pub(crate) struct Block {
+    start: u64,
+    result: std::io::Result<()>,
+    buf: AlignedBuf,
+}
+
+impl From<ReadReq<'_>> for Block {
+    fn from(r: ReadReq<'_>) -> Block {
+        Block {
+            start: r.off,
+            result: r.result,
+            buf: r.buf,
+        }
+    }
+}
+
 impl Slot {
     /// Reads the slot into `out`, reading only the aligned block around it into an aligned
     /// buffer.
     pub(crate) fn read(&self, out: &mut [u8; SLOT_SIZE]) -> Result<()> {
-        let a = self.file.align();
-        let (start, len) = a.cover(self.offset, SLOT_SIZE);
-        let mut block = AlignedBuf::new(len, a.mem);
-        self.file
-            .read_at(block.bytes_mut(), start)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => Error::corrupt(
-                    &self.path,
-                    self.offset,
-                    Damage::Length,
-                    "value section ends before this slot",
-                ),
-                _ => Error::io("read", &self.path, e),
-            })?;
-        let at = (self.offset - start) as usize;
-        out.copy_from_slice(&block.bytes()[at..at + SLOT_SIZE]);
-        Ok(())
+        let mut r = [self.request()];
+        Pread.read_many(&mut r);
+        let [r] = r;
+        self.take(Block::from(r), out)
+    }
+
+    /// The read of the aligned block around the slot, for a batch (see [`take`](Self::take)).
+    pub(crate) fn request(&self) -> ReadReq<'_> {
+        let (start, len) = self.file.align().cover(self.offset, SLOT_SIZE);
+        ReadReq::new(&*self.file, start, len)
+    }
+
+    /// Copies the slot out of `block`, the outcome of its [`request`](Self::request).
+    pub(crate) fn take(&self, block: Block, out: &mut [u8; SLOT_SIZE]) -> Result<()> {
+        block.result.map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Error::corrupt(
+                &self.path,
+                self.offset,
+                Damage::Length,
+                "value section ends before this slot",
+            ),
+            _ => Error::io("read", &self.path, e),
+        })?;
+        let at = self.offset.checked_sub(block.start).map(|a| a as usize);
+        match at.and_then(|at| block.buf.bytes().get(at..at + SLOT_SIZE)) {
+            Some(bytes) => {
+                out.copy_from_slice(bytes);
+                Ok(())
+            }
+            None => Err(Error::corrupt(
+                &self.path,
+                self.offset,
+                Damage::Other,
+                "a read block does not cover its slot",
+            )),
+        }
     }
 }
 

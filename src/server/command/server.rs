@@ -249,6 +249,7 @@ pub(super) fn info(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
                 line("data_dir", &sh.config.dir.display());
                 line("key_mode", &sh.config.key_mode);
                 line("direct_io", &u8::from(st.direct_io));
+                line("read_path", &st.read_path);
                 line("live_keys", &st.keys);
                 line("key_records", &st.records);
                 line("value_slots_used", &st.slots_used);

@@ -49,7 +49,7 @@ use super::values::Values;
 
 pub(crate) use check::{LogCounts, Reads, Seen};
 pub(crate) use open::probe_direct;
-pub(crate) use read::{Fetch, finish_all};
+pub(crate) use read::{Fetch, finish_all, finish_many};
 use write::Step;
 
 /// A bank's write-out, for the background thread: shard number and bank.

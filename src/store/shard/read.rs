@@ -1,14 +1,17 @@
 //! The read path: a value is located under the store's lock (and copied when it is still in
 //! the buffer), then read from its value section and checked after the lock is released.
+//! Many values (a `get_many`, a scan batch) are read in one batch through the store's
+//! [`Reader`] (io_uring, or `pread` one by one), each checked and failed on its own.
 
 use std::path::PathBuf;
 
 use super::Inner;
 use crate::error::{Damage, Error, Result};
 use crate::format::{Op, record::value_crc};
+use crate::io::{ReadReq, Reader};
 use crate::key::{Key, Value};
 use crate::store::keys::Section;
-use crate::store::values;
+use crate::store::values::{self, Block};
 
 impl Inner {
     /// Finds the value of record `seq`, which the index holds for `key`: copied already when
@@ -108,11 +111,20 @@ impl Fetch {
 
     /// Reads the value if needed and checks it against the record's checksum.
     pub(crate) fn finish(self) -> Result<Value> {
+        self.finish_with(None)
+    }
+
+    /// As [`finish`](Self::finish), with the value's block already read by a batch when it is
+    /// in a value section (`None`: read it now).
+    fn finish_with(self, block: Option<Block>) -> Result<Value> {
         let mut value = self.value;
         let (file, offset) = match self.place {
             Place::Buffer(path, off) => (path, off),
             Place::Section(slot) => {
-                slot.read(value.slot_mut())?;
+                match block {
+                    Some(block) => slot.take(block, value.slot_mut())?,
+                    None => slot.read(value.slot_mut())?,
+                }
                 (slot.path, slot.offset)
             }
             Place::Cache => return Ok(value),
@@ -134,52 +146,37 @@ impl Fetch {
     }
 }
 
-/// Disk reads a scan thread does at least; below, spawning it costs more than it saves.
-const READS_PER_THREAD: usize = 4;
-/// Threads one scan batch reads with at most.
-const SCAN_THREADS: usize = 8;
-
-/// Finishes `fetches` in order. Those that read the disk (one direct read each) are spread
-/// over up to [`SCAN_THREADS`] threads, so a scan of uncached values waits on the device in
-/// parallel rather than once per value.
-pub(crate) fn finish_all(fetches: Vec<Fetch>) -> Result<Vec<(Key, Value)>> {
-    let disk = fetches.iter().filter(|f| f.reads_disk()).count();
-    let threads = (disk / READS_PER_THREAD).min(SCAN_THREADS);
-    if threads <= 1 {
-        return fetches
-            .into_iter()
-            .map(|f| Ok((f.key, f.finish()?)))
+/// Finishes `fetches`, in order, each on its own: the values in value sections are read in
+/// one batch through `reader` (all submitted at once), then each is checked against its
+/// record's checksum. A read error or a checksum failure fails that value alone.
+pub(crate) fn finish_many(fetches: Vec<Fetch>, reader: &dyn Reader) -> Vec<Result<Value>> {
+    let blocks: Vec<Block> = {
+        let mut reads: Vec<ReadReq<'_>> = fetches
+            .iter()
+            .filter_map(|f| match &f.place {
+                Place::Section(slot) => Some(slot.request()),
+                _ => None,
+            })
             .collect();
-    }
-    let per = fetches.len().div_ceil(threads);
-    let mut chunks: Vec<Vec<Fetch>> = Vec::with_capacity(threads);
-    let mut rest = fetches.into_iter();
-    loop {
-        let chunk: Vec<Fetch> = rest.by_ref().take(per).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        chunks.push(chunk);
-    }
-    let finish = |chunk: Vec<Fetch>| -> Result<Vec<(Key, Value)>> {
-        chunk
-            .into_iter()
-            .map(|f| Ok((f.key, f.finish()?)))
-            .collect()
+        reader.read_many(&mut reads);
+        reads.into_iter().map(Block::from).collect()
     };
-    let parts: Vec<Result<Vec<(Key, Value)>>> = std::thread::scope(|s| {
-        let mut chunks = chunks.into_iter();
-        let mine = chunks.next();
-        let handles: Vec<_> = chunks.map(|c| s.spawn(move || finish(c))).collect();
-        let mut parts = vec![mine.map_or(Ok(Vec::new()), finish)];
-        for h in handles {
-            parts.push(Error::joined(h.join(), "a thread reading scanned values"));
-        }
-        parts
-    });
-    let mut out = Vec::new();
-    for p in parts {
-        out.extend(p?);
-    }
-    Ok(out)
+    let mut blocks = blocks.into_iter();
+    fetches
+        .into_iter()
+        .map(|f| {
+            let block = if f.reads_disk() { blocks.next() } else { None };
+            f.finish_with(block)
+        })
+        .collect()
+}
+
+/// Finishes `fetches` in order, for a scan batch: the uncached values are read in one batch
+/// through `reader` (see [`finish_many`]); the first error fails the batch.
+pub(crate) fn finish_all(fetches: Vec<Fetch>, reader: &dyn Reader) -> Result<Vec<(Key, Value)>> {
+    let keys: Vec<Key> = fetches.iter().map(|f| f.key).collect();
+    keys.into_iter()
+        .zip(finish_many(fetches, reader))
+        .map(|(k, v)| Ok((k, v?)))
+        .collect()
 }
