@@ -102,18 +102,26 @@ fn many_threads_of_mixed_operations_stay_linearizable_per_key() {
             while !stop.load(Ordering::SeqCst) || checked < 300 {
                 let key = rng.random_range(0..KEYS);
                 let lo = done[key as usize].load(Ordering::SeqCst);
-                // Every fourth read is a one-key scan: scans cache what they read, so they
-                // must not cache a value a put replaced meanwhile.
-                let got = if checked % 4 == 3 {
-                    store.scan(key..=key).next().map(|r| r.unwrap().1.to_vec())
-                } else {
-                    store.get(key).unwrap().map(|v| v.to_vec())
-                };
+                // Every fourth read is a one-key scan and every fourth a get_many of the key
+                // twice: both cache what they read from disk, so they must not cache a value
+                // a put replaced meanwhile.
+                let mut gots = Vec::new();
+                match checked % 4 {
+                    3 => gots.push(store.scan(key..=key).next().map(|r| r.unwrap().1.to_vec())),
+                    1 => {
+                        for r in store.get_many(&[key, key]) {
+                            gots.push(r.unwrap().map(|v| v.to_vec()));
+                        }
+                    }
+                    _ => gots.push(store.get(key).unwrap().map(|v| v.to_vec())),
+                }
                 let hi = begun[key as usize].load(Ordering::SeqCst);
-                assert!(
-                    matches(key, &got, lo, hi),
-                    "key {key}: got {got:?}, which is none of steps {lo}..={hi}"
-                );
+                for got in gots {
+                    assert!(
+                        matches(key, &got, lo, hi),
+                        "key {key}: got {got:?}, which is none of steps {lo}..={hi}"
+                    );
+                }
                 checked += 1;
             }
             checked
@@ -407,4 +415,229 @@ fn collection_moves_the_few_live_values_of_old_sections() {
     check(&store);
     drop(store);
     check(&Store::open_with(d.path(), o()).unwrap());
+}
+
+/// A value of 0 to 256 bytes that differs for every key and version.
+fn value_of(key: u64, version: u64) -> Vec<u8> {
+    let len = ((key * 13 + version * 5) % 257) as usize;
+    (0..len)
+        .map(|j| (key.wrapping_mul(31) as usize + version as usize * 7 + j) as u8)
+        .collect()
+}
+
+/// Answers of `get_many`, as bytes (errors panic).
+fn many(store: &Store, keys: &[u64]) -> Vec<Option<Vec<u8>>> {
+    store
+        .get_many(keys)
+        .into_iter()
+        .zip(keys)
+        .map(|(r, k)| {
+            r.unwrap_or_else(|e| panic!("key {k}: {e}"))
+                .map(|v| v.to_vec())
+        })
+        .collect()
+}
+
+/// Which read path the environment asks for: `TOYKV_NO_IO_URING=1` forces pread.
+fn forced_pread() -> bool {
+    std::env::var("TOYKV_NO_IO_URING").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// `get_many` answers exactly as `get` for present, absent, deleted and repeated keys, in
+/// the order given, with values in banks, in value sections, and cached; an empty call gets
+/// an empty answer, and 100,000 keys are answered (in chunks).
+#[test]
+fn get_many_answers_as_get_does() {
+    let d = tempdir();
+    let mut model = BTreeMap::new();
+    {
+        let store = Store::open_with(d.path(), small(2).cache_bytes(0)).unwrap();
+        for version in 0..3u64 {
+            for key in 0..600u64 {
+                if (key + version) % 9 == 0 {
+                    store.delete(key).unwrap();
+                    model.remove(&key);
+                } else {
+                    store.put(key, value_of(key, version)).unwrap();
+                    model.insert(key, value_of(key, version));
+                }
+            }
+        }
+        // Shuffled: present, deleted, absent (never written), and repeated keys.
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut keys: Vec<u64> = (0..700).map(|_| rng.random_range(0..700u64)).collect();
+        keys.extend([5, 5, 5, 9999, 0, 599]);
+        let want: Vec<Option<Vec<u8>>> = keys.iter().map(|k| model.get(k).cloned()).collect();
+        let got_get: Vec<Option<Vec<u8>>> = keys
+            .iter()
+            .map(|&k| store.get(k).unwrap().map(|v| v.to_vec()))
+            .collect();
+        assert_eq!(got_get, want);
+        assert_eq!(
+            many(&store, &keys),
+            want,
+            "cache off, values in banks and sections"
+        );
+        assert!(store.get_many::<u64>(&[]).is_empty());
+        let st = store.stats();
+        assert!(st.value_sections > 10, "{st:?}");
+        if forced_pread() {
+            assert_eq!(st.read_path, "pread");
+        }
+        println!("read path: {}", st.read_path);
+        store.close().unwrap();
+    }
+    // Reopened with the cache on: the first call reads from the sections and caches, the
+    // second answers from the cache; 100,000 keys (with repeats) in one call.
+    let store = Store::open_with(d.path(), small(2)).unwrap();
+    let keys: Vec<u64> = (0..700u64).rev().collect();
+    let want: Vec<Option<Vec<u8>>> = keys.iter().map(|k| model.get(k).cloned()).collect();
+    assert_eq!(many(&store, &keys), want, "from the sections");
+    let hits = store.stats().cache_hits;
+    assert_eq!(many(&store, &keys), want, "from the cache");
+    assert!(store.stats().cache_hits >= hits + model.len() as u64);
+    let big: Vec<u64> = (0..100_000u64).map(|i| (i * 7919) % 650).collect();
+    let want: Vec<Option<Vec<u8>>> = big.iter().map(|k| model.get(k).cloned()).collect();
+    assert_eq!(many(&store, &big), want, "100,000 keys");
+    // A value replaced after it was cached is answered new.
+    store.put(1u64, b"new").unwrap();
+    assert_eq!(many(&store, &[1, 1])[1].as_deref(), Some(&b"new"[..]));
+}
+
+/// Scans read their uncached values in batches: the same answers with the cache off as a
+/// `BTreeMap`, on whichever read path is in use.
+#[test]
+fn scans_of_uncached_values_read_in_batches() {
+    let d = tempdir();
+    let store = Store::open_with(d.path(), small(3).cache_bytes(0)).unwrap();
+    let mut model = BTreeMap::new();
+    for key in 0..2000u64 {
+        store.put(key * 3, value_of(key, 1)).unwrap();
+        model.insert(key * 3, value_of(key, 1));
+    }
+    let got: BTreeMap<u64, Vec<u8>> = store
+        .scan(300u64..=4500)
+        .map(|r| r.map(|(k, v)| (k.as_u64(), v.to_vec())).unwrap())
+        .collect();
+    let want: BTreeMap<u64, Vec<u8>> = model
+        .range(300..=4500)
+        .map(|(k, v)| (*k, v.clone()))
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// A value whose bytes on disk were changed fails its checksum for its own key alone: the
+/// other keys of the batch are answered.
+#[test]
+fn a_flipped_byte_fails_get_many_for_its_key_alone() {
+    let d = tempdir();
+    let opts = || small(1).gc(false).cache_bytes(0);
+    let value = |k: u64| -> Vec<u8> { (0..200).map(|j| (k * 41 + j * 3 + 1) as u8).collect() };
+    {
+        let store = Store::open_with(d.path(), opts()).unwrap();
+        for k in 0..64u64 {
+            store.put(k, value(k)).unwrap();
+        }
+        store.close().unwrap();
+    }
+    // Key 3's value is in an early value section: flip one of its bytes there.
+    let victim = 3u64;
+    let needle = value(victim);
+    let shard = d.path().join(shard_name(0));
+    let mut flipped = false;
+    for e in std::fs::read_dir(&shard).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "v") {
+            let mut bytes = std::fs::read(&p).unwrap();
+            if let Some(at) = bytes.windows(needle.len()).position(|w| w == &needle[..]) {
+                bytes[at + 100] ^= 0x40;
+                std::fs::write(&p, &bytes).unwrap();
+                flipped = true;
+            }
+        }
+    }
+    assert!(flipped, "key {victim}'s value is in no value section");
+    let store = Store::open_with(d.path(), opts()).unwrap();
+    let keys: Vec<u64> = (0..64).chain([victim, 70]).collect();
+    let got = store.get_many(&keys);
+    for (k, r) in keys.iter().zip(&got) {
+        match r {
+            Err(Error::Corrupt { damage, .. }) if *k == victim => {
+                assert_eq!(*damage, toykv::Damage::Value)
+            }
+            Ok(v) if *k != victim => {
+                assert_eq!(
+                    v.as_deref(),
+                    (*k < 64).then(|| value(*k)).as_deref(),
+                    "key {k}"
+                )
+            }
+            other => panic!("key {k}: {other:?}"),
+        }
+    }
+    // `get` says the same.
+    assert!(matches!(store.get(victim), Err(Error::Corrupt { .. })));
+}
+
+/// An I/O error injected at each read of a batch in turn (the simulator counts every read
+/// of a batch as one call) fails exactly the key whose read it hit; the others, and the same
+/// call again, are answered.
+#[test]
+fn an_io_error_in_a_batch_fails_exactly_the_key_it_hit() {
+    use toykv::io::{Fault, SimFs};
+    let fs = SimFs::new();
+    let dir = std::path::Path::new("/db");
+    let opts = || small(2).gc(false).cache_bytes(0).vfs(Arc::new(fs.clone()));
+    let value = |k: u64| -> Vec<u8> { vec![k as u8; (k % 200) as usize + 1] };
+    {
+        let store = Store::open_with(dir, opts()).unwrap();
+        for k in 0..100u64 {
+            store.put(k, value(k)).unwrap();
+        }
+        store.close().unwrap();
+    }
+    let store = Store::open_with(dir, opts()).unwrap();
+    assert_eq!(store.stats().read_path, "pread");
+    // Repeats too: each is its own read, so a fault hits one of them only.
+    let keys: Vec<u64> = (0..100).chain([7, 7, 42]).rev().collect();
+    let before = fs.calls();
+    let clean = store.get_many(&keys);
+    let reads = fs.calls() - before;
+    assert!(clean.iter().all(|r| r.is_ok()));
+    assert!(
+        reads > 50,
+        "only {reads} of the values were read from sections"
+    );
+    let mut hit = std::collections::BTreeSet::new();
+    for n in 0..reads {
+        fs.fail_call(n, Fault::Eio);
+        let got = store.get_many(&keys);
+        let failed: Vec<usize> = (0..keys.len()).filter(|&i| got[i].is_err()).collect();
+        assert_eq!(
+            failed.len(),
+            1,
+            "fault at read {n} of the batch failed {failed:?}"
+        );
+        let i = failed[0];
+        match &got[i] {
+            Err(Error::Io { op, path, source }) => {
+                assert_eq!(*op, "read");
+                assert_eq!(source.raw_os_error(), Some(libc::EIO));
+                assert!(path.extension().is_some_and(|x| x == "v"), "{path:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(hit.insert(i), "two faults hit answer {i}");
+        for (j, (k, r)) in keys.iter().zip(&got).enumerate() {
+            if j != i {
+                assert_eq!(
+                    r.as_ref().unwrap().as_deref(),
+                    Some(&value(*k)[..]),
+                    "key {k}"
+                );
+            }
+        }
+    }
+    assert_eq!(hit.len() as u64, reads);
+    assert!(store.get_many(&keys).iter().all(|r| r.is_ok()));
 }
