@@ -641,3 +641,29 @@ fn an_io_error_in_a_batch_fails_exactly_the_key_it_hit() {
     assert_eq!(hit.len() as u64, reads);
     assert!(store.get_many(&keys).iter().all(|r| r.is_ok()));
 }
+
+/// `Options::io_uring(false)` forces the pread path, and `Stats::read_path` says so; either
+/// path answers the same.
+#[test]
+fn the_read_path_setting_is_obeyed() {
+    let d = tempdir();
+    let keys: Vec<u64> = (0..300).collect();
+    let mut answers = Vec::new();
+    for uring in [false, true] {
+        let store = Store::open_with(d.path(), small(1).cache_bytes(0).io_uring(uring)).unwrap();
+        if !uring {
+            for &k in &keys {
+                store.put(k, value_of(k, 2)).unwrap();
+            }
+            assert_eq!(store.stats().read_path, "pread");
+        } else if forced_pread() {
+            assert_eq!(store.stats().read_path, "pread");
+        } else {
+            println!("default read path here: {}", store.stats().read_path);
+        }
+        answers.push(many(&store, &keys));
+        store.close().unwrap();
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0][5].as_deref(), Some(&value_of(5, 2)[..]));
+}
