@@ -205,11 +205,14 @@ mod tests {
         }
         f.write_at(data.bytes(), 0).unwrap();
         f.sync().unwrap();
-        // Blocks in a scrambled order, one repeated, and one read past the end.
+        // Blocks in a scrambled order, one repeated, one misaligned (EINVAL from the kernel on
+        // O_DIRECT, where the file system enforces alignment) and one read past the end.
         let mut offs: Vec<u64> = (0..blocks)
             .map(|i| (i * 37 % blocks) * a.offset as u64)
             .collect();
         offs.push(offs[3]);
+        let misaligned = offs.len();
+        offs.push(a.offset as u64 + 100);
         offs.push(blocks * a.offset as u64);
         let batch = |reader: &dyn Reader| {
             let mut reads: Vec<ReadReq> = offs
@@ -222,7 +225,7 @@ mod tests {
                 .map(|r| {
                     r.result
                         .map(|()| r.buf.bytes().to_vec())
-                        .map_err(|e| e.kind())
+                        .map_err(|e| (e.kind(), e.raw_os_error()))
                 })
                 .collect::<Vec<_>>()
         };
@@ -230,12 +233,56 @@ mod tests {
         assert_eq!(uring.path(), "io_uring");
         assert_eq!(ring, plain);
         let last = ring.len() - 1;
-        assert_eq!(ring[last], Err(io::ErrorKind::UnexpectedEof));
-        for (r, &o) in ring[..last].iter().zip(&offs) {
+        assert_eq!(ring[last], Err((io::ErrorKind::UnexpectedEof, None)));
+        if ring[misaligned].is_err() {
+            let einval = (io::ErrorKind::InvalidInput, Some(libc::EINVAL));
+            assert_eq!(ring[misaligned], Err(einval));
+        }
+        for (i, (r, &o)) in ring[..last].iter().zip(&offs).enumerate() {
+            if i == misaligned {
+                continue;
+            }
             let o = o as usize;
             assert_eq!(r.as_deref().unwrap(), &data.bytes()[o..o + a.offset]);
         }
         // The rings went back to the pool for the next batch.
         assert!(!uring.pool.lock().unwrap().is_empty());
+    }
+
+    /// A file without a descriptor (the simulator's) in a batch is read with `read_at`, next to
+    /// the OS file's reads on the ring.
+    #[cfg(feature = "sim")]
+    #[test]
+    fn files_without_a_descriptor_are_read_with_read_at() {
+        let Ok(uring) = Uring::new() else {
+            println!("SKIPPED: io_uring cannot be set up here");
+            return;
+        };
+        let d = crate::testing::tempdir();
+        let rw = Mode {
+            create: true,
+            write: true,
+            direct: false,
+        };
+        let os = Os.open(&d.path().join("f"), rw).unwrap();
+        os.write_at(&[1; 4096], 0).unwrap();
+        let fs = crate::io::SimFs::new();
+        let sim = fs.open(std::path::Path::new("/d/f"), rw).unwrap();
+        sim.write_at(&[2; 4096], 0).unwrap();
+        let before = fs.calls();
+        let mut reads = vec![
+            ReadReq::new(&*os, 0, 100),
+            ReadReq::new(&*sim, 10, 100),
+            ReadReq::new(&*os, 4000, 100),
+        ];
+        uring.read_many(&mut reads);
+        assert_eq!(fs.calls() - before, 1);
+        assert_eq!(reads[0].buf.bytes(), &[1; 100][..]);
+        assert_eq!(reads[1].buf.bytes(), &[2; 100][..]);
+        assert!(reads[0].result.is_ok() && reads[1].result.is_ok());
+        assert_eq!(
+            reads[2].result.as_ref().unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
     }
 }
