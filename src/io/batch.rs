@@ -2,10 +2,10 @@
 //! its own, so a caller can keep many reads in flight from one thread.
 //!
 //! [`Pread`] is the portable reader: a loop of [`FileIo::read_at`], one call per request (on
-//! `SimFs` each is one counted call, so injected faults land on single reads of a batch).
-//! [`Os`](super::Os) offers an io_uring reader (see `uring.rs`) that submits up to
-//! [`MAX_IN_FLIGHT`] reads per system call and falls back to [`Pread`] where io_uring cannot
-//! be set up.
+//! `SimFs` each is one counted call, in order, so injected faults land on single reads of a
+//! batch). [`Os`](super::Os) offers an io_uring reader (see `uring.rs`) that submits up to
+//! [`MAX_IN_FLIGHT`] reads per system call, and falls back to [`PreadThreads`] (the same
+//! reads spread over a few threads) where io_uring cannot be set up or is turned off.
 
 use std::fmt::Debug;
 use std::io;
@@ -14,6 +14,12 @@ use super::{AlignedBuf, FileIo};
 
 /// Reads one submission keeps in flight at most; bigger batches are read in chunks of this.
 pub const MAX_IN_FLIGHT: usize = 64;
+
+/// Reads a thread does at least in [`PreadThreads`]; below, spawning it costs more than it
+/// saves.
+const READS_PER_THREAD: usize = 4;
+/// Threads [`PreadThreads`] reads one batch with at most.
+const THREADS: usize = 8;
 
 /// One read of a batch: `buf.len()` bytes of `file` at `off` into `buf`, and its outcome.
 ///
@@ -76,6 +82,50 @@ impl Reader for Pread {
     }
 }
 
+/// The fallback reader of [`Os`](super::Os): [`Pread`] spread over up to 8 threads (at least 4
+/// reads each), so that a batch still waits on the device in parallel where io_uring is not
+/// available. A thread that cannot be spawned leaves its reads to the calling thread.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PreadThreads;
+
+impl Reader for PreadThreads {
+    fn read_many(&self, reads: &mut [ReadReq<'_>]) {
+        let threads = (reads.len() / READS_PER_THREAD).min(THREADS);
+        if threads <= 1 {
+            return Pread.read_many(reads);
+        }
+        let per = reads.len().div_ceil(threads);
+        // Chunks whose thread could not be spawned, read in line afterwards.
+        let mut unspawned = Vec::new();
+        std::thread::scope(|s| {
+            let mut chunks = reads.chunks_mut(per).enumerate();
+            let mine = chunks.next();
+            for (i, chunk) in chunks {
+                let spawned = std::thread::Builder::new()
+                    .name("toykv-pread".into())
+                    .spawn_scoped(s, || Pread.read_many(chunk));
+                if let Err(e) = spawned {
+                    tracing::warn!("cannot spawn a read thread ({e}); reading in line");
+                    unspawned.push(i);
+                }
+            }
+            if let Some((_, chunk)) = mine {
+                Pread.read_many(chunk);
+            }
+        });
+        for i in unspawned {
+            let end = (i * per + per).min(reads.len());
+            if let Some(chunk) = reads.get_mut(i * per..end) {
+                Pread.read_many(chunk);
+            }
+        }
+    }
+
+    fn path(&self) -> &'static str {
+        "pread"
+    }
+}
+
 #[cfg(all(test, feature = "sim"))]
 mod tests {
     use std::path::Path;
@@ -122,5 +172,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn threaded_pread_answers_each_read_and_a_fault_fails_one() {
+        let fs = SimFs::new();
+        let rw = Mode {
+            create: true,
+            write: false,
+            direct: false,
+        };
+        let f = fs
+            .open(Path::new("/d/v"), Mode { write: true, ..rw })
+            .unwrap();
+        let data: Vec<u8> = (0..100 * 64).map(|i| (i / 64) as u8).collect();
+        f.write_at(&data, 0).unwrap();
+        for n in [0, 17, 99] {
+            fs.fail_call(n, Fault::Eio);
+            let mut reads: Vec<ReadReq> = (0..100).map(|i| ReadReq::new(&*f, i * 64, 64)).collect();
+            PreadThreads.read_many(&mut reads);
+            let failed = reads.iter().filter(|r| r.result.is_err()).count();
+            assert_eq!(failed, 1, "fault at {n}");
+            for (i, r) in reads.iter().enumerate() {
+                if r.result.is_ok() {
+                    assert!(r.buf.bytes().iter().all(|&x| x == i as u8));
+                }
+            }
+        }
+        assert_eq!(PreadThreads.path(), "pread");
     }
 }

@@ -86,8 +86,9 @@
 //! [`Vfs::reader`] gives a [`Reader`], whose [`read_many`](Reader::read_many) does a batch of
 //! positioned reads ([`ReadReq`]: file, offset, aligned buffer) and answers each on its own.
 //! [`Pread`] loops over [`FileIo::read_at`]; [`Os`] submits the batch to io_uring, up to
-//! [`MAX_IN_FLIGHT`] reads per system call, and falls back to [`Pread`] when io_uring cannot
-//! be set up (disabled, blocked by seccomp, an old kernel).
+//! [`MAX_IN_FLIGHT`] reads per system call, and falls back to [`PreadThreads`] (`pread` on up
+//! to 8 threads) when io_uring cannot be set up (disabled, blocked by seccomp, an old kernel)
+//! or is turned off.
 //!
 //! # `unsafe`
 //!
@@ -124,7 +125,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use aligned::AlignedBuf;
-pub use batch::{MAX_IN_FLIGHT, Pread, ReadReq, Reader};
+pub use batch::{MAX_IN_FLIGHT, Pread, PreadThreads, ReadReq, Reader};
 pub use os::Os;
 pub use overlay::{Change, Overlay};
 pub use region::{Region, Span};
@@ -183,10 +184,9 @@ pub trait Vfs: Send + Sync + Debug {
     /// [`io::ErrorKind::WouldBlock`] when someone else holds it.
     fn lock(&self, dir: &Path) -> io::Result<Box<dyn Any + Send + Sync>>;
     /// What reads batches of positioned reads on this file system's files (see [`Reader`]);
-    /// made once, at open. With `io_uring` and where the implementation has it ([`Os`] on a
-    /// kernel that allows it), an io_uring reader; else, and by default, [`Pread`]: one
-    /// [`FileIo::read_at`] per read, so a simulator counts (and fails) each read of a batch
-    /// as one call.
+    /// made once, at open. By default [`Pread`]: one [`FileIo::read_at`] per read, in order,
+    /// so a simulator counts (and fails) each read of a batch as one call. [`Os`] gives an
+    /// io_uring reader with `io_uring` on a kernel that allows it, else [`PreadThreads`].
     fn reader(&self, io_uring: bool) -> Arc<dyn Reader> {
         let _ = io_uring;
         Arc::new(Pread)

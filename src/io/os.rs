@@ -19,7 +19,7 @@ use nix::fcntl::{self, OFlag};
 use rustix::fs::{AtFlags, StatxFlags};
 
 use super::region::{Claim, RawMap};
-use super::{Align, FileIo, Mode, Pread, Reader, Region, Vfs, range};
+use super::{Align, FileIo, Mode, PreadThreads, Reader, Region, Vfs, range};
 use crate::format::LOCK_NAME;
 
 /// Fallback alignment when neither the kernel nor sysfs tells.
@@ -32,13 +32,13 @@ pub struct Os;
 impl Vfs for Os {
     fn reader(&self, io_uring: bool) -> Arc<dyn Reader> {
         if !io_uring {
-            return Arc::new(Pread);
+            return Arc::new(PreadThreads);
         }
         match super::uring::Uring::new() {
             Ok(u) => Arc::new(u),
             Err(e) => {
                 tracing::info!("io_uring unavailable ({e}); reading values with pread");
-                Arc::new(Pread)
+                Arc::new(PreadThreads)
             }
         }
     }

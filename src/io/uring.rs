@@ -178,7 +178,7 @@ impl Reader for Uring {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::{Mode, Os, Pread, Vfs};
+    use crate::io::{Mode, Os, Pread, PreadThreads, Vfs};
 
     #[test]
     fn io_uring_and_pread_read_the_same_bytes_from_an_o_direct_file() {
@@ -232,6 +232,7 @@ mod tests {
         let (ring, plain) = (batch(&uring), batch(&Pread));
         assert_eq!(uring.path(), "io_uring");
         assert_eq!(ring, plain);
+        assert_eq!(batch(&PreadThreads), plain);
         let last = ring.len() - 1;
         assert_eq!(ring[last], Err((io::ErrorKind::UnexpectedEof, None)));
         if ring[misaligned].is_err() {

@@ -45,8 +45,9 @@
 //! a delete removes it, a read caches what it read only if the index still names the record
 //! it was read from. Scans use cached values but neither cache nor count what they find.
 //! [`Store::get_many`] and scan batches read all their uncached values in one batch through
-//! the store's [`Reader`] (io_uring, up to 64 reads in flight per submission, or `pread` one
-//! by one where io_uring is unavailable or turned off); each value is checked on its own.
+//! the store's [`Reader`] (io_uring, up to 64 reads in flight per submission, or `pread` on up
+//! to 8 threads where io_uring is unavailable or turned off); each value is checked on its
+//! own.
 //!
 //! # Garbage collection
 //! Value sections with the most dead slots are emptied by moving their live values and then
