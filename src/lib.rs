@@ -65,7 +65,7 @@
 //! | [`Options::durability`] | `Periodic(1 s)` | what a returned write survives: `None`, `Periodic(t)`, `Always` |
 //! | [`Options::shards`] | [`default_shards`] (one per core) | 1 to 256; fixed at creation, recorded in `STORE` |
 //! | [`Options::gc`] | `true` | background garbage collection |
-//! | [`Options::cache_bytes`] | 256 MiB | the read cache (S3-FIFO); 0 turns it off |
+//! | [`Options::cache_bytes`] | [`default_cache_bytes`]: a quarter of the memory the process may use | the read cache (S3-FIFO); 0 turns it off |
 //! | [`Options::direct_io`] | `true` | `O_DIRECT` for value sections; off: page cache and `fdatasync` |
 //! | [`Options::section_slots`] | the store's own; 65,536 for a new store | records per key section, slots per value section; fixed at creation, recorded in `STORE` |
 //! | [`Options::journal_bytes`] | 64 MiB | the journal of `Always`, made when first needed |
@@ -148,6 +148,7 @@ pub mod keymode;
 pub mod kill;
 #[cfg(not(feature = "kill-points"))]
 mod kill;
+mod memory;
 pub mod options;
 #[cfg(any(feature = "server", feature = "client", feature = "cli"))]
 pub mod resp;
@@ -162,5 +163,5 @@ pub mod ycsb;
 
 pub use error::{Damage, Error, Result};
 pub use key::{KEY_LEN, Key, VALUE_MAX, Value};
-pub use options::{Durability, Options, default_shards};
+pub use options::{Durability, Options, default_cache_bytes, default_shards};
 pub use store::{GET_MANY_CHUNK, Lookup, PendingRead, Scan, Stats, Store};

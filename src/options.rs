@@ -9,8 +9,24 @@ use crate::format::journal::{BLOCK, DEFAULT_JOURNAL_BYTES, MIN_JOURNAL_BYTES};
 use crate::format::{DEFAULT_SECTION_SLOTS, MAX_SHARDS, check_section_slots};
 use crate::io::{Os, Vfs};
 
-/// Default size of the read cache: 256 MiB.
+/// Size of the read cache when the memory the process may use cannot be read: 256 MiB.
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+
+/// The share of the process's memory the default read cache takes: a quarter. The rest is
+/// for the index (about 40 bytes a key), the page cache of the memory-mapped key sections
+/// (32 bytes a record) and write buffers (two sections' values per shard), the kernel's own
+/// caching, and the rest of the process (a server's connections and their buffers).
+pub const CACHE_FRACTION: usize = 4;
+
+/// Default size of the read cache: a [`CACHE_FRACTION`]th of the memory this process may
+/// use, which is the machine's memory (`MemTotal` in `/proc/meminfo`) or its memory cgroup's
+/// limit (v1 `memory.limit_in_bytes`, v2 `memory.max`, of the process's own cgroup),
+/// whichever is smaller; [`DEFAULT_CACHE_BYTES`] when none of these can be read.
+pub fn default_cache_bytes() -> usize {
+    crate::memory::process_limit().map_or(DEFAULT_CACHE_BYTES, |n| {
+        usize::try_from(n / CACHE_FRACTION as u64).unwrap_or(usize::MAX)
+    })
+}
 
 /// What a put or delete survives once it returns; see [`Options::durability`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +103,7 @@ pub struct Options {
     pub(crate) direct_io: bool,
     pub(crate) io_uring: bool,
     pub(crate) section_slots: Option<u32>,
-    pub(crate) cache_bytes: usize,
+    pub(crate) cache_bytes: Option<usize>,
     pub(crate) shards: Option<u32>,
     pub(crate) durability: Durability,
     pub(crate) gc: bool,
@@ -100,15 +116,15 @@ pub struct Options {
 
 impl Options {
     /// Defaults: direct I/O on, the section size and shard count an existing store was created
-    /// with (65,536 records per section and one shard per core for a new store), a 256 MiB
-    /// read cache, durability `periodic` (1 s), garbage collection on, the
+    /// with (65,536 records per section and one shard per core for a new store), a read cache
+    /// of a quarter of the memory the process may use ([`default_cache_bytes`]), durability `periodic` (1 s), garbage collection on, the
     /// operating system's files.
     pub fn new() -> Self {
         Options {
             direct_io: true,
             io_uring: true,
             section_slots: None,
-            cache_bytes: DEFAULT_CACHE_BYTES,
+            cache_bytes: None,
             shards: None,
             durability: Durability::default(),
             gc: true,
@@ -186,15 +202,23 @@ impl Options {
         self.section_slots.unwrap_or(DEFAULT_SECTION_SLOTS)
     }
 
-    /// Size of the read cache in bytes (default 256 MiB); 0 turns it off. Direct I/O bypasses
-    /// the kernel's page cache, so the store caches values itself: recently and frequently
-    /// read ones, by S3-FIFO, which a scan or a bulk load of keys used once does not flush.
-    /// Each cached value is charged about 330 bytes (its 256-byte slot plus bookkeeping), so
-    /// the default holds about 800,000 values. Memory is taken as values are cached, not
-    /// up front. [`Stats`](crate::Stats) counts hits and misses.
+    /// Size of the read cache in bytes, split evenly over the shards (default
+    /// [`default_cache_bytes`]: a quarter of the machine's memory or of the process's memory
+    /// cgroup limit, whichever is smaller); 0 turns it off. Direct I/O bypasses the kernel's
+    /// page cache, so the store caches values itself: recently and frequently read ones, and
+    /// the values of each bank written out, by S3-FIFO, which a scan or a bulk load of keys
+    /// used once does not flush. Each cached value is charged 293 bytes all-in (its 256
+    /// bytes, key, links, table and ghost shares), so 1 GiB holds about 3.6 million values.
+    /// Memory is taken as values are cached, not up front. [`Stats`](crate::Stats) shows the
+    /// capacity, use, hits and misses.
     pub fn cache_bytes(mut self, n: usize) -> Self {
-        self.cache_bytes = n;
+        self.cache_bytes = Some(n);
         self
+    }
+
+    /// The read cache's size asked for, else [`default_cache_bytes`].
+    pub(crate) fn cache(&self) -> usize {
+        self.cache_bytes.unwrap_or_else(default_cache_bytes)
     }
 
     /// Length of the journal that durability `always` commits to (default 64 MiB; a

@@ -65,10 +65,11 @@ pub struct Flags {
     #[arg(long, env = "IDLE_TIMEOUT", default_value_t = 300)]
     pub idle_timeout: u64,
 
-    /// Bytes of values kept in the read cache (O_DIRECT bypasses the kernel's page cache, so
-    /// hot values are cached here); 0 turns the cache off.
-    #[arg(long, env = "CACHE_BYTES", default_value_t = crate::options::DEFAULT_CACHE_BYTES)]
-    pub cache_bytes: usize,
+    /// Bytes of the read cache (O_DIRECT bypasses the kernel's page cache, so hot values are
+    /// cached here); 0 turns the cache off. Default: a quarter of the machine's memory or of
+    /// the process's memory cgroup limit, whichever is smaller.
+    #[arg(long, env = "CACHE_BYTES", value_name = "BYTES")]
+    pub cache_bytes: Option<usize>,
 
     /// Read and write value sections with O_DIRECT (true or false). Turn off on file systems
     /// that refuse O_DIRECT; buffered I/O with fdatasync is used instead.
@@ -106,9 +107,11 @@ impl Flags {
     pub fn options(&self, dir: &std::path::Path) -> Options {
         let mut options = Options::new()
             .direct_io(self.direct_io)
-            .cache_bytes(self.cache_bytes)
             .durability(self.durability)
             .gc(!self.no_gc);
+        if let Some(n) = self.cache_bytes {
+            options = options.cache_bytes(n);
+        }
         if let Some(n) = self.shards
             && !dir.join(STORE_NAME).exists()
         {

@@ -155,7 +155,7 @@ impl Store {
         let options = options.section_slots(slots);
         let found = journal::find(dir, &options, fresh)?;
         let (jobs, queue) = crossbeam_channel::unbounded();
-        let per_shard = options.cache_bytes / count as usize;
+        let per_shard = options.cache() / count as usize;
         let opened: Vec<Result<Shard>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..count)
                 .map(|i| {

@@ -35,8 +35,11 @@ pub struct Stats {
     pub cache_misses: u64,
     /// Values in the read cache.
     pub cache_entries: u64,
-    /// Bytes the read cache charges for them (see [`Options::cache_bytes`](crate::Options::cache_bytes)).
+    /// Bytes the read cache charges for them, its use (see [`Options::cache_bytes`](crate::Options::cache_bytes)).
     pub cache_bytes: u64,
+    /// Bytes the read cache may charge, its capacity: the size asked for (or the default)
+    /// rounded down to whole entries per shard.
+    pub cache_capacity: u64,
     /// Full banks written out to value sections since open.
     pub flushes: u64,
     /// Puts that had to wait for a bank's write-out since open.
@@ -86,6 +89,7 @@ impl Store {
             cache_misses: 0,
             cache_entries: 0,
             cache_bytes: 0,
+            cache_capacity: 0,
             flushes: 0,
             stalls: 0,
             syncs: 0,

@@ -479,7 +479,25 @@ fn zero_cache_bytes_turns_the_cache_off() {
     }
     let st = s.stats();
     assert_eq!((st.cache_hits, st.cache_misses), (0, 0));
+    assert_eq!(
+        (st.cache_entries, st.cache_bytes, st.cache_capacity),
+        (0, 0, 0)
+    );
+}
+
+#[test]
+fn cache_bytes_overrides_the_default_and_stats_show_the_capacity() {
+    let d = tempdir();
+    let opts = small()
+        .shards(2)
+        .cache_bytes(2 * 10 * cache::ENTRY_BYTES + 7);
+    let s = Store::open_with(d.path(), opts).unwrap();
+    let st = s.stats();
+    // Split over the shards, rounded down to whole entries.
+    assert_eq!(st.cache_capacity, 2 * 10 * cache::ENTRY_BYTES as u64);
     assert_eq!((st.cache_entries, st.cache_bytes), (0, 0));
+    // Unset, the default (whatever this machine's memory) is some cache.
+    assert!(Options::new().cache() > 0);
 }
 
 #[test]

@@ -213,6 +213,9 @@ fn info_command_and_config() {
         "# Storage\r\n",
         "key_mode:bytes\r\n",
         "gc_set_aside:0\r\n",
+        "\r\ncache_capacity_bytes:",
+        // GET a read the value from the write buffer and cached it; GET b found no key.
+        "\r\ncache_used_bytes:293\r\ncache_entries:1\r\ncache_hits:0\r\ncache_misses:2\r\n",
     ] {
         assert!(info.contains(want), "INFO lacks {want:?}:\n{info}");
     }

@@ -255,10 +255,11 @@ pub(super) fn info(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
                 line("value_slots_used", &st.slots_used);
                 line("value_sections", &st.value_sections);
                 line("key_sections", &st.key_sections);
+                line("cache_capacity_bytes", &st.cache_capacity);
+                line("cache_used_bytes", &st.cache_bytes);
+                line("cache_entries", &st.cache_entries);
                 line("cache_hits", &st.cache_hits);
                 line("cache_misses", &st.cache_misses);
-                line("cache_entries", &st.cache_entries);
-                line("cache_bytes", &st.cache_bytes);
                 line("shards", &st.shards);
                 line("disk_bytes", &st.disk_bytes);
                 line("gc_sections", &st.gc_sections);

@@ -292,6 +292,7 @@ impl Shard {
         st.cache_misses += c.misses;
         st.cache_entries += c.entries;
         st.cache_bytes += c.bytes;
+        st.cache_capacity += c.capacity;
         st.flushes += n.flushes;
         st.stalls += n.stalls;
         st.syncs += n.syncs;
