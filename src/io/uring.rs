@@ -8,6 +8,14 @@
 //! at open; when that fails (io_uring disabled by `io_uring_disabled` or a seccomp profile,
 //! a kernel without `IORING_OP_READ`), the store reads with [`Pread`](super::Pread) instead.
 //!
+//! # Interrupted system calls
+//!
+//! When a ring is torn down (the store closes), the kernel queues work to every thread that
+//! submitted to it, waking them as a signal would: a blocking call with a timeout in such a
+//! thread (for example a socket read with `SO_RCVTIMEO`) can then fail once with
+//! [`io::ErrorKind::Interrupted`]. Retry it, as `std`'s `read_exact` does; the project's
+//! clients and test clients do.
+//!
 //! # Buffers and `unsafe`
 //!
 //! The kernel writes into a request's buffer after `push` and until its completion is reaped.

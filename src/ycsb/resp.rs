@@ -87,7 +87,14 @@ impl RespDb {
                     }
                     let len = self.buf.len();
                     self.buf.resize(len + (64 << 10), 0);
-                    let got = self.stream.read(&mut self.buf[len..])?;
+                    let got = match self.stream.read(&mut self.buf[len..]) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                            self.buf.truncate(len);
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
                     self.buf.truncate(len + got);
                     if got == 0 {
                         return Err("the server closed the connection".into());

@@ -180,6 +180,9 @@ impl Client {
                 Ok(0) => return Ok(None),
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(None),
+                // A signal (or io_uring's task work, when a ring this thread used is torn
+                // down) interrupts a read that has a timeout: read again.
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
