@@ -325,3 +325,44 @@ fn no_gc_leaves_garbage_for_the_next_start() {
         assert_eq!(c.call(&["GET", &format!("k{i}")]), bulk("1"));
     }
 }
+
+#[test]
+fn mget_reads_values_on_disk_in_one_batch_and_in_order() {
+    // Small sections and no cache: most values are in value sections, read from disk.
+    let dir = tempdir();
+    let options = toykv::Options::new().section_slots(64).shards(1);
+    toykv::Store::open_with(dir.path(), options)
+        .unwrap()
+        .close()
+        .unwrap();
+    let s = FlagServer::start(dir.path(), &["--cache-bytes", "0", "--no-gc"]);
+    let mut c = s.connect();
+    for i in 0..300 {
+        let v = format!("value-{i}-{}", "x".repeat(i % 200));
+        assert_eq!(c.call(&["SET", &format!("k{i}"), &v]), Frame::ok());
+    }
+    assert_eq!(c.call(&["DEL", "k7"]), Frame::Integer(1));
+    wait_for(&mut c, "write-outs", |i| num(i, "flushes") >= 4);
+    // Every key, one deleted, one never written, one repeated, and one that cannot be a key.
+    let mut args: Vec<String> = vec!["MGET".into()];
+    args.extend((0..300).rev().map(|i| format!("k{i}")));
+    args.extend([
+        "nope".into(),
+        "k5".into(),
+        "a-key-longer-than-eight-bytes".into(),
+    ]);
+    let Frame::Array(got) = c.call(&args) else {
+        panic!("MGET did not answer an array");
+    };
+    let want = |i: usize| bulk(format!("value-{i}-{}", "x".repeat(i % 200)));
+    assert_eq!(got.len(), 303);
+    for (n, i) in (0..300).rev().enumerate() {
+        let expected = if i == 7 { Frame::Null } else { want(i) };
+        assert_eq!(got[n], expected, "k{i}");
+    }
+    assert_eq!(got[300], Frame::Null);
+    assert_eq!(got[301], want(5));
+    assert_eq!(got[302], Frame::Null);
+    drop(c);
+    s.stop().unwrap();
+}

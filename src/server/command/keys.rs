@@ -119,20 +119,41 @@ pub(super) fn exists(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
 
 pub(super) fn mget(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
     reply((|| {
+        let store = &ctx.shared.store;
         let mut out = Vec::with_capacity(ctx.args.len());
+        // Values that need the disk: their place in `out` and their key, read in one batch.
+        let mut pending = Vec::new();
         for a in ctx.args {
             // Like Redis, a key that cannot exist reads as nil rather than failing the batch.
             let Ok(k) = key(ctx, a) else {
                 out.push(Frame::Null);
                 continue;
             };
-            out.push(match value(ctx, k)? {
-                Some(v) => Frame::Bulk(v.to_vec()),
-                None => Frame::Null,
-            });
+            match store.lookup(k).map_err(storage)? {
+                Lookup::Ready(v) => out.push(bulk_or_nil(v)),
+                Lookup::Pending(_) => {
+                    pending.push((out.len(), k));
+                    out.push(Frame::Null);
+                }
+            }
+        }
+        if !pending.is_empty() {
+            let keys: Vec<Key> = pending.iter().map(|&(_, k)| k).collect();
+            let got = blocking(|| store.get_many(&keys));
+            for (&(at, _), r) in pending.iter().zip(got) {
+                let v = r.map_err(storage)?;
+                if let Some(slot) = out.get_mut(at) {
+                    *slot = bulk_or_nil(v);
+                }
+            }
         }
         Ok(Frame::Array(out))
     })())
+}
+
+/// A value as a bulk string, or nil.
+fn bulk_or_nil(v: Option<Value>) -> Frame {
+    v.map_or(Frame::Null, |v| Frame::Bulk(v.to_vec()))
 }
 
 /// MSET checks every key and value first, then writes the pairs in order. It is not atomic
