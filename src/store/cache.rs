@@ -390,7 +390,7 @@ impl Cache {
     }
 
     fn hash(&self, key: Key) -> u64 {
-        self.hasher.hash_one(u64::from_ne_bytes(key.0))
+        key_hash(&self.hasher, key)
     }
 
     /// The slot holding `key` (with hash `h`), and its bucket.
@@ -520,12 +520,7 @@ impl Cache {
         self.push(if seen { Queue::Main } else { Queue::Small }, slot);
         let nodes = &self.nodes;
         let hasher = &self.hasher;
-        self.map.insert(h, slot, |i| {
-            let k = nodes
-                .get(i as usize)
-                .map_or(0, |n| u64::from_ne_bytes(n.key.0));
-            hasher.hash_one(k)
-        });
+        self.map.insert(h, slot, |i| slot_hash(hasher, nodes, i));
     }
 
     /// Forgets `key`'s value.
@@ -540,12 +535,7 @@ impl Cache {
     fn drop_slot(&mut self, b: usize, slot: u32) {
         let nodes = &self.nodes;
         let hasher = &self.hasher;
-        self.map.remove(b, |i| {
-            let k = nodes
-                .get(i as usize)
-                .map_or(0, |n| u64::from_ne_bytes(n.key.0));
-            hasher.hash_one(k)
-        });
+        self.map.remove(b, |i| slot_hash(hasher, nodes, i));
         self.unlink(slot);
         if let Some(n) = self.nodes.get_mut(slot as usize) {
             n.next = self.free;
@@ -646,12 +636,7 @@ impl Cache {
                 let found = self.map.find(h, |i| i == slot);
                 if let Some(b) = found {
                     let hasher = &self.hasher;
-                    self.map.remove(b, |i| {
-                        let k = nodes
-                            .get(i as usize)
-                            .map_or(0, |n| u64::from_ne_bytes(n.key.0));
-                        hasher.hash_one(k)
-                    });
+                    self.map.remove(b, |i| slot_hash(hasher, nodes, i));
                 }
                 if let Some(n) = self.nodes.get_mut(slot as usize) {
                     n.next = self.free;
@@ -671,6 +656,18 @@ impl Cache {
             self.push(Queue::Main, slot);
         }
     }
+}
+
+/// The map's hash of `key`.
+fn key_hash(hasher: &foldhash::fast::RandomState, key: Key) -> u64 {
+    hasher.hash_one(u64::from_ne_bytes(key.0))
+}
+
+/// The map's hash of the key in arena slot `i` (what moving a table entry needs).
+fn slot_hash(hasher: &foldhash::fast::RandomState, nodes: &[Node], i: u32) -> u64 {
+    nodes
+        .get(i as usize)
+        .map_or_else(|| hasher.hash_one(0u64), |n| key_hash(hasher, n.key))
 }
 
 #[cfg(test)]

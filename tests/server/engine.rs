@@ -279,15 +279,22 @@ fn bad_engine_flags_are_refused_with_a_reason() {
     }
 }
 
-#[test]
-fn no_gc_leaves_garbage_for_the_next_start() {
-    // A store made with small sections: the server opens it with the size it was made with.
+/// A new store of one shard with 64-slot sections, closed: a server opens it with the size it
+/// was made with, so a few hundred SETs fill several banks.
+fn small_store() -> tempfile::TempDir {
     let dir = tempdir();
     let options = toykv::Options::new().section_slots(64).shards(1);
     toykv::Store::open_with(dir.path(), options)
         .unwrap()
         .close()
         .unwrap();
+    dir
+}
+
+#[test]
+fn no_gc_leaves_garbage_for_the_next_start() {
+    // A store made with small sections: the server opens it with the size it was made with.
+    let dir = small_store();
     let overwrite = |c: &mut Client, round: u32| {
         let mut batch = Vec::new();
         for i in 0..640 {
@@ -329,12 +336,7 @@ fn no_gc_leaves_garbage_for_the_next_start() {
 #[test]
 fn mget_reads_values_on_disk_in_one_batch_and_in_order() {
     // Small sections and no cache: most values are in value sections, read from disk.
-    let dir = tempdir();
-    let options = toykv::Options::new().section_slots(64).shards(1);
-    toykv::Store::open_with(dir.path(), options)
-        .unwrap()
-        .close()
-        .unwrap();
+    let dir = small_store();
     let s = FlagServer::start(dir.path(), &["--cache-bytes", "0", "--no-gc"]);
     let mut c = s.connect();
     for i in 0..300 {
