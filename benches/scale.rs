@@ -1,9 +1,10 @@
 //! The engine at scale: puts from 1–8 threads, put latency across bank write-outs, each
-//! durability mode, cold gets from 16 threads against fio at iodepth 16, and garbage
-//! collection (space after 10× overwrites, open time before and after).
+//! durability mode, cold gets from 16 threads against fio at iodepth 16, `get_many` from one
+//! thread against fio with io_uring at iodepth 64, and garbage collection (space after 10×
+//! overwrites, open time before and after).
 //!
 //! `cargo bench --bench scale` runs everything; `cargo bench --bench scale -- put` (or
-//! `latency`, `durability`, `cold`, `gc`) runs one part. Sizes shrink with `SCALE_QUICK=1`.
+//! `latency`, `durability`, `cold`, `many`, `gc`) runs one part. Sizes shrink with `SCALE_QUICK=1`.
 //! Figures go to stdout, one line each, and into `BENCHMARKS.md` by hand.
 
 mod common;
@@ -162,12 +163,12 @@ fn durability() {
     }
 }
 
-/// fio's random-read IOPS at `iodepth` on a 1 GiB file beside the data.
-fn fio(dir: &Path, iodepth: u32, secs: u32) -> Option<f64> {
+/// fio's random-read IOPS at `iodepth` with `engine` on a 1 GiB file beside the data.
+fn fio(dir: &Path, engine: &str, iodepth: u32, secs: u32) -> Option<f64> {
     let file = dir.join("fio.dat");
     let out = Command::new("fio")
         .args(["--name=cold", "--rw=randread", "--bs=4k", "--direct=1"])
-        .arg("--ioengine=libaio")
+        .arg(format!("--ioengine={engine}"))
         .arg(format!("--iodepth={iodepth}"))
         .arg("--size=1g")
         .arg(format!("--runtime={secs}"))
@@ -210,12 +211,53 @@ fn cold() {
     let gets = done.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64();
     drop(store);
     let parent = dir.parent().unwrap_or(&dir).to_path_buf();
-    match fio(&parent, 16, secs as u32) {
+    match fio(&parent, "libaio", 16, secs as u32) {
         Some(iops) => println!(
             "cold get threads=16 keys={n}: {gets:.0} gets/s; fio randread 4k iodepth=16: {iops:.0} IOPS; ratio {:.0}%",
             100.0 * gets / iops
         ),
         None => println!("cold get threads=16 keys={n}: {gets:.0} gets/s; fio not available"),
+    }
+}
+
+/// `get_many` of random keys from one thread, 64 and 1024 keys a call, cache off, against fio
+/// with io_uring at iodepth 64 on the same disk, before and after.
+fn many() {
+    let n: u64 = if quick() { 300_000 } else { 4_000_000 };
+    let dir = common::filled(&format!("scale-cold-{n}"), n);
+    let parent = dir.parent().unwrap_or(&dir).to_path_buf();
+    let secs = if quick() { 2.0 } else { 10.0 };
+    let fio_before = fio(&parent, "io_uring", 64, secs as u32);
+    let opts = Options::new().cache_bytes(0).gc(false);
+    let store = Store::open_with(&dir, opts).expect("open");
+    let path = store.stats().read_path;
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for batch in [64usize, 1024] {
+        let mut keys = vec![0u64; batch];
+        let mut values = 0u64;
+        let t0 = Instant::now();
+        while t0.elapsed().as_secs_f64() < secs {
+            for k in keys.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *k = x % n;
+            }
+            for r in store.get_many(&keys) {
+                assert!(r.expect("get_many").is_some());
+            }
+            values += batch as u64;
+        }
+        let rate = values as f64 / t0.elapsed().as_secs_f64();
+        println!("get_many({batch}) 1 thread keys={n} read_path={path}: {rate:.0} values/s");
+    }
+    drop(store);
+    let fio_after = fio(&parent, "io_uring", 64, secs as u32);
+    match (fio_before, fio_after) {
+        (Some(a), Some(b)) => {
+            println!("fio randread 4k io_uring iodepth=64: {a:.0} IOPS before, {b:.0} IOPS after")
+        }
+        _ => println!("fio not available"),
     }
 }
 
@@ -359,6 +401,9 @@ fn main() {
     }
     if run("cold") {
         cold();
+    }
+    if run("many") {
+        many();
     }
     if run("gc") {
         gc();

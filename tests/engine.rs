@@ -580,10 +580,12 @@ fn a_flipped_byte_fails_get_many_for_its_key_alone() {
 }
 
 /// An I/O error injected at each read of a batch in turn (the simulator counts every read
-/// of a batch as one call) fails exactly the key whose read it hit; the others, and the same
+/// of a batch as one call) fails exactly the keys whose slots that read covered: neighbouring
+/// slots of one section share a read, so a fault fails one group of keys of one section, each
+/// key read from disk is failed by exactly one of the reads, and the other keys, and the same
 /// call again, are answered.
 #[test]
-fn an_io_error_in_a_batch_fails_exactly_the_key_it_hit() {
+fn an_io_error_in_a_batch_fails_exactly_the_keys_its_read_covered() {
     use toykv::io::{Fault, SimFs};
     let fs = SimFs::new();
     let dir = std::path::Path::new("/db");
@@ -598,38 +600,42 @@ fn an_io_error_in_a_batch_fails_exactly_the_key_it_hit() {
     }
     let store = Store::open_with(dir, opts()).unwrap();
     assert_eq!(store.stats().read_path, "pread");
-    // Repeats too: each is its own read, so a fault hits one of them only.
+    // Repeats too: a repeated key's slot is read once with its neighbours.
     let keys: Vec<u64> = (0..100).chain([7, 7, 42]).rev().collect();
     let before = fs.calls();
     let clean = store.get_many(&keys);
     let reads = fs.calls() - before;
     assert!(clean.iter().all(|r| r.is_ok()));
-    assert!(
-        reads > 50,
-        "only {reads} of the values were read from sections"
-    );
-    let mut hit = std::collections::BTreeSet::new();
+    let mut hit = std::collections::BTreeMap::new();
     for n in 0..reads {
         fs.fail_call(n, Fault::Eio);
         let got = store.get_many(&keys);
         let failed: Vec<usize> = (0..keys.len()).filter(|&i| got[i].is_err()).collect();
-        assert_eq!(
-            failed.len(),
-            1,
-            "fault at read {n} of the batch failed {failed:?}"
-        );
-        let i = failed[0];
-        match &got[i] {
-            Err(Error::Io { op, path, source }) => {
-                assert_eq!(*op, "read");
-                assert_eq!(source.raw_os_error(), Some(libc::EIO));
-                assert!(path.extension().is_some_and(|x| x == "v"), "{path:?}");
+        assert!(!failed.is_empty(), "fault at read {n} failed no key");
+        let mut paths = std::collections::BTreeSet::new();
+        for &i in &failed {
+            match &got[i] {
+                Err(Error::Io { op, path, source }) => {
+                    assert_eq!(*op, "read");
+                    assert_eq!(source.raw_os_error(), Some(libc::EIO));
+                    assert!(path.extension().is_some_and(|x| x == "v"), "{path:?}");
+                    paths.insert(path.clone());
+                }
+                other => panic!("{other:?}"),
             }
-            other => panic!("{other:?}"),
+            assert!(
+                hit.insert(i, n).is_none(),
+                "reads {} and {n} both failed answer {i}",
+                hit[&i]
+            );
         }
-        assert!(hit.insert(i), "two faults hit answer {i}");
+        assert_eq!(
+            paths.len(),
+            1,
+            "one read failed keys of several sections: {paths:?}"
+        );
         for (j, (k, r)) in keys.iter().zip(&got).enumerate() {
-            if j != i {
+            if !failed.contains(&j) {
                 assert_eq!(
                     r.as_ref().unwrap().as_deref(),
                     Some(&value(*k)[..]),
@@ -638,8 +644,100 @@ fn an_io_error_in_a_batch_fails_exactly_the_key_it_hit() {
             }
         }
     }
-    assert_eq!(hit.len() as u64, reads);
+    // The repeats failed with their first copies: they share a slot, so a read.
+    for (i, k) in keys.iter().enumerate() {
+        if let Some(j) = keys.iter().position(|x| x == k).filter(|&j| j != i) {
+            assert_eq!(hit.get(&i), hit.get(&j), "key {k}");
+        }
+    }
+    // Most values were on disk, and neighbours came back together: fewer reads than keys.
+    assert!(
+        hit.len() > 50,
+        "only {} of the values were read from sections",
+        hit.len()
+    );
+    assert!(
+        reads < 60,
+        "{reads} reads for {} values read from sections",
+        hit.len()
+    );
     assert!(store.get_many(&keys).iter().all(|r| r.is_ok()));
+}
+
+/// Neighbouring slots of one value section come back in one read: a `get_many` or a scan of
+/// keys written one after another (so in neighbouring slots) reads each section once, however
+/// the keys are ordered in the request.
+#[test]
+fn neighbouring_slots_come_back_in_one_read() {
+    use toykv::io::SimFs;
+    let fs = SimFs::new();
+    let dir = std::path::Path::new("/db");
+    let slots = 256;
+    let opts = || {
+        Options::new()
+            .section_slots(slots)
+            .shards(1)
+            .durability(Durability::None)
+            .gc(false)
+            .cache_bytes(0)
+            .vfs(Arc::new(fs.clone()))
+    };
+    let value = |k: u64| -> Vec<u8> {
+        (0..(k % 250) as usize)
+            .map(|j| (k + j as u64) as u8)
+            .collect()
+    };
+    let n = 4 * slots as u64;
+    {
+        let store = Store::open_with(dir, opts()).unwrap();
+        for k in 0..n {
+            store.put(k, value(k)).unwrap();
+        }
+        store.close().unwrap();
+    }
+    let store = Store::open_with(dir, opts()).unwrap();
+    // 32 neighbours in the middle of one section, asked for in a scrambled order.
+    let keys: Vec<u64> = (0..32u64)
+        .map(|i| slots as u64 + 100 + (i * 13) % 32)
+        .collect();
+    let before = fs.calls();
+    let got = store.get_many(&keys);
+    assert_eq!(
+        fs.calls() - before,
+        1,
+        "32 neighbouring slots took several reads"
+    );
+    for (k, r) in keys.iter().zip(got) {
+        assert_eq!(r.unwrap().as_deref(), Some(&value(*k)[..]), "key {k}");
+    }
+    // Every other slot of a stretch: the holes are read through, still one read.
+    let keys: Vec<u64> = (0..16u64).map(|i| slots as u64 + 2 * i).collect();
+    let before = fs.calls();
+    let got = store.get_many(&keys);
+    assert_eq!(fs.calls() - before, 1);
+    for (k, r) in keys.iter().zip(got) {
+        assert_eq!(r.unwrap().as_deref(), Some(&value(*k)[..]), "key {k}");
+    }
+    // Keys of two sections: one read each.
+    let keys = [5u64, 6, 2 * slots as u64 + 5, 2 * slots as u64 + 6, 7];
+    let before = fs.calls();
+    assert!(store.get_many(&keys).iter().all(|r| r.is_ok()));
+    assert_eq!(fs.calls() - before, 2);
+    // A scan of 100 keys in one section: one read per scan batch, far fewer than 100.
+    let before = fs.calls();
+    let scanned: Vec<(u64, Vec<u8>)> = store
+        .scan(600u64..700)
+        .map(|r| r.map(|(k, v)| (k.as_u64(), v.to_vec())).unwrap())
+        .collect();
+    let reads = fs.calls() - before;
+    assert_eq!(scanned.len(), 100);
+    for (k, v) in &scanned {
+        assert_eq!(v, &value(*k), "key {k}");
+    }
+    assert!(
+        reads <= 10,
+        "a 100-key scan of neighbours took {reads} reads"
+    );
 }
 
 /// `Options::io_uring(false)` forces the pread path, and `Stats::read_path` says so; either

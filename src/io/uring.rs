@@ -1,6 +1,7 @@
-//! The io_uring [`Reader`] of [`Os`](super::Os): a batch's reads are pushed onto a ring up to
-//! [`MAX_IN_FLIGHT`] at a time, submitted with one system call, and reaped before the call
-//! returns.
+//! The io_uring [`Reader`] of [`Os`](super::Os): a batch's reads are pushed onto a ring,
+//! [`MAX_IN_FLIGHT`] at most in flight, and each completion reaped makes room for the next
+//! read (a sliding window, so a large batch keeps the device's queue full instead of draining
+//! it every [`MAX_IN_FLIGHT`] reads); all are reaped before the call returns.
 //!
 //! Rings come from a small pool shared by the store's threads: a batch takes one (or makes
 //! one when all are busy), and puts it back afterwards, so concurrent batches never share a
@@ -67,38 +68,52 @@ impl Ring {
         Ok(Ring(ring))
     }
 
-    /// Reads one chunk (at most [`MAX_IN_FLIGHT`] requests). Returns `false` if the ring broke
-    /// with entries possibly in flight: it must then be leaked, never dropped or reused.
-    fn read_chunk(&mut self, reads: &mut [ReadReq<'_>]) -> bool {
-        let mut pushed = 0usize;
-        for (i, r) in reads.iter_mut().enumerate() {
-            let (Some(fd), Ok(len)) = (r.file.fd(), u32::try_from(r.buf.len())) else {
-                // No descriptor (not an OS file) or too long for one entry: read it now.
-                r.pread();
-                continue;
-            };
-            let buf = r.buf.bytes_mut();
-            let entry = opcode::Read::new(types::Fd(fd.as_raw_fd()), buf.as_mut_ptr(), len)
-                .offset(r.off)
-                .build()
-                .user_data(i as u64);
-            // SAFETY: the entry tells the kernel to write `len` bytes into `buf`, which is
-            // `r.buf`'s heap allocation: valid for `len` bytes and not moved or freed until
-            // the entry is reaped, because `read_many` holds `&mut` to every request for the
-            // whole call, this function reaps every pushed entry before returning `true`,
-            // and on `false` the caller leaks the buffers and the ring instead of freeing
-            // them. No Rust reference to `buf` is used until the entry is reaped. The fd is
-            // borrowed from `r.file`, which outlives the call (`'a`), so it stays open while
-            // the read is in flight. The queue has room: it has `MAX_IN_FLIGHT` entries and a
-            // chunk has at most that many, all reaped before the next chunk.
-            match unsafe { self.0.submission().push(&entry) } {
-                Ok(()) => pushed += 1,
-                Err(_) => r.pread(),
+    /// Reads all of `reads` with at most [`MAX_IN_FLIGHT`] in flight: the ring is filled,
+    /// and each completion reaped makes room for the next read, so the device never sees the
+    /// queue drain between chunks. `flying[i]` is set while read `i` is on the ring.
+    ///
+    /// Returns `false` if the ring broke: the reads still marked in `flying` may be in flight,
+    /// so the ring must be leaked, never dropped or reused (see [`Uring::read_many`]).
+    fn read_all(&mut self, reads: &mut [ReadReq<'_>], flying: &mut [bool]) -> bool {
+        let mut next = 0usize;
+        let mut in_flight = 0usize;
+        loop {
+            while in_flight < MAX_IN_FLIGHT && next < reads.len() {
+                let i = next;
+                next += 1;
+                let r = &mut reads[i];
+                let (Some(fd), Ok(len)) = (r.file.fd(), u32::try_from(r.buf.len())) else {
+                    // No descriptor (not an OS file) or too long for one entry: read it now.
+                    r.pread();
+                    continue;
+                };
+                let buf = r.buf.bytes_mut();
+                let entry = opcode::Read::new(types::Fd(fd.as_raw_fd()), buf.as_mut_ptr(), len)
+                    .offset(r.off)
+                    .build()
+                    .user_data(i as u64);
+                // SAFETY: the entry tells the kernel to write `len` bytes into `buf`, which is
+                // `r.buf`'s heap allocation: valid for `len` bytes and not moved or freed until
+                // the entry is reaped, because `read_many` holds `&mut` to every request for
+                // the whole call, this function reaps every pushed entry before returning
+                // `true`, and on `false` the caller leaks the buffers still marked in `flying`
+                // and the ring instead of freeing them. No Rust reference to `buf` is used
+                // until the entry is reaped. The fd is borrowed from `r.file`, which outlives
+                // the call (`'a`), so it stays open while the read is in flight. The queue has
+                // room: it has `MAX_IN_FLIGHT` entries and at most that many reads are pushed
+                // and not yet reaped.
+                match unsafe { self.0.submission().push(&entry) } {
+                    Ok(()) => {
+                        flying[i] = true;
+                        in_flight += 1;
+                    }
+                    Err(_) => r.pread(),
+                }
             }
-        }
-        let mut reaped = 0usize;
-        while reaped < pushed {
-            match self.0.submit_and_wait(pushed - reaped) {
+            if in_flight == 0 {
+                return true;
+            }
+            match self.0.submit_and_wait(1) {
                 Ok(_) => {}
                 Err(e)
                     if matches!(
@@ -108,13 +123,15 @@ impl Ring {
                 Err(_) => return false,
             }
             for cqe in self.0.completion() {
-                reaped += 1;
-                let Some(r) = usize::try_from(cqe.user_data())
+                let Some(i) = usize::try_from(cqe.user_data())
                     .ok()
-                    .and_then(|i| reads.get_mut(i))
+                    .filter(|&i| flying.get(i) == Some(&true))
                 else {
                     continue;
                 };
+                flying[i] = false;
+                in_flight -= 1;
+                let r = &mut reads[i];
                 let res = cqe.result();
                 if res >= 0 && res as usize == r.buf.len() {
                     r.result = Ok(());
@@ -127,7 +144,6 @@ impl Ring {
                 }
             }
         }
-        true
     }
 }
 
@@ -155,25 +171,26 @@ impl Uring {
 
 impl Reader for Uring {
     fn read_many(&self, reads: &mut [ReadReq<'_>]) {
-        let mut chunks = reads.chunks_mut(MAX_IN_FLIGHT);
-        while let Some(chunk) = chunks.next() {
-            let Some(mut ring) = self.take() else {
-                // No ring to be had (out of memory or descriptors): read synchronously.
-                chunk.iter_mut().for_each(ReadReq::pread);
-                chunks.by_ref().flatten().for_each(ReadReq::pread);
-                return;
-            };
-            if ring.read_chunk(chunk) {
-                self.give(ring);
-            } else {
-                // The ring broke with reads possibly in flight: leak it and their buffers
-                // (see the module documentation), then redo the chunk's reads with pread.
-                std::mem::forget(ring);
-                for r in chunk.iter_mut() {
-                    let fresh = AlignedBuf::new(r.buf.len(), r.file.align().mem);
-                    std::mem::forget(std::mem::replace(&mut r.buf, fresh));
-                    r.pread();
-                }
+        let Some(mut ring) = self.take() else {
+            // No ring to be had (out of memory or descriptors): read synchronously.
+            reads.iter_mut().for_each(ReadReq::pread);
+            return;
+        };
+        let mut flying = vec![false; reads.len()];
+        if ring.read_all(reads, &mut flying) {
+            self.give(ring);
+            return;
+        }
+        // The ring broke with reads possibly in flight: leak it and their buffers (see the
+        // module documentation), then redo with pread every read not finished.
+        std::mem::forget(ring);
+        for (r, flying) in reads.iter_mut().zip(flying) {
+            if flying {
+                let fresh = AlignedBuf::new(r.buf.len(), r.file.align().mem);
+                std::mem::forget(std::mem::replace(&mut r.buf, fresh));
+            }
+            if flying || r.result.is_err() {
+                r.pread();
             }
         }
     }

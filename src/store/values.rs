@@ -2,10 +2,14 @@
 //!
 //! A section file is written once, by a buffer flush, and never changes. A get reads only the
 //! aligned block that holds its slot (512 bytes on most disks, 4096 on 4Kn devices) into an
-//! aligned buffer.
+//! aligned buffer. A batch (a `get_many`, a scan's batch) reads neighbours together: slots of
+//! one section whose blocks touch, or lie at most [`MERGE_GAP`] bytes apart, come back in one
+//! read of at most [`MERGE_MAX`] bytes (see [`read_slots`]); a read error then fails every slot
+//! of that read, and only those.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::error::{Context, Damage, Error, Result};
@@ -36,8 +40,15 @@ pub(crate) struct Slot {
     pub(crate) offset: u64,
 }
 
-/// The aligned block around a slot, read (or not) by a [`Reader`]: what is left of a
-/// [`ReadReq`] once the batch is done.
+/// Largest hole between two slots' blocks that one read spans rather than splitting into two:
+/// one page. A device reads a few kilobytes in about the time it reads 512 bytes, so reading
+/// through a small hole costs less than a second I/O.
+pub(crate) const MERGE_GAP: u64 = PAGE as u64;
+/// Most bytes one merged read covers.
+pub(crate) const MERGE_MAX: u64 = 32 * PAGE as u64;
+
+/// The aligned bytes around one or more slots, read (or not) by a [`Reader`]: what is left of
+/// a [`ReadReq`] once the batch is done.
 #[derive(Debug)]
 pub(crate) struct Block {
     start: u64,
@@ -59,43 +70,111 @@ impl Slot {
     /// Reads the slot into `out`, reading only the aligned block around it into an aligned
     /// buffer.
     pub(crate) fn read(&self, out: &mut [u8; SLOT_SIZE]) -> Result<()> {
-        let mut r = [self.request()];
+        let (start, len) = self.cover();
+        let mut r = [ReadReq::new(&*self.file, start, len as usize)];
         Pread.read_many(&mut r);
         let [r] = r;
-        self.take(Block::from(r), out)
+        self.take(&Block::from(r), out)
     }
 
-    /// The read of the aligned block around the slot, for a batch (see [`take`](Self::take)).
-    pub(crate) fn request(&self) -> ReadReq<'_> {
+    /// The aligned byte range `(start, length)` around the slot.
+    fn cover(&self) -> (u64, u64) {
         let (start, len) = self.file.align().cover(self.offset, SLOT_SIZE);
-        ReadReq::new(&*self.file, start, len)
+        (start, len as u64)
     }
 
-    /// Copies the slot out of `block`, the outcome of its [`request`](Self::request).
-    pub(crate) fn take(&self, block: Block, out: &mut [u8; SLOT_SIZE]) -> Result<()> {
-        block.result.map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => Error::corrupt(
-                &self.path,
-                self.offset,
-                Damage::Length,
-                "value section ends before this slot",
-            ),
-            _ => Error::io("read", &self.path, e),
-        })?;
+    /// Which open file the slot is in (the same for every slot of one section handle).
+    fn file_id(&self) -> usize {
+        Arc::as_ptr(&self.file) as *const () as usize
+    }
+
+    /// Copies the slot out of `block`, a read that covers it (see [`read_slots`]).
+    pub(crate) fn take(&self, block: &Block, out: &mut [u8; SLOT_SIZE]) -> Result<()> {
+        if let Err(e) = &block.result {
+            return Err(self.read_error(e));
+        }
         let at = self.offset.checked_sub(block.start).map(|a| a as usize);
-        match at.and_then(|at| block.buf.bytes().get(at..at + SLOT_SIZE)) {
-            Some(bytes) => {
-                out.copy_from_slice(bytes);
-                Ok(())
-            }
-            None => Err(Error::corrupt(
+        let Some(bytes) = at.and_then(|at| block.buf.bytes().get(at..at + SLOT_SIZE)) else {
+            return Err(Error::corrupt(
                 &self.path,
                 self.offset,
                 Damage::Other,
                 "a read block does not cover its slot",
-            )),
-        }
+            ));
+        };
+        out.copy_from_slice(bytes);
+        Ok(())
     }
+
+    /// The error of this slot when the read covering it failed with `e` (a read shared by
+    /// several slots gives each its own copy).
+    fn read_error(&self, e: &std::io::Error) -> Error {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            return Error::corrupt(
+                &self.path,
+                self.offset,
+                Damage::Length,
+                "value section ends before this slot",
+            );
+        }
+        let copy = match e.raw_os_error() {
+            Some(code) => std::io::Error::from_raw_os_error(code),
+            None => std::io::Error::new(e.kind(), e.to_string()),
+        };
+        Error::io("read", &self.path, copy)
+    }
+}
+
+/// One merged read of [`read_slots`]: the file, the aligned byte range, and a slot in it
+/// (whose file handle the read uses).
+struct Run {
+    file: usize,
+    start: u64,
+    end: u64,
+    slot: usize,
+}
+
+/// Reads `slots` in one batch through `reader`, neighbours together: slots of one section
+/// whose aligned blocks overlap, touch or lie at most [`MERGE_GAP`] bytes apart share one
+/// read, of at most [`MERGE_MAX`] bytes. Returns, for each slot in order, the block that covers
+/// it (take it out with [`Slot::take`]); a failed read fails the slots it covers and no other.
+pub(crate) fn read_slots(slots: &[&Slot], reader: &dyn Reader) -> Vec<Rc<Block>> {
+    let mut order: Vec<(usize, u64, u64, usize)> = slots
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (start, len) = s.cover();
+            (s.file_id(), start, start + len, i)
+        })
+        .collect();
+    order.sort_unstable();
+    let mut runs: Vec<Run> = Vec::new();
+    let mut run_of = vec![0usize; slots.len()];
+    for (file, start, end, i) in order {
+        match runs.last_mut() {
+            Some(run)
+                if run.file == file
+                    && start <= run.end + MERGE_GAP
+                    && end.max(run.end) - run.start <= MERGE_MAX =>
+            {
+                run.end = run.end.max(end);
+            }
+            _ => runs.push(Run {
+                file,
+                start,
+                end,
+                slot: i,
+            }),
+        }
+        run_of[i] = runs.len() - 1;
+    }
+    let mut reads: Vec<ReadReq<'_>> = runs
+        .iter()
+        .map(|r| ReadReq::new(&*slots[r.slot].file, r.start, (r.end - r.start) as usize))
+        .collect();
+    reader.read_many(&mut reads);
+    let blocks: Vec<Rc<Block>> = reads.into_iter().map(|r| Rc::new(r.into())).collect();
+    run_of.into_iter().map(|r| blocks[r].clone()).collect()
 }
 
 /// Writes a full bank out as value section `n` of `dir`: to a temporary file in one aligned

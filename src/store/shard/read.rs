@@ -4,11 +4,12 @@
 //! [`Reader`] (io_uring, or `pread` one by one), each checked and failed on its own.
 
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use super::Inner;
 use crate::error::{Damage, Error, Result};
 use crate::format::{Op, record::value_crc};
-use crate::io::{ReadReq, Reader};
+use crate::io::Reader;
 use crate::key::{Key, Value};
 use crate::store::keys::Section;
 use crate::store::values::{self, Block};
@@ -116,13 +117,13 @@ impl Fetch {
 
     /// As [`finish`](Self::finish), with the value's block already read by a batch when it is
     /// in a value section (`None`: read it now).
-    fn finish_with(self, block: Option<Block>) -> Result<Value> {
+    fn finish_with(self, block: Option<Rc<Block>>) -> Result<Value> {
         let mut value = self.value;
         let (file, offset) = match self.place {
             Place::Buffer(path, off) => (path, off),
             Place::Section(slot) => {
                 match block {
-                    Some(block) => slot.take(block, value.slot_mut())?,
+                    Some(block) => slot.take(&block, value.slot_mut())?,
                     None => slot.read(value.slot_mut())?,
                 }
                 (slot.path, slot.offset)
@@ -147,21 +148,18 @@ impl Fetch {
 }
 
 /// Finishes `fetches`, in order, each on its own: the values in value sections are read in
-/// one batch through `reader` (all submitted at once), then each is checked against its
-/// record's checksum. A read error or a checksum failure fails that value alone.
+/// one batch through `reader` (all submitted at once, neighbouring slots in one read: see
+/// [`values::read_slots`]), then each is checked against its record's checksum. A read error
+/// or a checksum failure fails the values it touched alone.
 pub(crate) fn finish_many(fetches: Vec<Fetch>, reader: &dyn Reader) -> Vec<Result<Value>> {
-    let blocks: Vec<Block> = {
-        let mut reads: Vec<ReadReq<'_>> = fetches
-            .iter()
-            .filter_map(|f| match &f.place {
-                Place::Section(slot) => Some(slot.request()),
-                _ => None,
-            })
-            .collect();
-        reader.read_many(&mut reads);
-        reads.into_iter().map(Block::from).collect()
-    };
-    let mut blocks = blocks.into_iter();
+    let slots: Vec<&values::Slot> = fetches
+        .iter()
+        .filter_map(|f| match &f.place {
+            Place::Section(slot) => Some(slot),
+            _ => None,
+        })
+        .collect();
+    let mut blocks = values::read_slots(&slots, reader).into_iter();
     fetches
         .into_iter()
         .map(|f| {
