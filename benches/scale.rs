@@ -235,6 +235,7 @@ fn many() {
     for batch in [64usize, 1024] {
         let mut keys = vec![0u64; batch];
         let mut values = 0u64;
+        let cpu0 = cpu_secs();
         let t0 = Instant::now();
         while t0.elapsed().as_secs_f64() < secs {
             for k in keys.iter_mut() {
@@ -248,8 +249,13 @@ fn many() {
             }
             values += batch as u64;
         }
-        let rate = values as f64 / t0.elapsed().as_secs_f64();
-        println!("get_many({batch}) 1 thread keys={n} read_path={path}: {rate:.0} values/s");
+        let wall = t0.elapsed().as_secs_f64();
+        let rate = values as f64 / wall;
+        let busy = 100.0 * (cpu_secs() - cpu0) / wall;
+        println!(
+            "get_many({batch}) 1 thread keys={n} read_path={path}: {rate:.0} values/s, \
+             CPU {busy:.0}% of one core (user + system)"
+        );
     }
     drop(store);
     let fio_after = fio(&parent, "io_uring", 64, secs as u32);
@@ -259,6 +265,21 @@ fn many() {
         }
         _ => println!("fio not available"),
     }
+}
+
+/// CPU seconds this process has used (user + system), from `/proc/self/stat`.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are the 12th
+    // and 13th, in clock ticks of 1/100 s.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.iter().sum::<f64>() / 100.0
 }
 
 /// Bytes of `.v`, `.k` and other files under `dir`.

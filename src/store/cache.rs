@@ -597,6 +597,11 @@ impl Cache {
     }
 
     /// The counters.
+    /// Whether the cache can hold anything (a capacity under one entry disables it).
+    pub(crate) fn enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
     pub(crate) fn stats(&self) -> CacheStats {
         CacheStats {
             entries: self.map.len as u64,

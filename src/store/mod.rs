@@ -280,31 +280,47 @@ impl Store {
     /// ```
     pub fn get_many<K: Into<Key> + Copy>(&self, keys: &[K]) -> Vec<Result<Option<Value>>> {
         let mut out: Vec<Result<Option<Value>>> = Vec::with_capacity(keys.len());
+        // Per shard, the answers' places in `out` and their keys, for one lock hold each.
+        let mut groups: Vec<(Vec<usize>, Vec<Key>)> = vec![Default::default(); self.shards.len()];
         for chunk in keys.chunks(GET_MANY_CHUNK) {
-            // (answer's place in `out`, shard, key, record) of each value to read.
-            let mut pending = Vec::new();
-            let mut fetches = Vec::new();
             for &key in chunk {
                 let key = key.into();
-                let (i, shard) = self.shard(key);
-                match shard.lookup(key) {
-                    Ok(Ok(value)) => out.push(Ok(value)),
-                    Ok(Err(fetch)) => {
-                        pending.push((out.len(), i, key, fetch.seq));
-                        fetches.push(fetch);
-                        out.push(Ok(None));
-                    }
-                    Err(e) => out.push(Err(e)),
-                }
+                let (i, _) = self.shard(key);
+                groups[i].0.push(out.len());
+                groups[i].1.push(key);
+                out.push(Ok(None));
             }
+            // (answer's place in `out`, shard) of each value to read.
+            let mut pending = Vec::new();
+            let mut fetches = Vec::new();
+            for (i, (places, keys)) in groups.iter_mut().enumerate() {
+                if keys.is_empty() {
+                    continue;
+                }
+                let found = self.shards[i].lookup_many(keys);
+                for (at, found) in places.drain(..).zip(found) {
+                    out[at] = match found {
+                        Ok(Ok(value)) => Ok(value),
+                        Ok(Err(fetch)) => {
+                            pending.push((at, i));
+                            fetches.push(fetch);
+                            Ok(None)
+                        }
+                        Err(e) => Err(e),
+                    };
+                }
+                keys.clear();
+            }
+            let keys: Vec<(Key, u64)> = fetches.iter().map(|f| (f.key, f.seq)).collect();
             let values = shard::finish_many(fetches, &*self.reader);
-            for ((at, i, key, seq), value) in pending.into_iter().zip(values) {
-                out[at] = value.map(|value| {
-                    if let Some(shard) = self.shards.get(i) {
-                        shard.keep(key, seq, &value);
-                    }
-                    Some(value)
-                });
+            for (i, shard) in self.shards.iter().enumerate() {
+                let read = pending.iter().zip(&keys).zip(&values);
+                shard.keep_many(read.filter_map(|(((_, s), &(key, seq)), value)| {
+                    (*s == i).then_some((key, seq, value.as_ref().ok()?))
+                }));
+            }
+            for ((at, _), value) in pending.into_iter().zip(values) {
+                out[at] = value.map(Some);
             }
         }
         out
@@ -441,12 +457,16 @@ impl Store {
         // once cannot displace the hot set), unless a write replaced them meanwhile.
         if !read.is_empty() {
             let mut disk = read.into_iter().peekable();
+            let mut kept: Vec<Vec<(Key, u64, &Value)>> = vec![Vec::new(); self.shards.len()];
             for (key, value) in &out {
                 if disk.peek().is_some_and(|(k, _)| k == key)
                     && let Some((_, seq)) = disk.next()
                 {
-                    self.shard(*key).1.keep(*key, seq, value);
+                    kept[self.shard(*key).0].push((*key, seq, value));
                 }
+            }
+            for (shard, kept) in self.shards.iter().zip(kept) {
+                shard.keep_many(kept);
             }
         }
         Ok(out)

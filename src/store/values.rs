@@ -27,14 +27,14 @@ pub(crate) struct Values {
     dir: PathBuf,
     direct: bool,
     slots: u32,
-    files: BTreeMap<u32, (PathBuf, Arc<dyn FileIo>)>,
+    files: BTreeMap<u32, (Arc<Path>, Arc<dyn FileIo>)>,
 }
 
 /// One value slot in a value section.
 #[derive(Debug)]
 pub(crate) struct Slot {
-    /// The section file.
-    pub(crate) path: PathBuf,
+    /// The section file (shared with the section's entry: no copy per read).
+    pub(crate) path: Arc<Path>,
     file: Arc<dyn FileIo>,
     /// Byte offset of the slot in the file.
     pub(crate) offset: u64,
@@ -96,7 +96,7 @@ impl Slot {
         let at = self.offset.checked_sub(block.start).map(|a| a as usize);
         let Some(bytes) = at.and_then(|at| block.buf.bytes().get(at..at + SLOT_SIZE)) else {
             return Err(Error::corrupt(
-                &self.path,
+                &*self.path,
                 self.offset,
                 Damage::Other,
                 "a read block does not cover its slot",
@@ -111,7 +111,7 @@ impl Slot {
     fn read_error(&self, e: &std::io::Error) -> Error {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             return Error::corrupt(
-                &self.path,
+                &*self.path,
                 self.offset,
                 Damage::Length,
                 "value section ends before this slot",
@@ -121,7 +121,7 @@ impl Slot {
             Some(code) => std::io::Error::from_raw_os_error(code),
             None => std::io::Error::new(e.kind(), e.to_string()),
         };
-        Error::io("read", &self.path, copy)
+        Error::io("read", &*self.path, copy)
     }
 }
 
@@ -276,7 +276,7 @@ impl Values {
                 ),
             ));
         }
-        self.files.insert(n, (path, file));
+        self.files.insert(n, (path.into(), file));
         Ok(())
     }
 
@@ -298,7 +298,7 @@ impl Values {
 
     /// Registers section `n`, just written.
     pub(crate) fn insert(&mut self, n: u32, path: PathBuf, file: Arc<dyn FileIo>) {
-        self.files.insert(n, (path, file));
+        self.files.insert(n, (path.into(), file));
     }
 
     /// Removes section `n` (garbage collection moved its live values) and syncs the
@@ -319,7 +319,8 @@ impl Values {
 
     /// The file of section `n`, to read whole.
     pub(crate) fn file(&self, n: u32) -> Option<(PathBuf, Arc<dyn FileIo>)> {
-        self.files.get(&n).cloned()
+        let (path, file) = self.files.get(&n)?;
+        Some((path.to_path_buf(), file.clone()))
     }
 
     /// What a background thread needs to write sections: the I/O layer is passed separately.

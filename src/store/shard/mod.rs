@@ -71,6 +71,9 @@ pub(crate) struct Shard {
     /// Held by the thread running a step of garbage collection (the background collector or
     /// [`Store::gc`](crate::Store::gc)), so that two never work on one shard at once.
     collecting: Mutex<()>,
+    /// Whether the read cache can hold anything (fixed at open), so that a batch's reads
+    /// skip the lock when there is nothing to keep.
+    cache_on: bool,
 }
 
 /// What the shard's lock guards. A value in `cache` is always the value of the record
@@ -79,6 +82,25 @@ pub(crate) struct Shard {
 struct State {
     inner: Inner,
     cache: Cache,
+}
+
+impl State {
+    /// First half of a get (see [`Shard::lookup`]).
+    fn lookup(&mut self, key: Key) -> Result<std::result::Result<Option<Value>, Fetch>> {
+        if let Some(value) = self.cache.get(key) {
+            return Ok(Ok(Some(value)));
+        }
+        let Some(seq) = self.inner.index.get(key) else {
+            return Ok(Ok(None));
+        };
+        let fetch = self.inner.fetch(key, seq)?;
+        if fetch.reads_disk() {
+            return Ok(Err(fetch));
+        }
+        let value = fetch.finish()?;
+        self.cache.insert(key, &value);
+        Ok(Ok(Some(value)))
+    }
 }
 
 /// Counters shown in [`Stats`].
@@ -210,11 +232,10 @@ impl Shard {
         cache_bytes: usize,
     ) -> Result<Shard> {
         let inner = open::open(dir, id, options)?;
+        let cache = Cache::new(cache_bytes);
         Ok(Shard {
-            state: StateLock::new(State {
-                inner,
-                cache: Cache::new(cache_bytes),
-            }),
+            cache_on: cache.enabled(),
+            state: StateLock::new(State { inner, cache }),
             freed: Condvar::new(),
             syncing: Mutex::new(()),
             collecting: Mutex::new(()),
@@ -254,15 +275,6 @@ impl Shard {
             });
         }
         Ok(out)
-    }
-
-    /// Caches `value`, read from disk for record `seq` of `key`, unless a write replaced
-    /// it meanwhile.
-    pub(crate) fn keep(&self, key: Key, seq: u64, value: &[u8]) {
-        let mut g = self.lock();
-        if g.inner.index.get(key) == Some(seq) {
-            g.cache.insert(key, value);
-        }
     }
 
     /// Waits until no bank is being written out.
@@ -470,19 +482,31 @@ impl Shard {
     /// First half of a get: the answer, or the read to do outside the lock.
     pub(crate) fn lookup(&self, key: Key) -> Result<std::result::Result<Option<Value>, Fetch>> {
         let mut g = self.lock();
-        if let Some(value) = g.cache.get(key) {
-            return Ok(Ok(Some(value)));
+        g.lookup(key)
+    }
+
+    /// [`lookup`](Self::lookup) of each of `keys`, in order, under one hold of the lock.
+    pub(crate) fn lookup_many(
+        &self,
+        keys: &[Key],
+    ) -> Vec<Result<std::result::Result<Option<Value>, Fetch>>> {
+        let mut g = self.lock();
+        keys.iter().map(|&key| g.lookup(key)).collect()
+    }
+
+    /// Caches values read by a batch (key, record, value), under one hold of the lock; each
+    /// only if its key still names that record (no put or delete came in between). Nothing
+    /// is done, and no lock taken, when the cache is off.
+    pub(crate) fn keep_many<'v>(&self, read: impl IntoIterator<Item = (Key, u64, &'v Value)>) {
+        if !self.cache_on {
+            return;
         }
-        let Some(seq) = g.inner.index.get(key) else {
-            return Ok(Ok(None));
-        };
-        let fetch = g.inner.fetch(key, seq)?;
-        if fetch.reads_disk() {
-            return Ok(Err(fetch));
+        let mut g = self.lock();
+        for (key, seq, value) in read {
+            if g.inner.index.get(key) == Some(seq) {
+                g.cache.insert(key, value);
+            }
         }
-        let value = fetch.finish()?;
-        g.cache.insert(key, &value);
-        Ok(Ok(Some(value)))
     }
 
     /// Second half of a get: reads and checks the value without the lock, then caches it
@@ -490,9 +514,11 @@ impl Shard {
     pub(crate) fn read(&self, fetch: Fetch) -> Result<Value> {
         let (key, seq) = (fetch.key, fetch.seq);
         let value = fetch.finish()?;
-        let mut g = self.lock();
-        if g.inner.index.get(key) == Some(seq) {
-            g.cache.insert(key, &value);
+        if self.cache_on {
+            let mut g = self.lock();
+            if g.inner.index.get(key) == Some(seq) {
+                g.cache.insert(key, &value);
+            }
         }
         Ok(value)
     }

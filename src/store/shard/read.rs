@@ -119,14 +119,14 @@ impl Fetch {
     /// in a value section (`None`: read it now).
     fn finish_with(self, block: Option<Rc<Block>>) -> Result<Value> {
         let mut value = self.value;
-        let (file, offset) = match self.place {
-            Place::Buffer(path, off) => (path, off),
+        let (file, offset): (&std::path::Path, u64) = match &self.place {
+            Place::Buffer(path, off) => (path, *off),
             Place::Section(slot) => {
                 match block {
                     Some(block) => slot.take(&block, value.slot_mut())?,
                     None => slot.read(value.slot_mut())?,
                 }
-                (slot.path, slot.offset)
+                (&slot.path, slot.offset)
             }
             Place::Cache => return Ok(value),
         };
