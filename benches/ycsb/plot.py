@@ -7,7 +7,8 @@ writes IMGS_DIR/PREFIX-throughput.png (operations per second, per workload per s
 IMGS_DIR/PREFIX-latency.png (latency by percentile, per workload per store); PREFIX is
 "ycsb" by default, "ycsb-ltm" for the larger-than-memory runs (run.sh --ltm), so both
 regimes' plots sit side by side. A store without a report for a workload (it did not finish
-under --ltm's time limit) gets no bar there but "n/a" over its place. Needs matplotlib.
+under --ltm's time limit: RESULTS_DIR/children.tsv) gets no bar there but "no result" in its
+place, and its outcome in the legend. Needs matplotlib.
 """
 
 import glob
@@ -34,9 +35,28 @@ def load(results):
     return reports
 
 
-def stores_of(reports):
-    present = {r["store"] for r in reports}
+def unfinished(results):
+    """Stores whose process did not finish (children.tsv, written by peers): {store: status}."""
+    path = os.path.join(results, "children.tsv")
+    if not os.path.exists(path):
+        return {}
+    out = {}
+    with open(path) as f:
+        for line in f.read().splitlines()[1:]:
+            fields = line.split("\t")
+            if len(fields) > 1 and fields[1] != "ok":
+                out[fields[0]] = fields[1]
+    return out
+
+
+def stores_of(reports, extra=()):
+    present = {r["store"] for r in reports} | set(extra)
     return [s for s in ORDER if s in present] + sorted(present - set(ORDER))
+
+
+def workloads_of(reports, dnf):
+    """Workloads with a report; all six when a store did not finish (it may lack any)."""
+    return [w for w in "abcdef" if dnf or any(r["workload"] == w for r in reports)]
 
 
 def regime(reports):
@@ -47,9 +67,9 @@ def regime(reports):
     return ", memory limit %s MiB" % "/".join("%.0f" % (n / 2**20) for n in sorted(limits))
 
 
-def throughput(reports, out):
-    workloads = [w for w in "abcdef" if any(r["workload"] == w for r in reports)]
-    stores = stores_of(reports)
+def throughput(reports, out, dnf):
+    workloads = workloads_of(reports, dnf)
+    stores = stores_of(reports, dnf)
     fig, ax = plt.subplots(figsize=(10, 5))
     width = 0.8 / max(len(stores), 1)
     missing = []
@@ -63,12 +83,13 @@ def throughput(reports, out):
                 ys.append(match[0]["throughput"])
             else:
                 missing.append(x)
-        ax.bar(xs, ys, width, label=store)
+        label = store if store not in dnf else "%s (%s)" % (store, dnf[store])
+        ax.bar(xs, ys, width, label=label, color="C%d" % i)
     if missing:
         ax.set_yscale("log")
         bottom = ax.get_ylim()[0]
         for x in missing:
-            ax.text(x, bottom, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
+            ax.text(x, bottom, " no result", ha="center", va="bottom", fontsize=7, rotation=90)
     ax.set_xticks([j + width * (len(stores) - 1) / 2 for j in range(len(workloads))])
     ax.set_xticklabels([w.upper() for w in workloads])
     ax.set_yscale("log")
@@ -85,8 +106,8 @@ def throughput(reports, out):
     fig.savefig(out, dpi=110)
 
 
-def latency(reports, out):
-    workloads = [w for w in "abcdef" if any(r["workload"] == w for r in reports)]
+def latency(reports, out, dnf):
+    workloads = workloads_of(reports, dnf)
     stores = stores_of(reports)
     fig, axes = plt.subplots(2, 3, figsize=(14, 8), squeeze=False)
     for k, w in enumerate(workloads[:6]):
@@ -109,7 +130,10 @@ def latency(reports, out):
         ax.set_xticklabels(["p50", "p90", "p99", "p99.9", "p99.99", "max"])
         ax.set_ylabel("latency (µs, log)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+        else:
+            ax.text(0.5, 0.5, "no result", ha="center", va="center", transform=ax.transAxes)
     for k in range(len(workloads), 6):
         axes[k // 3][k % 3].set_visible(False)
     fig.suptitle("YCSB latency by percentile%s" % regime(reports))
@@ -128,8 +152,9 @@ def main():
     if not reports:
         sys.exit("no reports in %s" % results)
     paths = [os.path.join(imgs, "%s-%s.png" % (prefix, kind)) for kind in ("throughput", "latency")]
-    throughput(reports, paths[0])
-    latency(reports, paths[1])
+    dnf = unfinished(results)
+    throughput(reports, paths[0], dnf)
+    latency(reports, paths[1], dnf)
     print("wrote %s and %s" % tuple(paths))
 
 

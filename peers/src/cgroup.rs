@@ -198,17 +198,12 @@ impl Limiter {
         let file = group.dir.join(self.version.limit_file());
         std::fs::write(&file, limit.to_string())
             .map_err(|e| format!("writing {limit} to {}: {e}", file.display()))?;
-        // No swap to escape to (best effort: the files exist only with swap accounting).
-        match self.version {
-            Version::V1 => {
-                let _ = std::fs::write(
-                    group.dir.join("memory.memsw.limit_in_bytes"),
-                    limit.to_string(),
-                );
-            }
-            Version::V2 => {
-                let _ = std::fs::write(group.dir.join("memory.swap.max"), "0");
-            }
+        // v2: no swap to escape to (best effort: the file exists only with swap
+        // accounting). v1's memory.memsw.limit_in_bytes is left alone: with it set, the
+        // kernel (6.18 here) charged memory+swap first and counted no limit hits in either
+        // failcnt; the machines this runs on have no swap.
+        if self.version == Version::V2 {
+            let _ = std::fs::write(group.dir.join("memory.swap.max"), "0");
         }
         let held = read_u64(&file).unwrap_or(u64::MAX);
         // v1 rounds down to whole pages.
