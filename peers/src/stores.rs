@@ -8,7 +8,8 @@
 //! every 500 ms), RocksDB's default `WriteOptions` (WAL written, not synced)), and
 //! `Db::flush` syncs once at the end of each phase, inside the timed part. Caches: 256 MiB
 //! wherever the store has a knob (toykv's default read cache, redb, fjall, sled, RocksDB's
-//! block cache); LMDB reads through the OS page cache.
+//! block cache), or the same `--cache-bytes` for all of them (toykv's read cache too);
+//! LMDB reads through the OS page cache.
 
 use std::ops::Bound;
 use std::path::Path;
@@ -30,15 +31,24 @@ pub const ALL: &[&str] = &["toykv", "redb", "heed", "fjall", "sled", "rocksdb"];
 /// A function that gives each benchmark thread its handle.
 pub type Connector = Box<dyn Fn() -> DbResult<Box<dyn Db>> + Sync>;
 
-/// Opens store `name` in `dir` (created empty by the caller).
-pub fn open(name: &str, dir: &Path) -> DbResult<Connector> {
+/// Opens store `name` in `dir` (created empty by the caller). `cache`: the cache size for
+/// every store with a knob; `None` leaves toykv's read cache at its default and gives the
+/// others [`CACHE_BYTES`].
+pub fn open(name: &str, dir: &Path, cache: Option<usize>) -> DbResult<Connector> {
+    let cache_bytes = cache.unwrap_or(CACHE_BYTES);
     Ok(match name {
-        "toykv" => {
-            let db = LibDb::open(dir)?;
-            Box::new(move || Ok(Box::new(db.clone()) as Box<dyn Db>))
-        }
+        "toykv" => match cache {
+            None => {
+                let db = LibDb::open(dir)?;
+                Box::new(move || Ok(Box::new(db.clone()) as Box<dyn Db>))
+            }
+            Some(n) => {
+                let db = Toykv::open(dir, n)?;
+                Box::new(move || Ok(Box::new(db.clone()) as Box<dyn Db>))
+            }
+        },
         "redb" => {
-            let db = Redb::open(dir)?;
+            let db = Redb::open(dir, cache_bytes)?;
             Box::new(move || Ok(Box::new(db.clone()) as Box<dyn Db>))
         }
         "heed" => {
@@ -46,22 +56,59 @@ pub fn open(name: &str, dir: &Path) -> DbResult<Connector> {
             Box::new(move || Ok(Box::new(db.clone()) as Box<dyn Db>))
         }
         "fjall" => {
-            let db = Fjall::open(dir)?;
+            let db = Fjall::open(dir, cache_bytes)?;
             Box::new(move || Ok(Box::new(db.clone()) as Box<dyn Db>))
         }
         "sled" => {
-            let db = Sled::open(dir)?;
+            let db = Sled::open(dir, cache_bytes)?;
             Box::new(move || Ok(Box::new(db.clone()) as Box<dyn Db>))
         }
         #[cfg(feature = "rocksdb")]
         "rocksdb" => {
-            let db = Rocks::open(dir)?;
+            let db = Rocks::open(dir, cache_bytes)?;
             Box::new(move || Ok(Box::new(db.clone()) as Box<dyn Db>))
         }
         #[cfg(not(feature = "rocksdb"))]
         "rocksdb" => return Err("rocksdb needs `--features rocksdb`".into()),
         other => return Err(format!("unknown store '{other}' (one of {ALL:?})").into()),
     })
+}
+
+// ---- toykv with a read cache size ----
+
+/// toykv as [`LibDb`] opens it (the public API, default options) but with the read cache
+/// set to `cache` bytes.
+#[derive(Clone)]
+struct Toykv(Arc<toykv::Store>);
+
+impl Toykv {
+    fn open(dir: &Path, cache: usize) -> DbResult<Toykv> {
+        let options = toykv::Options::new().cache_bytes(cache);
+        Ok(Toykv(Arc::new(toykv::Store::open_with(dir, options)?)))
+    }
+}
+
+impl Db for Toykv {
+    fn read(&mut self, key: u64) -> DbResult<bool> {
+        Ok(self.0.get(key)?.is_some())
+    }
+
+    fn update(&mut self, key: u64, value: &[u8]) -> DbResult<()> {
+        Ok(self.0.put(key, value)?)
+    }
+
+    fn scan(&mut self, start: u64, count: usize) -> DbResult<usize> {
+        let mut n = 0;
+        for item in self.0.scan(start..=u64::MAX).take(count) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> DbResult<()> {
+        Ok(self.0.sync()?)
+    }
 }
 
 // ---- redb ----
@@ -73,9 +120,9 @@ const REDB_TABLE: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new
 struct Redb(Arc<redb::Database>);
 
 impl Redb {
-    fn open(dir: &Path) -> DbResult<Redb> {
+    fn open(dir: &Path, cache: usize) -> DbResult<Redb> {
         let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
+            .set_cache_size(cache)
             .create(dir.join("redb"))?;
         let tx = db.begin_write()?;
         tx.open_table(REDB_TABLE)?;
@@ -200,9 +247,9 @@ struct Fjall {
 }
 
 impl Fjall {
-    fn open(dir: &Path) -> DbResult<Fjall> {
+    fn open(dir: &Path, cache: usize) -> DbResult<Fjall> {
         let db = fjall::Database::builder(dir)
-            .cache_size(CACHE_BYTES as u64)
+            .cache_size(cache as u64)
             .open()?;
         let ks = db.keyspace("ycsb", || {
             fjall::KeyspaceCreateOptions::default().with_kv_separation(Some(
@@ -243,11 +290,11 @@ impl Db for Fjall {
 struct Sled(sled::Db);
 
 impl Sled {
-    fn open(dir: &Path) -> DbResult<Sled> {
+    fn open(dir: &Path, cache: usize) -> DbResult<Sled> {
         Ok(Sled(
             sled::Config::new()
                 .path(dir)
-                .cache_capacity(CACHE_BYTES as u64)
+                .cache_capacity(cache as u64)
                 .open()?,
         ))
     }
@@ -287,14 +334,14 @@ struct Rocks(Arc<rocksdb::DB>);
 
 #[cfg(feature = "rocksdb")]
 impl Rocks {
-    fn open(dir: &Path) -> DbResult<Rocks> {
+    fn open(dir: &Path, cache: usize) -> DbResult<Rocks> {
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(true);
         opts.increase_parallelism(2);
         opts.set_enable_blob_files(true);
         opts.set_min_blob_size(128);
         let mut table = rocksdb::BlockBasedOptions::default();
-        table.set_block_cache(&rocksdb::Cache::new_lru_cache(CACHE_BYTES));
+        table.set_block_cache(&rocksdb::Cache::new_lru_cache(cache));
         opts.set_block_based_table_factory(&table);
         Ok(Rocks(Arc::new(rocksdb::DB::open(&opts, dir)?)))
     }

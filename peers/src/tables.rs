@@ -1,6 +1,8 @@
 //! Markdown tables from the JSON reports the children wrote: per workload throughput and p99
 //! with toykv's ratio to each store, the load table (time, size on disk, peak memory), and
-//! the hot-get table.
+//! the hot-get table. Stores whose process did not finish (`children.tsv`: timed out, killed)
+//! get a row saying so in each table they have no report for, and under a memory limit a
+//! table of each store's cgroup limit, peak and limit hits.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,6 +24,48 @@ struct Row {
     disk_bytes: f64,
     peak_rss_kib: f64,
     errors: u64,
+    cache_bytes: f64,
+}
+
+/// One line of `children.tsv` (written by the parent).
+struct Child {
+    store: String,
+    status: String,
+    seconds: f64,
+    cgroup: String,
+    limit: Option<f64>,
+    peak: Option<f64>,
+    limit_hits: String,
+    oom_kills: String,
+}
+
+fn read_children(dir: &Path) -> Vec<Child> {
+    let Ok(text) = std::fs::read_to_string(dir.join("children.tsv")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            if f.len() < 8 {
+                return None;
+            }
+            Some(Child {
+                store: f[0].into(),
+                status: f[1].into(),
+                seconds: f[2].parse().unwrap_or(0.0),
+                cgroup: f[3].into(),
+                limit: f[4].parse().ok(),
+                peak: f[5].parse().ok(),
+                limit_hits: f[6].into(),
+                oom_kills: f[7].into(),
+            })
+        })
+        .collect()
+}
+
+fn mib(n: Option<f64>) -> String {
+    n.map_or_else(|| "–".into(), |n| format!("{:.1}", n / (1 << 20) as f64))
 }
 
 fn num(v: &Value, key: &str) -> f64 {
@@ -67,6 +111,7 @@ fn read_rows(dir: &Path, hot: bool) -> DbResult<Vec<Row>> {
             disk_bytes: num(&v, "disk_bytes"),
             peak_rss_kib: num(&v, "peak_rss_kib"),
             errors: num(&v, "errors") as u64,
+            cache_bytes: num(&v, "cache_bytes"),
         });
     }
     Ok(rows)
@@ -104,13 +149,44 @@ fn describe(w: &str) -> &'static str {
     }
 }
 
-/// The YCSB summary: a load table, then one table per workload.
-pub fn ycsb(dir: &Path) -> DbResult<String> {
+/// A row for a store that has no report for a phase because its process did not finish.
+enum Line<'a> {
+    Report(&'a Row),
+    Missing(&'a Child),
+}
+
+impl Line<'_> {
+    fn store(&self) -> &str {
+        match self {
+            Line::Report(r) => &r.store,
+            Line::Missing(c) => &c.store,
+        }
+    }
+}
+
+/// The YCSB summary: a load table, then one table per workload (each of `workloads`, and
+/// any other the reports have), then, under a memory limit, the limit table.
+pub fn ycsb(dir: &Path, workloads: &[String]) -> DbResult<String> {
     let mut rows = read_rows(dir, false)?;
     rows.sort_by_key(|r| (r.workload.clone(), order(&r.store)));
-    let mut by_workload: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
+    let children = read_children(dir);
+    let mut by_workload: BTreeMap<String, Vec<Line>> = BTreeMap::new();
+    for w in std::iter::once("load").chain(workloads.iter().map(String::as_str)) {
+        by_workload.entry(w.to_string()).or_default();
+    }
     for r in &rows {
-        by_workload.entry(r.workload.clone()).or_default().push(r);
+        by_workload
+            .entry(r.workload.clone())
+            .or_default()
+            .push(Line::Report(r));
+    }
+    for lines in by_workload.values_mut() {
+        for c in children.iter().filter(|c| c.status != "ok") {
+            if !lines.iter().any(|l| l.store() == c.store) {
+                lines.push(Line::Missing(c));
+            }
+        }
+        lines.sort_by_key(|l| order(l.store()));
     }
     let mut s = String::new();
     if let Some(first) = rows.first() {
@@ -121,6 +197,24 @@ pub fn ycsb(dir: &Path) -> DbResult<String> {
             first.threads,
             crate::stores::DURABILITY
         );
+        if first.cache_bytes > 0.0 {
+            let _ = writeln!(
+                s,
+                "Caches: {} MiB in every store that has one (toykv's read cache, redb, fjall, \
+                 sled, RocksDB's block cache); LMDB has only the page cache.\n",
+                mib(Some(first.cache_bytes))
+            );
+        }
+    }
+    let limited: Vec<&Child> = children.iter().filter(|c| c.limit.is_some()).collect();
+    if let Some(c) = limited.first() {
+        let _ = writeln!(
+            s,
+            "Each store's process ran in its own memory cgroup ({}) limited to {} MiB, page \
+             cache included.\n",
+            c.cgroup,
+            mib(c.limit)
+        );
     }
     let _ = writeln!(s, "### Load\n");
     let _ = writeln!(
@@ -128,7 +222,14 @@ pub fn ycsb(dir: &Path) -> DbResult<String> {
         "| store | load time (s) | inserts/s | on disk after load (MiB) | peak RSS (MiB) |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|");
-    for r in by_workload.get("load").into_iter().flatten() {
+    for line in by_workload.get("load").into_iter().flatten() {
+        let r = match line {
+            Line::Report(r) => r,
+            Line::Missing(c) => {
+                let _ = writeln!(s, "| {} | {} | – | – | – |", c.store, c.status);
+                continue;
+            }
+        };
         let _ = writeln!(
             s,
             "| {} | {:.2} | {:.0} | {:.1} | {:.1} |",
@@ -143,14 +244,24 @@ pub fn ycsb(dir: &Path) -> DbResult<String> {
         if w == "load" {
             continue;
         }
-        let toykv = rs.iter().find(|r| r.store == "toykv");
+        let toykv = rs.iter().find_map(|l| match l {
+            Line::Report(r) if r.store == "toykv" => Some(*r),
+            _ => None,
+        });
         let _ = writeln!(s, "\n### Workload {} ({})\n", w.to_uppercase(), describe(w));
         let _ = writeln!(
             s,
             "| store | ops/s | p99 per op (µs) | toykv ÷ store, ops/s | toykv ÷ store, worst p99 |"
         );
         let _ = writeln!(s, "|---|---:|---|---:|---:|");
-        for r in rs {
+        for line in rs {
+            let r = match line {
+                Line::Report(r) => r,
+                Line::Missing(c) => {
+                    let _ = writeln!(s, "| {} | {} | – | – | – |", c.store, c.status);
+                    continue;
+                }
+            };
             let p99: Vec<String> = r
                 .ops
                 .iter()
@@ -174,6 +285,27 @@ pub fn ycsb(dir: &Path) -> DbResult<String> {
                 r.store,
                 r.throughput,
                 p99.join(", ")
+            );
+        }
+    }
+    if !limited.is_empty() {
+        let _ = writeln!(s, "\n### Memory limit\n");
+        let _ = writeln!(
+            s,
+            "| store | outcome | wall time (s) | limit (MiB) | peak incl. page cache (MiB) | limit hits | OOM kills |"
+        );
+        let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|");
+        for c in limited {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.1} | {} | {} | {} | {} |",
+                c.store,
+                c.status,
+                c.seconds,
+                mib(c.limit),
+                mib(c.peak),
+                c.limit_hits,
+                c.oom_kills
             );
         }
     }
