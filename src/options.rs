@@ -205,12 +205,19 @@ impl Options {
     /// Size of the read cache in bytes, split evenly over the shards (default
     /// [`default_cache_bytes`]: a quarter of the machine's memory or of the process's memory
     /// cgroup limit, whichever is smaller); 0 turns it off. Direct I/O bypasses the kernel's
-    /// page cache, so the store caches values itself: recently and frequently read ones, and
-    /// the values of each bank written out, by S3-FIFO, which a scan or a bulk load of keys
-    /// used once does not flush. Each cached value is charged 293 bytes all-in (its 256
-    /// bytes, key, links, table and ghost shares), so 1 GiB holds about 3.6 million values.
-    /// Memory is taken as values are cached, not up front. [`Stats`](crate::Stats) shows the
-    /// capacity, use, hits and misses.
+    /// page cache, so the store caches values itself, in two parts:
+    ///
+    /// - up to a quarter of each shard's share, in whole sections, keeps copies of the latest
+    ///   value sections written (each bank's slots, copied by the background writer once the
+    ///   bank is written out), so what was just written is read from memory; the oldest copy
+    ///   goes first;
+    /// - the rest caches values by key, recently and frequently read ones, by S3-FIFO, which a
+    ///   scan or keys read once do not flush. Each value is charged 293 bytes all-in (its 256
+    ///   bytes, key, links, table and ghost shares), so 1 GiB holds about 3.6 million values.
+    ///
+    /// Memory is taken as values are cached and sections written, not up front.
+    /// [`Stats`](crate::Stats) shows the capacity, use, hits and misses, and the sections
+    /// held.
     pub fn cache_bytes(mut self, n: usize) -> Self {
         self.cache_bytes = Some(n);
         self

@@ -241,6 +241,45 @@ impl RawMap for OsRaw {
         self.map.flush_range(off, len)
     }
 
+    fn copy_out(&self, off: usize, buf: &mut [u8]) -> io::Result<()> {
+        let r = range(off, buf.len(), self.map.len())?;
+        let mut done = 0usize;
+        while done < r.len() {
+            let local = libc::iovec {
+                iov_base: buf[done..].as_mut_ptr().cast::<libc::c_void>(),
+                iov_len: r.len() - done,
+            };
+            let remote = libc::iovec {
+                // The kernel only reads through this pointer (`iovec` has one pointer type).
+                iov_base: self
+                    .base
+                    .wrapping_add(r.start + done)
+                    .cast::<libc::c_void>(),
+                iov_len: r.len() - done,
+            };
+            // SAFETY: `process_vm_readv` on this very process copies, in the kernel, from the
+            // remote range `[r.start + done, r.end)` of the mapping (inside it: checked above;
+            // mapped while `self` lives) into `buf[done..]`, a distinct exclusive borrow valid
+            // for that many bytes. No Rust reference to the mapped bytes is created and no Rust
+            // code reads them, so a region owner writing the same bytes meanwhile is not a data
+            // race in the Rust memory model (the copy may then hold a mix of old and new bytes;
+            // callers copy only ranges nobody writes). The iovec arrays live on this stack
+            // frame for the call.
+            let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+            match n {
+                n if n > 0 => done += n as usize,
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn copy_to(&self, off: usize, len: usize, dst: &dyn FileIo, dst_off: u64) -> io::Result<()> {
         let r = range(off, len, self.map.len())?;
         let fd = dst.fd().ok_or_else(|| {

@@ -454,6 +454,10 @@ impl RawMap for OverlayMap {
         self.read_bytes(off, &mut buf)?;
         dst.write_at(&buf, dst_off)
     }
+
+    fn copy_out(&self, off: usize, buf: &mut [u8]) -> io::Result<()> {
+        self.read_bytes(off, buf)
+    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,12 @@ pub(crate) trait RawMap: Send + Sync + Debug {
     /// the mapped pages. Kernel-side only: touches no byte in Rust, creates no reference to the
     /// mapped bytes.
     fn copy_to(&self, off: usize, len: usize, dst: &dyn FileIo, dst_off: u64) -> io::Result<()>;
+
+    /// Copies `buf.len()` bytes at `off` out of the map into `buf`, through the kernel
+    /// (`process_vm_readv` on the process itself for an OS map): touches no mapped byte in
+    /// Rust, creates no reference to the mapped bytes. Bytes written meanwhile may come out
+    /// old or new.
+    fn copy_out(&self, off: usize, buf: &mut [u8]) -> io::Result<()>;
 }
 
 /// The claim a file handle has on its one live region mapping: set while any region or span
@@ -321,6 +327,15 @@ impl Span {
     /// mapped pages.
     pub fn copy_to(&self, dst: &dyn FileIo, dst_off: u64) -> io::Result<()> {
         self.raw.copy_to(self.start, self.len, dst, dst_off)
+    }
+
+    /// Copies `[off, off + buf.len())` of the span into `buf` through the kernel, for a copy
+    /// of bytes no one writes meanwhile (a full bank on its way out): bytes written during the
+    /// call may come out old or new, never as a data race. Fails where the kernel refuses
+    /// (`process_vm_readv` blocked by a seccomp profile, say).
+    pub fn copy_out(&self, off: usize, buf: &mut [u8]) -> io::Result<()> {
+        let r = inner(self.start, self.len, off, buf.len())?;
+        self.raw.copy_out(r.start, buf)
     }
 
     /// Writes `[off, off + len)` of the span to `dst` at `dst_off` in one positioned write

@@ -442,6 +442,14 @@ pub(crate) struct Outbound {
 }
 
 impl Outbound {
+    /// Copies the bank's slots (not its header page) into `out`, through the kernel (see
+    /// [`io::Span::copy_out`]): a full bank is not written during its write-out.
+    pub(crate) fn copy_slots(&self, out: &mut [u8]) -> Result<()> {
+        self.range
+            .copy_out(slot_at(0), out)
+            .ctx("copy value slots from", &self.path)
+    }
+
     /// Writes the bank (its header page and all slots) to `dst` in one write.
     pub(crate) fn copy_to(&self, dst: &dyn FileIo) -> Result<()> {
         self.range

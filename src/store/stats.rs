@@ -37,9 +37,16 @@ pub struct Stats {
     pub cache_entries: u64,
     /// Bytes the read cache charges for them, its use (see [`Options::cache_bytes`](crate::Options::cache_bytes)).
     pub cache_bytes: u64,
-    /// Bytes the read cache may charge, its capacity: the size asked for (or the default)
+    /// Bytes the read cache may charge, its capacity: the size asked for (or the default),
+    /// less what copies of recent sections may take ([`recent_sections`](Self::recent_sections)),
     /// rounded down to whole entries per shard.
     pub cache_capacity: u64,
+    /// Value sections held in memory: copies of the latest sections written, from which reads
+    /// take their values without the disk (a quarter of the cache's budget, see
+    /// [`Options::cache_bytes`](crate::Options::cache_bytes)).
+    pub recent_sections: u64,
+    /// Bytes of those copies.
+    pub recent_bytes: u64,
     /// Full banks written out to value sections since open.
     pub flushes: u64,
     /// Puts that had to wait for a bank's write-out since open.
@@ -90,6 +97,8 @@ impl Store {
             cache_entries: 0,
             cache_bytes: 0,
             cache_capacity: 0,
+            recent_sections: 0,
+            recent_bytes: 0,
             flushes: 0,
             stalls: 0,
             syncs: 0,

@@ -777,3 +777,66 @@ fn open_types_the_damage_it_refuses() {
     let e = refused(d.path());
     assert_eq!(e.damage(), Some(Damage::LostShard), "{e:?}");
 }
+
+/// Values of banks written out are read from the in-memory copies of their sections, without
+/// a disk read: the latest sections within the budget, the older ones from disk; a section
+/// removed by garbage collection takes its copy with it, and a new section given its number
+/// is read right.
+#[test]
+fn what_was_written_is_read_from_memory_within_the_budget() {
+    let fs = SimFs::new();
+    let section = 16 * crate::format::SLOT_SIZE;
+    // Copies of 3 sections (a quarter of the budget), no room in the key cache to speak of.
+    let opts = || sim(&fs).cache_bytes(4 * 3 * section);
+    let s = Store::open_with(std::path::Path::new("/db"), opts()).unwrap();
+    // 10 sections' worth, written out in the background.
+    for k in 0..160u64 {
+        s.put(k, value(k, 0)).unwrap();
+    }
+    s.settle();
+    let st = s.stats();
+    assert_eq!(st.recent_sections, 3);
+    assert_eq!(st.recent_bytes, 3 * section as u64);
+    // Keys 112..160: the last three sections written (128..160 are in sections 8 and 9,
+    // 112..128 in section 7) or still in a bank: no read of a value file. Each key is read
+    // once, so the key cache answers none of them.
+    let before = fs.calls();
+    for k in (112..160u64).rev() {
+        assert_eq!(s.get(k).unwrap().unwrap().to_vec(), value(k, 0), "key {k}");
+    }
+    assert_eq!(fs.calls() - before, 0, "recent values were read from disk");
+    let got = s.get_many(&(112..160u64).collect::<Vec<_>>());
+    assert!(got.iter().all(|r| r.is_ok()));
+    assert_eq!(fs.calls() - before, 0);
+    // The oldest sections are on disk only.
+    let before = fs.calls();
+    assert_eq!(s.get(3u64).unwrap().unwrap().to_vec(), value(3, 0));
+    assert_eq!(fs.calls() - before, 1);
+    // Overwrite everything twice and collect: sections are removed, their numbers given to
+    // new ones, whose copies must hold the new values.
+    for round in 1..3 {
+        for k in 0..160u64 {
+            s.put(k, value(k, round)).unwrap();
+        }
+    }
+    s.settle();
+    s.gc().unwrap();
+    s.settle();
+    assert!(s.stats().gc_sections > 0);
+    for k in 0..160u64 {
+        assert_eq!(s.get(k).unwrap().unwrap().to_vec(), value(k, 2), "key {k}");
+    }
+    assert!(s.stats().recent_sections <= 3);
+    drop(s);
+    // Without a cache, nothing is copied and the same reads go to disk.
+    let s = Store::open_with(std::path::Path::new("/db"), sim(&fs).cache_bytes(0)).unwrap();
+    assert_eq!(s.stats().recent_sections, 0);
+    for k in 0..160u64 {
+        s.put(k, value(k, 3)).unwrap();
+    }
+    s.settle();
+    assert_eq!(s.stats().recent_sections, 0);
+    let before = fs.calls();
+    assert_eq!(s.get(120u64).unwrap().unwrap().to_vec(), value(120, 3));
+    assert_eq!(fs.calls() - before, 1);
+}

@@ -6,8 +6,18 @@
 //! one section whose blocks touch, or lie at most [`MERGE_GAP`] bytes apart, come back in one
 //! read of at most [`MERGE_MAX`] bytes (see [`read_slots`]); a read error then fails every slot
 //! of that read, and only those.
+//!
+//! # Copies in memory
+//!
+//! The latest sections written stay readable from memory: when a full bank has been written
+//! out, the background writer copies its slots (off the put path, through the kernel: the bank
+//! is not written during its write-out) into a [`Copies`] entry, and reads of those sections
+//! take their slots from it instead of the disk. A section's bytes never change once written,
+//! so a copy is valid for as long as the section exists; it is dropped with the section (GC)
+//! and when newer copies need its room (oldest first). The read path checks a copied slot's
+//! checksum exactly as one read from disk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -28,6 +38,20 @@ pub(crate) struct Values {
     direct: bool,
     slots: u32,
     files: BTreeMap<u32, (Arc<Path>, Arc<dyn FileIo>)>,
+    copies: Copies,
+}
+
+/// In-memory copies of the latest sections written (see the module documentation).
+#[derive(Debug, Default)]
+struct Copies {
+    /// Most copies kept; 0 keeps none.
+    keep: usize,
+    /// Each copy's slots (`slots × SLOT_SIZE` bytes), by section.
+    held: BTreeMap<u32, Box<[u8]>>,
+    /// Sections held, oldest first.
+    order: VecDeque<u32>,
+    /// The buffer of a dropped copy, reused for the next one (no fresh pages to fault in).
+    spare: Option<Box<[u8]>>,
 }
 
 /// One value slot in a value section.
@@ -237,7 +261,74 @@ impl Values {
             direct,
             slots,
             files: BTreeMap::new(),
+            copies: Copies::default(),
         }
+    }
+
+    /// Keeps in-memory copies of the latest sections written within `bytes` (whole sections
+    /// only: fewer than one section's worth keeps none); returns the bytes they may take.
+    pub(crate) fn keep_copies(&mut self, bytes: usize) -> usize {
+        self.copies.keep = bytes / self.copy_len();
+        while self.copies.order.len() > self.copies.keep {
+            self.drop_oldest_copy();
+        }
+        self.copies.keep * self.copy_len()
+    }
+
+    /// Bytes of one copy: the section's slots.
+    fn copy_len(&self) -> usize {
+        self.slots as usize * SLOT_SIZE
+    }
+
+    /// A buffer for the next copy, or `None` when no copies are kept.
+    pub(crate) fn copy_buffer(&mut self) -> Option<Box<[u8]>> {
+        if self.copies.keep == 0 {
+            return None;
+        }
+        let len = self.copy_len();
+        let spare = self.copies.spare.take().filter(|b| b.len() == len);
+        Some(spare.unwrap_or_else(|| vec![0u8; len].into_boxed_slice()))
+    }
+
+    /// Holds `copy`, the slots of section `n` (registered already), dropping the oldest
+    /// copies beyond the number kept.
+    pub(crate) fn hold_copy(&mut self, n: u32, copy: Box<[u8]>) {
+        if self.copies.keep == 0 || copy.len() != self.copy_len() || !self.has(n) {
+            return;
+        }
+        if self.copies.held.insert(n, copy).is_none() {
+            self.copies.order.push_back(n);
+        }
+        while self.copies.order.len() > self.copies.keep {
+            self.drop_oldest_copy();
+        }
+    }
+
+    fn drop_oldest_copy(&mut self) {
+        if let Some(n) = self.copies.order.pop_front() {
+            self.copies.spare = self.copies.held.remove(&n);
+        }
+    }
+
+    /// Copies slot `index` of section `n` into `out` when the section is held in memory:
+    /// its file and the slot's offset there (for errors), else `None`.
+    pub(crate) fn copied(
+        &self,
+        n: u32,
+        index: u32,
+        out: &mut [u8; SLOT_SIZE],
+    ) -> Option<(Arc<Path>, u64)> {
+        let copy = self.copies.held.get(&n)?;
+        let at = index as usize * SLOT_SIZE;
+        out.copy_from_slice(copy.get(at..at + SLOT_SIZE)?);
+        let (path, _) = self.files.get(&n)?;
+        Some((path.clone(), (VALUES_DATA_AT + at) as u64))
+    }
+
+    /// Sections held in memory, and their bytes.
+    pub(crate) fn copies(&self) -> (u64, u64) {
+        let n = self.copies.held.len();
+        (n as u64, (n * self.copy_len()) as u64)
     }
 
     /// Opens section `n` and checks its length and header.
@@ -308,6 +399,10 @@ impl Values {
         let Some((path, _)) = self.files.remove(&n) else {
             return Ok(());
         };
+        if let Some(copy) = self.copies.held.remove(&n) {
+            self.copies.order.retain(|&m| m != n);
+            self.copies.spare = Some(copy);
+        }
         vfs.remove(&path).ctx("remove", &path)?;
         vfs.sync_dir(&self.dir).ctx("fsync", &self.dir)
     }

@@ -278,4 +278,8 @@ impl RawMap for SimRaw {
     fn copy_to(&self, off: usize, len: usize, dst: &dyn FileIo, dst_off: u64) -> io::Result<()> {
         self.copy_bytes(off, len, dst, dst_off)
     }
+
+    fn copy_out(&self, off: usize, buf: &mut [u8]) -> io::Result<()> {
+        self.read_bytes(off, buf)
+    }
 }

@@ -256,6 +256,8 @@ pub(super) fn info(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
                 line("value_sections", &st.value_sections);
                 line("key_sections", &st.key_sections);
                 line("cache_capacity_bytes", &st.cache_capacity);
+                line("recent_sections", &st.recent_sections);
+                line("recent_bytes", &st.recent_bytes);
                 line("cache_used_bytes", &st.cache_bytes);
                 line("cache_entries", &st.cache_entries);
                 line("cache_hits", &st.cache_hits);

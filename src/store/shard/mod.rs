@@ -103,6 +103,10 @@ impl State {
     }
 }
 
+/// The read cache's budget is split: `1 / COPIES_SHARE` of it keeps copies of the latest
+/// value sections written (see `values.rs`), the rest caches values by key.
+pub(crate) const COPIES_SHARE: usize = 4;
+
 /// Counters shown in [`Stats`].
 #[derive(Clone, Copy, Debug, Default)]
 struct Counters {
@@ -231,8 +235,11 @@ impl Shard {
         options: &Options,
         cache_bytes: usize,
     ) -> Result<Shard> {
-        let inner = open::open(dir, id, options)?;
-        let cache = Cache::new(cache_bytes);
+        let mut inner = open::open(dir, id, options)?;
+        // Up to a quarter (whole sections) keeps copies of the latest value sections written,
+        // the rest caches values by key.
+        let copies = inner.values.keep_copies(cache_bytes / COPIES_SHARE);
+        let cache = Cache::new(cache_bytes - copies);
         Ok(Shard {
             cache_on: cache.enabled(),
             state: StateLock::new(State { inner, cache }),
@@ -305,6 +312,9 @@ impl Shard {
         st.cache_entries += c.entries;
         st.cache_bytes += c.bytes;
         st.cache_capacity += c.capacity;
+        let (copies, copy_bytes) = i.values.copies();
+        st.recent_sections += copies;
+        st.recent_bytes += copy_bytes;
         st.flushes += n.flushes;
         st.stalls += n.stalls;
         st.syncs += n.syncs;

@@ -1,5 +1,6 @@
 //! The read path: a value is located under the store's lock (and copied when it is still in
-//! the buffer), then read from its value section and checked after the lock is released.
+//! the buffer or its section is held in memory), then read from its value section and checked
+//! after the lock is released.
 //! Many values (a `get_many`, a scan batch) are read in one batch through the store's
 //! [`Reader`] (io_uring, or `pread` one by one), each checked and failed on its own.
 
@@ -56,7 +57,10 @@ impl Inner {
                     self.buffer.offset(bank, index) as u64,
                 )
             }
-            _ => Place::Section(self.values.slot(vsec, index)?),
+            _ => match self.values.copied(vsec, index, value.slot_mut()) {
+                Some((path, offset)) => Place::Memory(path, offset),
+                None => Place::Section(self.values.slot(vsec, index)?),
+            },
         };
         Ok(Fetch {
             key,
@@ -86,6 +90,8 @@ pub(crate) struct Fetch {
 pub(super) enum Place {
     /// In the buffer (copied already): file and offset, for errors.
     Buffer(PathBuf, u64),
+    /// In a value section held in memory (copied already): file and offset, for errors.
+    Memory(std::sync::Arc<std::path::Path>, u64),
     /// In a value section, still to be read.
     Section(values::Slot),
     /// In the read cache (copied and checked already).
@@ -121,6 +127,7 @@ impl Fetch {
         let mut value = self.value;
         let (file, offset): (&std::path::Path, u64) = match &self.place {
             Place::Buffer(path, off) => (path, *off),
+            Place::Memory(path, off) => (path, *off),
             Place::Section(slot) => {
                 match block {
                     Some(block) => slot.take(&block, value.slot_mut())?,

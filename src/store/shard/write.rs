@@ -165,30 +165,42 @@ impl Inner {
 }
 
 impl Shard {
-    /// Writes bank `bank` out (a background writer's job), then frees it.
+    /// Writes bank `bank` out (a background writer's job), keeps a copy of its slots in
+    /// memory when copies are kept (see `values.rs`), then frees the bank.
     pub(crate) fn write_out(&self, bank: usize) {
         let job = {
-            let g = self.lock();
+            let mut g = self.lock();
             let (dir, direct) = g.inner.values.place();
-            g.inner.buffer.sections()[bank].map(|n| {
+            let n = g.inner.buffer.sections()[bank];
+            n.map(|n| {
                 let out = g.inner.buffer.outbound(bank);
-                (n, out, g.inner.vfs.clone(), dir, direct)
+                let copy = g.inner.values.copy_buffer();
+                (n, out, g.inner.vfs.clone(), dir, direct, copy)
             })
         };
-        let r = job.map(|(n, out, vfs, dir, direct)| {
+        let r = job.map(|(n, out, vfs, dir, direct, copy)| {
             crate::kill::point("write-out");
-            (
-                n,
-                crate::store::values::write_file(&*vfs, &dir, direct, n, &out),
-            )
+            let written = crate::store::values::write_file(&*vfs, &dir, direct, n, &out);
+            // The bank stays unwritten until `written_out` below: copy its slots now.
+            let copy = copy.and_then(|mut copy| match out.copy_slots(&mut copy) {
+                Ok(()) => Some(copy),
+                Err(e) => {
+                    tracing::warn!("not keeping a copy of value section {n} in memory: {e}");
+                    None
+                }
+            });
+            (n, written, copy)
         });
         let mut g = self.lock();
         match r {
-            Some((n, Ok((path, file)))) => {
+            Some((n, Ok((path, file)), copy)) => {
                 g.inner.values.insert(n, path, file);
+                if let Some(copy) = copy {
+                    g.inner.values.hold_copy(n, copy);
+                }
                 g.inner.counters.flushes += 1;
             }
-            Some((n, Err(e))) => {
+            Some((n, Err(e), _)) => {
                 let path = g.inner.values.path(n);
                 tracing::error!("writing value section {}: {e}", path.display());
                 if g.inner.failed.is_none() {
