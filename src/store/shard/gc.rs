@@ -178,28 +178,33 @@ impl Shard {
         };
         let bytes = data.bytes();
         let (mut moved, mut damage) = (0u64, None);
+        let mut live = Vec::new();
         let mut at = window.start;
         while at < window.end {
             let to = (at + CHUNK).min(window.end);
-            for (key, seq, index, len, want) in self.live_in(at..to, Some(n))? {
-                let off = PAGE + index as usize * SLOT_SIZE;
-                let value = &bytes[off..off + usize::from(len)];
-                let got = value_crc(value);
-                if got != want {
-                    damage.get_or_insert_with(|| {
-                        Error::corrupt(
-                            path,
-                            off as u64, Damage::Value,
-                            format!(
-                                "value of {key:?} has checksum {got:08x}, its record {seq} says {want:08x}"
-                            ),
-                        )
-                    });
-                    continue;
-                }
-                moved += u64::from(self.relocate(key, seq, value)?);
-            }
+            live.extend(self.live_in(at..to, Some(n))?);
             at = to;
+        }
+        // In key order: keys that were scattered over the section land in neighbouring slots,
+        // where a later scan reads them together (see `values::read_slots`).
+        live.sort_unstable_by_key(|f| f.0);
+        for (key, seq, index, len, want) in live {
+            let off = PAGE + index as usize * SLOT_SIZE;
+            let value = &bytes[off..off + usize::from(len)];
+            let got = value_crc(value);
+            if got != want {
+                damage.get_or_insert_with(|| {
+                    Error::corrupt(
+                        path,
+                        off as u64, Damage::Value,
+                        format!(
+                            "value of {key:?} has checksum {got:08x}, its record {seq} says {want:08x}"
+                        ),
+                    )
+                });
+                continue;
+            }
+            moved += u64::from(self.relocate(key, seq, value)?);
         }
         Ok((moved, damage))
     }
