@@ -182,21 +182,21 @@ impl Shard {
             crate::kill::point("write-out");
             let written = crate::store::values::write_file(&*vfs, &dir, direct, n, &out);
             // The bank stays unwritten until `written_out` below: copy its slots now.
-            let copy = copy.and_then(|mut copy| match out.copy_slots(&mut copy) {
-                Ok(()) => Some(copy),
-                Err(e) => {
-                    tracing::warn!("not keeping a copy of value section {n} in memory: {e}");
-                    None
-                }
-            });
+            let copy = copy.map(|mut copy| out.copy_slots(&mut copy).map(|()| copy));
             (n, written, copy)
         });
         let mut g = self.lock();
         match r {
             Some((n, Ok((path, file)), copy)) => {
                 g.inner.values.insert(n, path, file);
-                if let Some(copy) = copy {
-                    g.inner.values.hold_copy(n, copy);
+                match copy {
+                    Some(Ok(copy)) => g.inner.values.hold_copy(n, copy),
+                    Some(Err(e)) => {
+                        // Refused by the kernel (a seccomp profile, say): it will be again.
+                        tracing::warn!("keeping no copies of value sections in memory: {e}");
+                        g.inner.values.keep_copies(0);
+                    }
+                    None => {}
                 }
                 g.inner.counters.flushes += 1;
             }
