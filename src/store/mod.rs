@@ -437,16 +437,50 @@ impl Store {
         self.dir.clone()
     }
 
-    /// Up to `n` entries in `(from, to)`, with values, merged from the shards; used by
-    /// [`Scan`]. Uses cached values without counting them as uses; values on disk are read
-    /// in one batch (all submitted at once through the store's reader), then cached.
-    fn batch(&self, from: Bound<Key>, to: Bound<Key>, n: usize) -> Result<Vec<(Key, Value)>> {
-        let mut fetches = Vec::new();
-        for shard in self.shards.iter() {
-            fetches.extend(shard.fetches(from, to, n)?);
+    /// The first `n` keys in `(from, to)` over all shards, with their values; used by
+    /// [`Scan`]. The keys are found first (each shard's in key order, merged), then only
+    /// their values are fetched, under one lock hold per shard; a key deleted in between is
+    /// left out. Cached values are used without counting them as uses; values on disk are
+    /// read in one batch (all submitted at once through the store's reader), then cached.
+    fn batch(&self, from: Bound<Key>, to: Bound<Key>, n: usize) -> Result<scan::Batch> {
+        let mut found: Vec<_> = self
+            .shards
+            .iter()
+            .map(|s| s.range(from, to, n).into_iter().peekable())
+            .collect();
+        let mut wanted: Vec<Vec<Key>> = vec![Vec::new(); self.shards.len()];
+        let (mut taken, mut last) = (0, None);
+        while taken < n {
+            let first = found
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, l)| l.peek().map(|&(k, _)| (k, i)))
+                .min();
+            let Some((key, i)) = first else {
+                break;
+            };
+            found[i].next();
+            wanted[i].push(key);
+            (taken, last) = (taken + 1, Some(key));
         }
-        fetches.sort_unstable_by_key(|f| f.key);
-        fetches.truncate(n);
+        // Each shard's fetches are in key order: merge them, moving each (it holds a value's
+        // bytes) once.
+        let mut lists = Vec::with_capacity(self.shards.len());
+        for (shard, keys) in self.shards.iter().zip(&wanted) {
+            lists.push(shard.fetch_keys(keys)?.into_iter().peekable());
+        }
+        let mut fetches = Vec::with_capacity(taken);
+        loop {
+            let first = lists
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, l)| l.peek().map(|f| (f.key, i)))
+                .min();
+            let Some(next) = first.and_then(|(_, i)| lists[i].next()) else {
+                break;
+            };
+            fetches.push(next);
+        }
         let read: Vec<(Key, u64)> = fetches
             .iter()
             .filter(|f| f.reads_disk())
@@ -469,7 +503,11 @@ impl Store {
                 shard.keep_many(kept);
             }
         }
-        Ok(out)
+        Ok(scan::Batch {
+            items: out,
+            last,
+            more: taken == n,
+        })
     }
 }
 

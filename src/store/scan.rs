@@ -43,16 +43,17 @@ impl Iterator for Scan<'_> {
     type Item = Result<(Key, Value)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.ready.is_empty() && !self.done {
+        // Loops only when every key of a batch was deleted between finding it and reading it.
+        while self.ready.is_empty() && !self.done {
             let want = self.batch;
             self.batch = (want * 2).min(BATCH);
             match self.store.batch(self.from, self.to, want) {
                 Ok(batch) => {
-                    self.done = batch.len() < want;
-                    if let Some((last, _)) = batch.last() {
-                        self.from = Bound::Excluded(*last);
+                    self.done = !batch.more;
+                    if let Some(last) = batch.last {
+                        self.from = Bound::Excluded(last);
                     }
-                    self.ready.extend(batch);
+                    self.ready.extend(batch.items);
                 }
                 Err(e) => {
                     self.done = true;
@@ -65,3 +66,14 @@ impl Iterator for Scan<'_> {
 }
 
 impl std::iter::FusedIterator for Scan<'_> {}
+
+/// One batch of a scan (see `Store::batch`).
+#[derive(Debug)]
+pub(super) struct Batch {
+    /// The entries found, in key order.
+    pub(super) items: Vec<(Key, Value)>,
+    /// The last key the batch looked at (its entry may be gone: deleted meanwhile).
+    pub(super) last: Option<Key>,
+    /// Whether the range may hold more keys: the batch found as many as it asked for.
+    pub(super) more: bool,
+}

@@ -270,12 +270,19 @@ impl Shard {
         self.lock().inner.index.range(from, to, limit)
     }
 
-    /// Up to `n` values in `(from, to)`, in key order, for a scan: cached ones copied (without
-    /// counting a use), the others located to be read once the lock is released.
-    pub(crate) fn fetches(&self, from: Bound<Key>, to: Bound<Key>, n: usize) -> Result<Vec<Fetch>> {
+    /// The current values of `keys` (in the order given), for a scan: cached ones copied
+    /// (without counting a use), the others located to be read once the lock is released.
+    /// Keys deleted since the caller found them are left out.
+    pub(crate) fn fetch_keys(&self, keys: &[Key]) -> Result<Vec<Fetch>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let g = self.lock();
-        let mut out = Vec::new();
-        for (key, seq) in g.inner.index.range(from, to, n) {
+        let mut out = Vec::with_capacity(keys.len());
+        for &key in keys {
+            let Some(seq) = g.inner.index.get(key) else {
+                continue;
+            };
             out.push(match g.cache.peek(key) {
                 Some(value) => Fetch::cached(key, seq, value),
                 None => g.inner.fetch(key, seq)?,
