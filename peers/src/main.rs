@@ -70,6 +70,10 @@ struct Cli {
     /// Gets per hot run.
     #[arg(long, default_value_t = 2_000_000)]
     hot_ops: u64,
+    /// Warm-up passes over the hot set before the timed gets (not reported); 0 times the gets
+    /// right after the load.
+    #[arg(long, default_value_t = 8)]
+    hot_warmup: u64,
     /// Run each store's process in a memory cgroup with this limit (page cache included),
     /// e.g. 1G; fails if no memory cgroup can be made (needs root).
     #[arg(long, value_parser = cgroup::parse_size)]
@@ -302,7 +306,7 @@ fn parent(cli: &Cli) -> DbResult<()> {
         std::fs::write(cli.out.join(outcomes_name), outcomes_tsv(&outcomes))?;
     }
     let summary = if cli.hot {
-        tables::hot(&cli.out)?
+        tables::hot(&cli.out, cli.hot_warmup)?
     } else {
         let workloads: Vec<String> = parse_list(&cli.workloads)?
             .iter()
@@ -422,15 +426,17 @@ fn child(cli: &Cli, store: &str) -> DbResult<()> {
     write(&first, loaded_bytes)?;
     reports.push(first);
     if cli.hot {
-        // Warm-up, not reported: eight uniform passes' worth of gets touch all but 0.03% of
-        // the keys, so every store starts with its hot set in memory (toykv's read cache
-        // fills on gets, not on puts; the others' pages are in the page cache after the load).
+        // Warm-up, not reported: eight uniform passes' worth of gets (the default) touch all
+        // but 0.03% of the keys, so every store starts with its hot set in memory. With
+        // `--hot-warmup 0` the gets start right after the load.
         let mut hot = Settings {
-            operations: cli.hot_keys * 8,
+            operations: cli.hot_keys * cli.hot_warmup,
             threads: 2,
             ..settings.clone()
         };
-        run(&*connect, &hot, Workload::uniform_reads())?;
+        if cli.hot_warmup > 0 {
+            run(&*connect, &hot, Workload::uniform_reads())?;
+        }
         for threads in [1, 2] {
             hot.threads = threads;
             hot.operations = cli.hot_ops;

@@ -313,7 +313,7 @@ pub fn ycsb(dir: &Path, workloads: &[String]) -> DbResult<String> {
 }
 
 /// The hot-get summary: gets/s and latency per store and thread count.
-pub fn hot(dir: &Path) -> DbResult<String> {
+pub fn hot(dir: &Path, warmup: u64) -> DbResult<String> {
     let mut rows = read_rows(dir, true)?;
     rows.retain(|r| r.workload.starts_with("hot-"));
     rows.sort_by_key(|r| (r.threads, order(&r.store)));
@@ -322,10 +322,14 @@ pub fn hot(dir: &Path) -> DbResult<String> {
     if let Some(first) = rows.first() {
         let _ = writeln!(
             s,
-            "{} records loaded, then uniform random gets (workload '{}') after a warm-up of eight gets per key. \
+            "{} records loaded, then uniform random gets (workload '{}') {}. \
              Durability: {}.\n",
             first.records,
             what.name,
+            match warmup {
+                0 => "right after the load, no warm-up".to_string(),
+                n => format!("after a warm-up of {n} gets per key"),
+            },
             crate::stores::DURABILITY
         );
     }
