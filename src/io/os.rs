@@ -210,6 +210,27 @@ impl OsRaw {
     }
 }
 
+/// Counts the `n` bytes a copying system call returned into `done`. An interrupted call
+/// counts nothing (the caller's loop calls again); 0 bytes is `at_zero`; any other failure
+/// is the call's error (from `errno`).
+fn advance(n: isize, done: &mut usize, at_zero: io::ErrorKind) -> io::Result<()> {
+    match n {
+        n if n > 0 => {
+            *done += n as usize;
+            Ok(())
+        }
+        0 => Err(at_zero.into()),
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
 impl RawMap for OsRaw {
     fn len(&self) -> usize {
         self.map.len()
@@ -266,16 +287,7 @@ impl RawMap for OsRaw {
             // callers copy only ranges nobody writes). The iovec arrays live on this stack
             // frame for the call.
             let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-            match n {
-                n if n > 0 => done += n as usize,
-                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                _ => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
-            }
+            advance(n, &mut done, io::ErrorKind::UnexpectedEof)?;
         }
         Ok(())
     }
@@ -309,16 +321,7 @@ impl RawMap for OsRaw {
                     at,
                 )
             };
-            match n {
-                n if n > 0 => done += n as usize,
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                _ => {
-                    let e = io::Error::last_os_error();
-                    if e.kind() != io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
-            }
+            advance(n, &mut done, io::ErrorKind::WriteZero)?;
         }
         Ok(())
     }

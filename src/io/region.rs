@@ -455,6 +455,39 @@ mod tests {
         assert_eq!(s.sub(5, 5).unwrap().start(), 105);
     }
 
+    /// `Span::copy_out` copies exactly the range asked, relative to the span, out of an OS
+    /// map (through `process_vm_readv`) and a simulated one alike, and refuses a range past
+    /// the span's end.
+    #[test]
+    fn spans_copy_their_bytes_out() {
+        let d = crate::testing::tempdir();
+        let rw = crate::io::Mode {
+            create: true,
+            write: true,
+            direct: false,
+        };
+        let os = crate::io::Os.open(&d.path().join("a"), rw).unwrap();
+        os.set_len(3 * 4096).unwrap();
+        let fs = SimFs::new();
+        let sim = sim_file(&fs, "a", 3 * 4096);
+        for f in [os, sim] {
+            let mut r = f.map().unwrap();
+            let bytes: Vec<u8> = (0..3 * 4096).map(|i| (i * 7 % 251) as u8).collect();
+            r.write(0, &bytes).unwrap();
+            let span = r.span(4000, 5000).unwrap();
+            let mut out = vec![0u8; 4096];
+            span.copy_out(100, &mut out).unwrap();
+            assert_eq!(out, &bytes[4100..8196]);
+            let mut all = vec![0u8; 5000];
+            span.copy_out(0, &mut all).unwrap();
+            assert_eq!(all, &bytes[4000..9000]);
+            assert_eq!(
+                kind(span.copy_out(1000, &mut out)),
+                io::ErrorKind::InvalidInput
+            );
+        }
+    }
+
     #[test]
     fn one_live_mapping_per_handle() {
         let fs = SimFs::new();
