@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 ORDER = ["toykv", "redb", "heed", "fjall", "sled", "rocksdb"]
 
@@ -70,9 +71,10 @@ def regime(reports):
 def throughput(reports, out, dnf):
     workloads = workloads_of(reports, dnf)
     stores = stores_of(reports, dnf)
-    fig, ax = plt.subplots(figsize=(10, 5))
+    fig, ax = plt.subplots(figsize=(12, 5))
     width = 0.8 / max(len(stores), 1)
     missing = []
+    handles = []
     for i, store in enumerate(stores):
         xs, ys = [], []
         for j, w in enumerate(workloads):
@@ -84,7 +86,9 @@ def throughput(reports, out, dnf):
             else:
                 missing.append(x)
         label = store if store not in dnf else "%s (%s)" % (store, dnf[store])
-        ax.bar(xs, ys, width, label=label, color="C%d" % i)
+        ax.bar(xs, ys, width, color="C%d" % i)
+        # A store without a single bar still gets its own colour in the legend.
+        handles.append(Patch(color="C%d" % i, label=label))
     if missing:
         ax.set_yscale("log")
         bottom = ax.get_ylim()[0]
@@ -100,7 +104,7 @@ def throughput(reports, out, dnf):
         "YCSB throughput: %s records, %s ops, %s threads%s"
         % (first.get("records"), first.get("operations"), first.get("threads"), regime(reports))
     )
-    ax.legend()
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
