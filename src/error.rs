@@ -106,6 +106,17 @@ pub enum Error {
         max: usize,
     },
 
+    /// An atomic batch puts more values into one shard than its write buffer's bank holds.
+    #[error("batch puts {puts} values into shard {shard}, whose bank holds {max}: split the batch")]
+    BatchTooLarge {
+        /// The shard.
+        shard: usize,
+        /// Values the batch puts there.
+        puts: usize,
+        /// Values a bank holds (slots per section).
+        max: usize,
+    },
+
     /// Every value slot (or key record number) the format can address is used.
     #[error("store is full: all {limit} {what} are used")]
     Full {

@@ -32,6 +32,12 @@
 //! | `checkpoint` | every shard is synced, before the next epoch's header |
 //! | `replayed` | open has replayed the journal into the shards, before syncing them |
 //!
+//! Atomic batches add [`BATCH_POINTS`]:
+//!
+//! | point | where |
+//! |---|---|
+//! | `batch-half` | a batch's intent is written and half its entries applied |
+//!
 //! `tests/crash` uses every point.
 
 #[cfg(feature = "kill-points")]
@@ -73,6 +79,9 @@ mod armed {
         "checkpoint",
         "replayed",
     ];
+
+    /// The kill points of atomic batches.
+    pub const BATCH_POINTS: [&str; 1] = ["batch-half"];
 
     struct Armed {
         point: String,

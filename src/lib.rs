@@ -164,4 +164,6 @@ pub mod ycsb;
 pub use error::{Damage, Error, Result};
 pub use key::{KEY_LEN, Key, VALUE_MAX, Value};
 pub use options::{Durability, Options, default_cache_bytes, default_shards};
-pub use store::{GET_MANY_CHUNK, Lookup, PendingRead, Scan, Stats, Store};
+pub use store::{
+    Applied, Batch, Commit, GET_MANY_CHUNK, Lookup, PendingRead, Quick, Scan, Stats, Store,
+};

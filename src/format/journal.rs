@@ -45,7 +45,9 @@
 //!
 //! followed by zeros to the next block boundary, where the next frame starts. An entry is an
 //! operation byte ([`PUT`] or [`DELETE`]), the 8-byte key and, for a put, the value's length
-//! (`u16`) and its bytes.
+//! (`u16`) and its bytes; or [`BATCH`] and a batch's 8-byte number (little-endian), which
+//! follows the entries of an atomic batch (see [`intent`](super::intent)): replay applies
+//! nothing for it, it tells open that the batch of that number is in the journal whole.
 //!
 //! # Invariants and recovery
 //!
@@ -102,6 +104,8 @@ pub const FRAME_HEADER_LEN: usize = F_CRC_AT + size_of::<u32>();
 pub const PUT: u8 = 1;
 /// Operation byte of a delete entry.
 pub const DELETE: u8 = 2;
+/// Operation byte of the entry that ends an atomic batch's entries.
+pub const BATCH: u8 = 3;
 const KEY_LEN: usize = 8;
 /// Length of a delete entry (and of a put entry before its value length).
 pub const DELETE_LEN: usize = 1 + KEY_LEN;
@@ -181,6 +185,8 @@ pub enum JournalOp<'a> {
     Put([u8; 8], &'a [u8]),
     /// A delete.
     Delete([u8; 8]),
+    /// The end of atomic batch number `.0`'s entries (nothing to apply).
+    Batch(u64),
 }
 
 /// Appends the entry of a put to `out`. The value must be at most [`VALUE_MAX`] bytes.
@@ -197,6 +203,12 @@ pub fn encode_delete(out: &mut Vec<u8>, key: [u8; 8]) {
     out.extend_from_slice(&key);
 }
 
+/// Appends the entry that ends atomic batch `id`'s entries.
+pub fn encode_batch(out: &mut Vec<u8>, id: u64) {
+    out.push(BATCH);
+    out.extend_from_slice(&id.to_le_bytes());
+}
+
 /// The entry at the start of `b` and its length; why not, if none decodes.
 pub fn decode_entry(b: &[u8]) -> Result<(JournalOp<'_>, usize), String> {
     let (Some(&op), Some(key)) = (b.first(), b.get(1..DELETE_LEN)) else {
@@ -206,6 +218,7 @@ pub fn decode_entry(b: &[u8]) -> Result<(JournalOp<'_>, usize), String> {
     k.copy_from_slice(key);
     match op {
         DELETE => Ok((JournalOp::Delete(k), DELETE_LEN)),
+        BATCH => Ok((JournalOp::Batch(u64::from_le_bytes(k)), DELETE_LEN)),
         PUT => {
             let Some(l) = b.get(DELETE_LEN..DELETE_LEN + 2) else {
                 return Err("a put entry ends before its value length".into());
@@ -223,7 +236,7 @@ pub fn decode_entry(b: &[u8]) -> Result<(JournalOp<'_>, usize), String> {
             Ok((JournalOp::Put(k, v), at + n))
         }
         other => Err(format!(
-            "entry operation byte {other}, expected {PUT} or {DELETE}"
+            "entry operation byte {other}, expected {PUT}, {DELETE} or {BATCH}"
         )),
     }
 }

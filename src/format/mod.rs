@@ -3,7 +3,8 @@
 //! # Files of a data directory
 //!
 //! A data directory holds `STORE` (a header page naming the shard count), the `LOCK` file, the
-//! [`journal`] of durability `always` (once used) and one directory per shard, `shard-00` …
+//! [`journal`] of durability `always` (once used), the [`intent`] of atomic batches (once
+//! one ran) and one directory per shard, `shard-00` …
 //! `shard-ff`. A key belongs to shard [`shard_of`]`(key, shards)`. Each shard directory holds:
 //!
 //! | name | kind | layout |
@@ -33,6 +34,7 @@
 
 mod bytes;
 pub mod header;
+pub mod intent;
 pub mod journal;
 pub mod record;
 

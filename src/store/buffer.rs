@@ -199,6 +199,14 @@ impl Buffer {
         (self.fill < self.slots).then_some((section, self.fill))
     }
 
+    /// Slots left in the active bank (0 when it holds no section).
+    pub(crate) fn room(&self) -> u32 {
+        match self.banks[self.active] {
+            Some(_) => self.slots.saturating_sub(self.fill),
+            None => 0,
+        }
+    }
+
     /// Copies `value` into the slot [`next`](Self::next) named and moves past it.
     pub(crate) fn fill(&mut self, value: &[u8]) -> Result<()> {
         let index = self.fill;

@@ -149,6 +149,7 @@ pub(crate) fn check(
             match op {
                 JournalOp::Put(..) => puts += 1,
                 JournalOp::Delete(_) => deletes += 1,
+                JournalOp::Batch(_) => {}
             }
             at += n;
         }
@@ -200,13 +201,7 @@ pub(crate) fn check(
     if c.errors.is_empty() {
         // Every shard opened (else `STORE` or a shard was refused), in shard order.
         let (at, opened): (Vec<usize>, Vec<Shard>) = shards.into_iter().unzip();
-        let replayed = journal::open(
-            dir,
-            &options,
-            found,
-            |op| super::apply(&opened, dir, op),
-            || opened.iter().try_for_each(Shard::sync),
-        );
+        let replayed = super::recover(dir, &options, found, &opened);
         shards = at.into_iter().zip(opened).collect();
         if let Err(e) = replayed {
             c.errors.push(e);

@@ -54,12 +54,14 @@
 //! removed; key sections whose records are all dead are removed (the shard's `gc`).
 
 mod background;
+mod batch;
 mod buffer;
 mod cache;
 pub(crate) mod check;
 mod describe;
 mod file;
 mod index;
+mod intent;
 mod journal;
 mod keys;
 mod scan;
@@ -81,6 +83,7 @@ use crate::io::Reader;
 use crate::key::{Key, Value};
 use crate::options::{Durability, Options};
 
+pub use batch::{Applied, Batch, Commit, Quick};
 pub use scan::Scan;
 pub use stats::Stats;
 
@@ -122,6 +125,8 @@ pub struct Store {
     /// What opening dropped from the journal's tail, if it looked like a torn commit.
     journal_torn: Option<journal::Torn>,
     background: Mutex<Background>,
+    /// The intent of atomic batches; its lock is the batch lock, taken before any shard's.
+    intent: parking_lot::Mutex<intent::IntentFile>,
     /// Reads batches of values: `get_many` and scans (io_uring or pread, chosen at open).
     reader: Arc<dyn Reader>,
     _lock: Box<dyn Any + Send + Sync>,
@@ -179,13 +184,7 @@ impl Store {
         if fresh {
             describe::write(&*vfs, dir, &options, count)?;
         }
-        let (journal, journal_torn) = journal::open(
-            dir,
-            &options,
-            found,
-            |op| apply(&shards, dir, op),
-            || shards.iter().try_for_each(Shard::sync),
-        )?;
+        let (journal, journal_torn, intent) = recover(dir, &options, found, &shards)?;
         for shard in &shards {
             shard.set_jobs(Some(jobs.clone()));
         }
@@ -206,6 +205,7 @@ impl Store {
             journal,
             journal_torn,
             background: Mutex::new(background),
+            intent: parking_lot::Mutex::new(intent),
             reader: vfs.reader(options.wants_io_uring()),
             _lock: lock,
         })
@@ -218,13 +218,8 @@ impl Store {
 
     /// Inserts or overwrites `key` with `value` (0 to 256 bytes).
     pub fn put(&self, key: impl Into<Key>, value: impl AsRef<[u8]>) -> Result<()> {
-        let key = key.into();
-        let (_, shard) = self.shard(key);
-        let ticket = shard.put(key, value.as_ref(), self.journal.as_ref())?;
-        if let (Some(j), Some(t)) = (&self.journal, ticket) {
-            j.wait(t, &|| self.sync_shards())?;
-        }
-        Ok(())
+        let commit = self.put_deferred(key, value)?;
+        self.wait(commit)
     }
 
     /// The value of `key`, or `None`. A value in a value section is read after the shard's
@@ -261,8 +256,9 @@ impl Store {
     /// The values of `keys`, in the order given, each answered on its own as
     /// [`get`](Self::get) would: `Ok(None)` for an absent key, an error for that key alone
     /// when its value cannot be read or fails its checksum (the others are still answered).
-    /// A key given twice is answered twice. Each key is looked up under its shard's lock
-    /// (cache, bank, or a slot to read); then every value to read from disk is submitted at
+    /// A key given twice is answered twice. The keys are looked up with the lock of every
+    /// shard they belong to held at once (cache, bank, or a slot to read), so an atomic
+    /// [`Batch`] is seen whole or not at all; then every value to read from disk is submitted at
     /// once, through io_uring where available ([`Stats::read_path`]), [`GET_MANY_CHUNK`]
     /// keys at a time. Values read are cached unless a write replaced them meanwhile.
     ///
@@ -293,11 +289,23 @@ impl Store {
             // (answer's place in `out`, shard) of each value to read.
             let mut pending = Vec::new();
             let mut fetches = Vec::new();
-            for (i, (places, keys)) in groups.iter_mut().enumerate() {
-                if keys.is_empty() {
+            // Every shard of the chunk held at once (in shard order, as a batch takes them),
+            // so an atomic batch is seen whole or not at all.
+            let mut held: Vec<_> = groups
+                .iter()
+                .enumerate()
+                .map(|(i, (_, keys))| (!keys.is_empty()).then(|| self.shards[i].hold()))
+                .collect();
+            let found: Vec<_> = groups
+                .iter()
+                .zip(&mut held)
+                .map(|((_, keys), h)| h.as_mut().map(|h| h.lookup_many(keys)))
+                .collect();
+            drop(held);
+            for (i, ((places, keys), found)) in groups.iter_mut().zip(found).enumerate() {
+                let Some(found) = found else {
                     continue;
-                }
-                let found = self.shards[i].lookup_many(keys);
+                };
                 for (at, found) in places.drain(..).zip(found) {
                     out[at] = match found {
                         Ok(Ok(value)) => Ok(value),
@@ -334,12 +342,8 @@ impl Store {
 
     /// Deletes `key`; returns whether it existed.
     pub fn delete(&self, key: impl Into<Key>) -> Result<bool> {
-        let key = key.into();
-        let (_, shard) = self.shard(key);
-        let (existed, ticket) = shard.delete(key, self.journal.as_ref())?;
-        if let (Some(j), Some(t)) = (&self.journal, ticket) {
-            j.wait(t, &|| self.sync_shards())?;
-        }
+        let (existed, commit) = self.delete_deferred(key)?;
+        self.wait(commit)?;
         Ok(existed)
     }
 
@@ -535,9 +539,10 @@ pub enum Lookup {
 pub struct PendingRead(usize, Fetch);
 
 /// Applies an entry replayed from the journal to the shard of its key (open, and check).
-fn apply(shards: &[Shard], dir: &Path, op: JournalOp<'_>) -> Result<()> {
+fn apply_op(shards: &[Shard], dir: &Path, op: JournalOp<'_>) -> Result<()> {
     let key = match op {
         JournalOp::Put(k, _) | JournalOp::Delete(k) => k,
+        JournalOp::Batch(_) => return Ok(()),
     };
     let i = shard_of(key, shards.len() as u32) as usize;
     let Some(shard) = shards.get(i) else {
@@ -550,6 +555,60 @@ fn apply(shards: &[Shard], dir: &Path, op: JournalOp<'_>) -> Result<()> {
         ));
     };
     shard.apply(op)
+}
+
+/// Brings the shards, opened, up to date with what sits above them: replays the journal and
+/// finishes the last atomic batch if a crash cut it short (open and `check` share this).
+fn recover(
+    dir: &Path,
+    options: &Options,
+    found: Option<journal::Found>,
+    shards: &[Shard],
+) -> Result<(
+    Option<journal::Journal>,
+    Option<journal::Torn>,
+    intent::IntentFile,
+)> {
+    let always = options.durability == Durability::Always;
+    let (mut intent, unfinished) = intent::IntentFile::open(options.vfs.clone(), dir, always)?;
+    // The shards whose log ends before their part of the last batch (it was cut short),
+    // judged on the logs as recovered, before the journal adds to them.
+    let unfinished = match unfinished {
+        Some(f) => {
+            let mut short = Vec::new();
+            for s in &f.spans {
+                let Some(shard) = shards.get(s.shard as usize) else {
+                    let path = dir.join(crate::format::intent::INTENT_NAME);
+                    let what = format!("the intent names shard {} of {}", s.shard, shards.len());
+                    return Err(Error::corrupt(path, 0, Damage::Record, what));
+                };
+                if shard.next_seq() < s.first + u64::from(s.count) {
+                    short.push(s.shard);
+                }
+            }
+            (!short.is_empty()).then_some((f, short))
+        }
+        None => None,
+    };
+    let mut whole = false;
+    let (journal, journal_torn) = journal::open(
+        dir,
+        options,
+        found,
+        |op| {
+            if let (JournalOp::Batch(id), Some((f, _))) = (op, &unfinished) {
+                whole |= id == f.id;
+            }
+            apply_op(shards, dir, op)
+        },
+        || shards.iter().try_for_each(Shard::sync),
+    )?;
+    if let Some((f, short)) = unfinished.filter(|_| !whole) {
+        batch::finish(shards, dir, &f.payload, &short)?;
+        shards.iter().try_for_each(Shard::sync)?;
+        intent.clear()?;
+    }
+    Ok((journal, journal_torn, intent))
 }
 
 /// A range's bounds as keys.

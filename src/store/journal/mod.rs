@@ -39,12 +39,12 @@ use crate::error::{Context, Error, Result};
 use crate::format::TMP_SUFFIX;
 use crate::format::journal::{
     BLOCK, FRAME_HEADER_LEN, FRAMES_AT, Frame, JOURNAL_NAME, JournalHeader, PAYLOAD_MAX,
-    encode_delete, encode_put, split,
+    encode_batch, encode_delete, encode_put, split,
 };
 use crate::io::{AlignedBuf, FileIo, Mode, Vfs};
 use crate::key::Key;
 
-use recover::Found;
+pub(crate) use recover::Found;
 pub(crate) use recover::{Torn, find, open};
 
 /// The longest a leader waits for the writers of the last commit to come back.
@@ -225,6 +225,17 @@ impl Journal {
         let mut p = self.pending.lock();
         encode_delete(&mut p.bytes, key.0);
         p.issued += 1;
+        p.issued
+    }
+
+    /// Appends an atomic batch's `count` entries (`entries`, encoded) and its end entry for
+    /// batch `id`, in one go so that a commit takes all of them or none; the ticket of the
+    /// last. Call with the lock of every shard the batch wrote to held, after the batch.
+    pub(crate) fn batch(&self, entries: &[u8], count: u32, id: u64) -> u64 {
+        let mut p = self.pending.lock();
+        p.bytes.extend_from_slice(entries);
+        encode_batch(&mut p.bytes, id);
+        p.issued += u64::from(count) + 1;
         p.issued
     }
 

@@ -174,11 +174,23 @@ struct Inner {
 /// at [`SPACE_LIMIT`](gc::SPACE_LIMIT); a writer faster than collection meets this.
 const HOLD_LIMIT: f64 = 1.2;
 
+/// The longest a call that must not block (from the server's async worker threads) waits
+/// for a shard's lock; other calls hold it for memory work only, so this is rarely reached.
+const TRY_LOCK: std::time::Duration = std::time::Duration::from_micros(100);
+
 /// The longest one put waits for collection: past it the put returns anyway (collection
 /// may be unable to free anything, for example while every section is live).
 const HOLD_MAX: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Inner {
+    /// Whether the next record goes in without touching the disk: the active bank has room
+    /// (no new section to start) and the record's key section exists.
+    fn quick(&self) -> bool {
+        let s = u64::from(self.slots);
+        let have = u64::from(self.first) + self.keys.len() as u64;
+        self.buffer.room() > 0 && self.next_seq / s < have && self.failed.is_none()
+    }
+
     /// Recomputes [`pressure`](Self::pressure): whether collection is behind by more than
     /// [`HOLD_LIMIT`] and has a section to collect (else puts would wait for nothing).
     fn weigh(&mut self) {
@@ -355,6 +367,7 @@ impl Shard {
                 g.inner.delete(key)?;
                 g.cache.remove(key);
             }
+            JournalOp::Batch(_) => {}
         }
         Ok(())
     }
@@ -448,7 +461,7 @@ impl Shard {
         let held = g.inner.pressure;
         drop(g);
         if held {
-            self.hold();
+            self.hold_for_pressure();
         }
         Ok(ticket)
     }
@@ -470,9 +483,111 @@ impl Shard {
         Ok((existed, ticket))
     }
 
+    /// The lock, unless another thread holds it longer than [`TRY_LOCK`].
+    fn try_lock(&self) -> Option<MutexGuard<'_, State>> {
+        self.state.try_lock_for(TRY_LOCK)
+    }
+
+    /// A put that never waits on the disk: `None` (nothing done) when it would — the lock is
+    /// busy, the bank is full or a new key section is due; else the journal ticket, if any,
+    /// and whether puts are held back for collection (the caller waits as it can).
+    pub(crate) fn try_put(
+        &self,
+        key: Key,
+        value: &[u8],
+        journal: Option<&Journal>,
+    ) -> Result<Option<(Option<u64>, bool)>> {
+        let crc = value_crc(value);
+        let Some(mut g) = self.try_lock() else {
+            return Ok(None);
+        };
+        if !g.inner.quick() {
+            return Ok(None);
+        }
+        if let Some(j) = journal {
+            j.writable()?;
+        }
+        let s = &mut *g;
+        match s.inner.put(key, value, crc)? {
+            Step::Done(..) => {
+                s.cache.write(key, value);
+                let ticket = journal.map(|j| j.put(key, value));
+                Ok(Some((ticket, s.inner.pressure)))
+            }
+            Step::Wait => Ok(None),
+        }
+    }
+
+    /// A delete that never waits on the disk (see [`try_put`](Self::try_put)): whether the
+    /// key existed and the journal ticket, if any.
+    pub(crate) fn try_delete(
+        &self,
+        key: Key,
+        journal: Option<&Journal>,
+    ) -> Result<Option<(bool, Option<u64>)>> {
+        let Some(mut g) = self.try_lock() else {
+            return Ok(None);
+        };
+        if !g.inner.quick() {
+            return Ok(None);
+        }
+        if let Some(j) = journal {
+            j.writable()?;
+        }
+        let (existed, _) = g.inner.delete(key)?;
+        g.cache.remove(key);
+        let ticket = journal.filter(|_| existed).map(|j| j.delete(key));
+        Ok(Some((existed, ticket)))
+    }
+
+    /// A lookup that never waits for a busy lock: `None` when it would.
+    pub(crate) fn try_lookup(
+        &self,
+        key: Key,
+    ) -> Option<Result<std::result::Result<Option<Value>, Fetch>>> {
+        let mut g = self.try_lock()?;
+        Some(g.lookup(key))
+    }
+
+    /// Takes the shard's lock for an atomic batch (see [`Held`]).
+    pub(crate) fn hold(&self) -> Held<'_> {
+        Held(self.lock())
+    }
+
+    /// Waits until puts can move on to the other bank (no write-out of it is running).
+    pub(crate) fn wait_ready(&self) {
+        let mut g = self.lock();
+        while !g.inner.buffer.ready() {
+            g.inner.counters.stalls += 1;
+            self.freed.wait(&mut g);
+        }
+    }
+
+    /// The number the next record of the log will take.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.lock().inner.next_seq
+    }
+
+    /// Values one bank holds: the most one batch may put into this shard.
+    pub(crate) fn bank_slots(&self) -> u32 {
+        self.lock().inner.slots
+    }
+
+    /// Whether puts are held back for collection now.
+    pub(crate) fn pressed(&self) -> bool {
+        // Never waits: a lock held now says nothing either way.
+        self.state.try_lock().is_some_and(|g| g.inner.pressure)
+    }
+
+    /// Waits while value space is past [`HOLD_LIMIT`], up to [`HOLD_MAX`] (after an atomic
+    /// batch, as after a put).
+    pub(crate) fn hold_back(&self) {
+        self.hold_for_pressure();
+    }
+
     /// Waits while value space is past [`HOLD_LIMIT`], so that a sustained stream of
     /// overwrites cannot outrun collection, up to [`HOLD_MAX`].
-    fn hold(&self) {
+    fn hold_for_pressure(&self) {
         let start = std::time::Instant::now();
         while self.lock().inner.pressure && start.elapsed() < HOLD_MAX {
             std::thread::sleep(std::time::Duration::from_micros(200));
@@ -502,15 +617,6 @@ impl Shard {
         g.lookup(key)
     }
 
-    /// [`lookup`](Self::lookup) of each of `keys`, in order, under one hold of the lock.
-    pub(crate) fn lookup_many(
-        &self,
-        keys: &[Key],
-    ) -> Vec<Result<std::result::Result<Option<Value>, Fetch>>> {
-        let mut g = self.lock();
-        keys.iter().map(|&key| g.lookup(key)).collect()
-    }
-
     /// Caches values read by a batch (key, record, value), under one hold of the lock; each
     /// only if its key still names that record (no put or delete came in between). Nothing
     /// is done, and no lock taken, when the cache is off.
@@ -538,5 +644,70 @@ impl Shard {
             }
         }
         Ok(value)
+    }
+}
+
+/// A shard's lock held by an atomic batch: the batch checks there is room for its puts, then
+/// writes every one of its records while no one else can write to or read from the shard.
+pub(crate) struct Held<'a>(MutexGuard<'a, State>);
+
+impl Held<'_> {
+    /// Refuses the batch when the shard refuses writes (a failed sync or write-out).
+    pub(crate) fn writable(&self) -> Result<()> {
+        self.0.inner.writable()
+    }
+
+    /// Whether `puts` values go in without waiting for a write-out: into the active bank and,
+    /// once that is full, the other one if it is free.
+    pub(crate) fn fits(&self, puts: usize) -> bool {
+        let b = &self.0.inner.buffer;
+        let other = if b.ready() { self.0.inner.slots } else { 0 };
+        puts <= b.room() as usize + other as usize
+    }
+
+    /// The number the next record will take.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.0.inner.next_seq
+    }
+
+    /// Whether `key` exists.
+    pub(crate) fn has(&self, key: Key) -> bool {
+        self.0.inner.index.get(key).is_some()
+    }
+
+    /// Puts `value` at `key`; the caller checked it [`fits`](Self::fits).
+    pub(crate) fn put(&mut self, key: Key, value: &[u8]) -> Result<()> {
+        let s = &mut *self.0;
+        match s.inner.put(key, value, value_crc(value))? {
+            Step::Done(..) => {
+                s.cache.write(key, value);
+                Ok(())
+            }
+            Step::Wait => Err(Error::internal(
+                &s.inner.buffer.path,
+                "a batch found both banks busy after checking they were not",
+            )),
+        }
+    }
+
+    /// Deletes `key`; whether it existed.
+    pub(crate) fn delete(&mut self, key: Key) -> Result<bool> {
+        let s = &mut *self.0;
+        let (existed, _) = s.inner.delete(key)?;
+        s.cache.remove(key);
+        Ok(existed)
+    }
+
+    /// Whether puts are held back for collection.
+    pub(crate) fn pressed(&self) -> bool {
+        self.0.inner.pressure
+    }
+
+    /// [`Shard::lookup`] of each of `keys`, in order, under this hold of the lock.
+    pub(crate) fn lookup_many(
+        &mut self,
+        keys: &[Key],
+    ) -> Vec<Result<std::result::Result<Option<Value>, Fetch>>> {
+        keys.iter().map(|&key| self.0.lookup(key)).collect()
     }
 }
