@@ -15,11 +15,13 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
-use super::command::{self, Flow, Session};
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard};
+
+use super::Shared;
+use super::command::{self, Effects, Flow, Reply, Session};
 use super::stats::add;
-use super::{Shared, blocking};
 use crate::resp::{Frame, Limits, Proto, parse_command};
 
 /// Most bytes read at once.
@@ -65,9 +67,7 @@ impl Connection {
                 id,
                 proto: Proto::Resp2,
                 authed,
-                name: None,
-                lib_name: None,
-                lib_ver: None,
+                ..Session::default()
             },
             stop,
         }
@@ -103,7 +103,7 @@ impl Connection {
             let (used, flow, broken) = if nothing_new {
                 (0, Flow::Next, None)
             } else {
-                self.execute(&buf, &mut out, &limits)
+                self.execute(&buf, &mut out, &limits).await
             };
             buf.drain(..used.min(buf.len()));
             partial_since = match (buf.is_empty(), used > 0, partial_since) {
@@ -162,11 +162,7 @@ impl Connection {
 
     /// Runs the complete commands at the start of `buf`, appending replies to `out`; returns
     /// the bytes used, what to do next, and why to close if the input was malformed.
-    ///
-    /// A batch with a command that reads values (which may wait on the disk: a get through
-    /// O_DIRECT) runs where blocking is allowed, so other connections keep being served and
-    /// their reads wait on the disk in parallel; other batches run in place, which is cheaper.
-    fn execute(
+    async fn execute(
         &mut self,
         buf: &[u8],
         out: &mut Vec<u8>,
@@ -190,31 +186,122 @@ impl Connection {
                 }
             }
         }
-        let reads = commands
-            .iter()
-            .any(|args| args.first().is_some_and(|name| command::reads_values(name)));
-        let run = || {
-            let mut flow = Flow::Next;
-            for args in &commands {
-                let (reply, f) = command::execute(&self.shared, &mut self.session, args);
-                if f != Flow::Shutdown {
-                    reply.encode(self.session.proto, out);
-                }
-                flow = f;
-                if flow != Flow::Next {
-                    return (flow, None);
-                }
-            }
-            let why = broken.map(|e| {
+        let (replies, flow) = self.run_commands(commands).await;
+        let proto = self.session.proto;
+        for reply in &replies {
+            reply.encode(proto, out);
+        }
+        let why = match broken {
+            Some(e) if flow == Flow::Next => {
                 add(&self.shared.stats.protocol_errors, 1);
                 warn!(id = self.session.id, "protocol error: {e}");
-                Frame::err(format!("ERR Protocol error: {e}")).encode(self.session.proto, out);
-                format!("protocol error: {e}")
-            });
-            (flow, why)
+                Frame::err(format!("ERR Protocol error: {e}")).encode(proto, out);
+                Some(format!("protocol error: {e}"))
+            }
+            _ => None,
         };
-        let (flow, why) = if reads { blocking(run) } else { run() };
         (used, flow, why)
+    }
+
+    /// Runs a pipeline of commands in order; their replies (none for SHUTDOWN) and what to do
+    /// next. Commands run here, on the runtime's worker thread, as long as they cannot wait
+    /// (see [`command::fast`]); GETs that need the disk leave a read behind. The first
+    /// command that might wait, and everything after it, runs on a blocking thread, where
+    /// the GETs' reads are also done, all in one batch. Writes wait for the journal once, at
+    /// the end, off the worker threads: no reply to a write leaves before the write is as
+    /// durable as the store promises. Every command holds the server's gate shared, and
+    /// `EXEC` holds it exclusively, so that nothing interleaves with a transaction.
+    async fn run_commands(&mut self, commands: Vec<Vec<Vec<u8>>>) -> (Vec<Frame>, Flow) {
+        let shared = self.shared.clone();
+        let mut gate = Gate::Shared {
+            _held: shared.gate.clone().read_owned().await,
+        };
+        let mut effects = Effects::default();
+        let mut replies: Vec<Reply> = Vec::with_capacity(commands.len());
+        let mut writes = Vec::new();
+        let mut flow = Flow::Next;
+        let mut slow = commands.len();
+        for (i, argv) in commands.iter().enumerate() {
+            let before = effects.commit;
+            let Some((reply, f)) = command::fast(&shared, &mut self.session, argv, &mut effects)
+            else {
+                slow = i;
+                break;
+            };
+            if effects.commit != before {
+                writes.push(replies.len());
+            }
+            if f != Flow::Shutdown {
+                replies.push(reply);
+            }
+            flow = f;
+            if flow != Flow::Next {
+                slow = commands.len();
+                break;
+            }
+        }
+        let reads = replies.iter().any(|r| matches!(r, Reply::Read(_)));
+        let rest: Vec<Vec<Vec<u8>>> = commands.into_iter().skip(slow).collect();
+        let mut frames: Vec<Option<Frame>>;
+        let waited;
+        if rest.is_empty() && !reads {
+            frames = replies
+                .into_iter()
+                .map(|r| match r {
+                    Reply::Frame(f) => Some(f),
+                    Reply::Read(_) => None,
+                })
+                .collect();
+            drop(gate);
+            waited = if effects.commit.is_none() {
+                Ok(())
+            } else {
+                let (store, commit) = (shared.store.clone(), effects.commit);
+                join(tokio::task::spawn_blocking(move || store.wait(commit))).await
+            };
+        } else {
+            if rest.iter().any(|argv| command::exclusive(argv)) {
+                drop(gate);
+                gate = Gate::Alone {
+                    _held: shared.gate.clone().write_owned().await,
+                };
+            }
+            let session = std::mem::take(&mut self.session);
+            let job = {
+                let shared = shared.clone();
+                move || slow_path(&shared, session, replies, rest, effects, writes, gate)
+            };
+            match tokio::task::spawn_blocking(job).await {
+                Ok(done) => {
+                    self.session = done.session;
+                    frames = done.frames;
+                    effects = done.effects;
+                    writes = done.writes;
+                    waited = done.waited;
+                    if done.flow != Flow::Next {
+                        flow = done.flow;
+                    }
+                }
+                Err(e) => {
+                    error!(id = self.session.id, "a command panicked: {e}");
+                    let reply = Frame::err("ERR internal error; closing the connection");
+                    return (vec![reply], Flow::Close);
+                }
+            }
+        }
+        // A write whose commit failed is not acknowledged.
+        if let Err(e) = waited {
+            let reply = command::storage(e);
+            for &at in &writes {
+                if let Some(f) = frames.get_mut(at) {
+                    *f = Some(reply.clone());
+                }
+            }
+        }
+        if effects.pressed {
+            hold_back(&shared).await;
+        }
+        (frames.into_iter().flatten().collect(), flow)
     }
 
     /// Writes `out`, giving up after the idle timeout (a client that does not read).
@@ -246,3 +333,104 @@ async fn deadline(d: Option<Duration>, partial: Option<Instant>) {
         (None, _) => std::future::pending().await,
     }
 }
+
+/// The server's gate, held shared by a connection running commands and exclusively by one
+/// running `EXEC`.
+enum Gate {
+    Shared { _held: OwnedRwLockReadGuard<()> },
+    Alone { _held: OwnedRwLockWriteGuard<()> },
+}
+
+/// What the blocking part of a pipeline hands back.
+struct Done {
+    session: Session,
+    /// Each reply in order; `None` where none is sent (SHUTDOWN).
+    frames: Vec<Option<Frame>>,
+    effects: Effects,
+    /// Which replies are to writes (made errors if their commit fails).
+    writes: Vec<usize>,
+    waited: crate::Result<()>,
+    flow: Flow,
+}
+
+/// The part of a pipeline that may block: reads the values GETs left behind, in one batch,
+/// runs the commands from the first that might wait, then waits for the journal.
+fn slow_path(
+    shared: &Shared,
+    mut session: Session,
+    replies: Vec<Reply>,
+    rest: Vec<Vec<Vec<u8>>>,
+    mut effects: Effects,
+    mut writes: Vec<usize>,
+    gate: Gate,
+) -> Done {
+    let mut frames: Vec<Option<Frame>> = Vec::with_capacity(replies.len() + rest.len());
+    let mut pending = Vec::new();
+    let mut places = Vec::new();
+    for reply in replies {
+        match reply {
+            Reply::Frame(f) => frames.push(Some(f)),
+            Reply::Read(p) => {
+                places.push(frames.len());
+                pending.push(p);
+                frames.push(None);
+            }
+        }
+    }
+    if !pending.is_empty() {
+        let started = Instant::now();
+        let values = shared.store.read_many(pending);
+        for (at, v) in places.into_iter().zip(values) {
+            let reply = match v {
+                Ok(v) => command::hit_or_miss(shared, Some(v.to_vec())),
+                Err(e) => command::storage(e),
+            };
+            command::count_get(shared, started, &reply);
+            frames[at] = Some(reply);
+        }
+    }
+    let mut flow = Flow::Next;
+    for argv in &rest {
+        let before = effects.commit;
+        let (reply, f) = command::execute(shared, &mut session, argv, &mut effects);
+        if effects.commit != before {
+            writes.push(frames.len());
+        }
+        frames.push((f != Flow::Shutdown).then_some(reply));
+        flow = f;
+        if flow != Flow::Next {
+            break;
+        }
+    }
+    drop(gate);
+    let waited = shared.store.wait(effects.commit);
+    Done {
+        session,
+        frames,
+        effects,
+        writes,
+        waited,
+        flow,
+    }
+}
+
+/// The result of a blocking wait, a panic in it made an error.
+async fn join(h: tokio::task::JoinHandle<crate::Result<()>>) -> crate::Result<()> {
+    h.await.unwrap_or_else(|e| {
+        Err(crate::Error::Refused {
+            why: format!("the durability wait panicked: {e}"),
+        })
+    })
+}
+
+/// Pauses while writes are held back for garbage collection (value space past its limit), up
+/// to [`HOLD_MAX`], without blocking the runtime.
+async fn hold_back(shared: &Shared) {
+    let start = Instant::now();
+    while shared.store.pressed() && start.elapsed() < HOLD_MAX {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// The longest a connection pauses for garbage collection after its writes.
+const HOLD_MAX: Duration = Duration::from_millis(100);

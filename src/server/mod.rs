@@ -97,16 +97,6 @@ impl Config {
     }
 }
 
-/// Runs `f`, which may block, without stalling the runtime's other tasks when the runtime has
-/// threads to spare (on a current-thread runtime it just runs).
-pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
 /// State every connection shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -119,6 +109,8 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     /// Notified by the `SHUTDOWN` command.
     pub(crate) stop: Notify,
+    /// Held shared while a connection runs commands, exclusively while one runs `EXEC`.
+    pub(crate) gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 /// A server over one store.
@@ -161,6 +153,7 @@ impl Server {
             clients: AtomicUsize::new(0),
             started: Instant::now(),
             stop: Notify::new(),
+            gate: Arc::new(tokio::sync::RwLock::new(())),
         });
         info!(%addr, dir = %shared.config.dir.display(), "toykv listening");
         let (stop_tx, stop_rx) = watch::channel(false);

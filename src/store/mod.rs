@@ -253,6 +253,22 @@ impl Store {
         }
     }
 
+    /// The second half of several [`get`](Self::get)s: reads every pending value in one batch
+    /// (as [`get_many`](Self::get_many) does), in the order given, each answered on its own.
+    pub fn read_many(&self, pending: Vec<PendingRead>) -> Vec<Result<Value>> {
+        let (shards, fetches): (Vec<usize>, Vec<Fetch>) =
+            pending.into_iter().map(|PendingRead(i, f)| (i, f)).unzip();
+        let keys: Vec<(Key, u64)> = fetches.iter().map(|f| (f.key, f.seq)).collect();
+        let values = shard::finish_many(fetches, &*self.reader);
+        for (i, shard) in self.shards.iter().enumerate() {
+            let read = shards.iter().zip(&keys).zip(&values);
+            shard.keep_many(read.filter_map(|((&s, &(key, seq)), value)| {
+                (s == i).then_some((key, seq, value.as_ref().ok()?))
+            }));
+        }
+        values
+    }
+
     /// The values of `keys`, in the order given, each answered on its own as
     /// [`get`](Self::get) would: `Ok(None)` for an absent key, an error for that key alone
     /// when its value cannot be read or fails its checksum (the others are still answered).

@@ -14,7 +14,7 @@ use toykv::resp::Frame;
 use toykv::server::{Config, Server};
 use toykv::{Options, Store};
 
-use crate::{Client, TestServer, bulk, options};
+use crate::{Client, TestServer, bulk};
 
 const CHILD_DIR: &str = "TOYKV_SERVER_CHILD";
 
@@ -26,7 +26,7 @@ fn shutdown_command_stops_and_syncs() {
     c.send(b"*1\r\n$8\r\nSHUTDOWN\r\n");
     assert!(c.closed());
     s.wait().unwrap();
-    let store = Store::open_with(s.dir.path(), options()).unwrap();
+    let store = crate::reopen(s.dir.path());
     assert_eq!(
         store.get(*b"kept\0\0\0\0").unwrap().as_deref(),
         Some(&b"yes"[..])
@@ -50,7 +50,7 @@ fn graceful_stop_finishes_requests_in_flight() {
         assert_eq!(f, Frame::ok());
         answered += 1;
     }
-    let store = Store::open_with(s.dir.path(), options()).unwrap();
+    let store = crate::reopen(s.dir.path());
     // Every SET answered is in the store.
     assert!(store.len() >= answered, "{} < {answered}", store.len());
     // New connections are refused once stopped.

@@ -47,6 +47,21 @@ pub fn options() -> Options {
     Options::new().section_slots(64)
 }
 
+/// Opens the store a stopped server left in `dir`, retrying while it is locked for up to two
+/// seconds: a child process another test is spawning at that moment holds a copy of the
+/// lock's descriptor until its `exec`. A store that stays locked is a real failure.
+pub fn reopen(dir: &std::path::Path) -> Store {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match Store::open_with(dir, options()) {
+            Err(toykv::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            r => return r.unwrap(),
+        }
+    }
+}
+
 impl TestServer {
     /// Starts a server with `config` (its `dir` is replaced by a fresh temp dir).
     pub fn start(config: Config) -> TestServer {

@@ -8,11 +8,11 @@ use std::ops::Bound;
 
 use tracing::error;
 
-use super::{Ctx, Flow, int, syntax, word};
+use super::{Ctx, Effects, Flow, Reply, int, syntax, word};
 use crate::Lookup;
-use crate::key::{Key, VALUE_MAX, Value};
+use crate::key::{Key, VALUE_MAX};
 use crate::resp::Frame;
-use crate::server::blocking;
+use crate::server::Shared;
 use crate::server::glob;
 use crate::server::stats::add;
 
@@ -28,7 +28,7 @@ fn key(ctx: &Ctx<'_>, raw: &[u8]) -> Result<Key, Frame> {
         .map_err(|e| Frame::err(format!("ERR {e}")))
 }
 
-fn storage(e: crate::Error) -> Frame {
+pub(crate) fn storage(e: crate::Error) -> Frame {
     error!("storage error: {e}");
     Frame::err(format!("ERR storage: {e}"))
 }
@@ -43,16 +43,6 @@ fn check_value(v: &[u8]) -> Result<(), Frame> {
     Ok(())
 }
 
-/// Gets a value; a read that must wait on the disk runs where blocking is allowed, so other
-/// connections are served meanwhile (cache hits and buffer reads do not pay for that).
-fn value(ctx: &Ctx<'_>, k: Key) -> Result<Option<Value>, Frame> {
-    let store = &ctx.shared.store;
-    match store.lookup(k).map_err(storage)? {
-        Lookup::Ready(v) => Ok(v),
-        Lookup::Pending(p) => blocking(|| store.read(p)).map(Some).map_err(storage),
-    }
-}
-
 fn reply(r: Result<Frame, Frame>) -> (Frame, Flow) {
     (r.unwrap_or_else(|e| e), Flow::Next)
 }
@@ -60,37 +50,102 @@ fn reply(r: Result<Frame, Frame>) -> (Frame, Flow) {
 pub(super) fn get(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
     reply((|| {
         let k = key(ctx, &ctx.args[0])?;
-        let got = value(ctx, k)?;
-        let stats = &ctx.shared.stats;
-        Ok(match got {
-            Some(v) => {
-                add(&stats.hits, 1);
-                Frame::Bulk(v.to_vec())
-            }
-            None => {
-                add(&stats.misses, 1);
-                Frame::Null
-            }
-        })
+        let got = ctx.data.get(k).map_err(storage)?;
+        Ok(hit_or_miss(ctx.shared, got))
     })())
+}
+
+/// GET on an async worker: the answer when no disk read is needed, the read to do when one
+/// is; `None` when the shard's lock is held long.
+pub(super) fn get_fast(shared: &Shared, args: &[Vec<u8>]) -> Option<Reply> {
+    let k = match shared.config.key_mode.key(&args[0]) {
+        Ok(k) => k,
+        Err(e) => return Some(Reply::Frame(Frame::err(format!("ERR {e}")))),
+    };
+    Some(match shared.store.try_lookup(k)? {
+        Ok(Lookup::Ready(v)) => Reply::Frame(hit_or_miss(shared, v.map(|v| v.to_vec()))),
+        Ok(Lookup::Pending(p)) => Reply::Read(p),
+        Err(e) => Reply::Frame(storage(e)),
+    })
+}
+
+/// A GET's value as a bulk string, or nil, counting the hit or miss (for the connection,
+/// which reads the values [`get_fast`] handed over).
+pub(crate) fn hit_or_miss(shared: &Shared, v: Option<Vec<u8>>) -> Frame {
+    let stats = &shared.stats;
+    match v {
+        Some(v) => {
+            add(&stats.hits, 1);
+            Frame::Bulk(v)
+        }
+        None => {
+            add(&stats.misses, 1);
+            Frame::Null
+        }
+    }
+}
+
+/// Refuses SET's options, which toykv does not have.
+fn set_args(args: &[Vec<u8>]) -> Result<(), Frame> {
+    match args.get(2) {
+        Some(opt) => Err(Frame::err(format!(
+            "ERR SET option '{}' is not supported by toykv (only SET key value)",
+            String::from_utf8_lossy(opt)
+        ))),
+        None => check_value(&args[1]),
+    }
 }
 
 pub(super) fn set(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
     reply((|| {
-        if let Some(opt) = ctx.args.get(2) {
-            return Err(Frame::err(format!(
-                "ERR SET option '{}' is not supported by toykv (only SET key value)",
-                String::from_utf8_lossy(opt)
-            )));
-        }
+        set_args(ctx.args)?;
         let k = key(ctx, &ctx.args[0])?;
-        let v = &ctx.args[1];
-        check_value(v)?;
-        ctx.shared.store.put(k, v).map_err(storage)?;
+        ctx.data.put(&[(k, &ctx.args[1])]).map_err(storage)?;
         Ok(Frame::ok())
     })())
 }
 
+/// SET on an async worker; `None` (nothing done) when the put would wait.
+pub(super) fn set_fast(shared: &Shared, args: &[Vec<u8>], effects: &mut Effects) -> Option<Frame> {
+    if let Err(e) = set_args(args) {
+        return Some(e);
+    }
+    let k = match shared.config.key_mode.key(&args[0]) {
+        Ok(k) => k,
+        Err(e) => return Some(Frame::err(format!("ERR {e}"))),
+    };
+    Some(match shared.store.try_put(k, &args[1]) {
+        Ok(Some(q)) => {
+            effects.commit = effects.commit.max(q.commit);
+            effects.pressed |= q.pressed;
+            Frame::ok()
+        }
+        Ok(None) => return None,
+        Err(e) => storage(e),
+    })
+}
+
+/// DEL of one key on an async worker; `None` (nothing done) for several keys (one atomic
+/// batch, where blocking is allowed) or when the delete would wait.
+pub(super) fn del_fast(shared: &Shared, args: &[Vec<u8>], effects: &mut Effects) -> Option<Frame> {
+    let [raw] = args else {
+        return None;
+    };
+    let k = match shared.config.key_mode.key(raw) {
+        Ok(k) => k,
+        Err(e) => return Some(Frame::err(format!("ERR {e}"))),
+    };
+    Some(match shared.store.try_delete(k) {
+        Ok(Some(q)) => {
+            effects.commit = effects.commit.max(q.commit);
+            Frame::Integer(i64::from(q.existed))
+        }
+        Ok(None) => return None,
+        Err(e) => storage(e),
+    })
+}
+
+/// DEL deletes its keys atomically (one batch when there are several).
 pub(super) fn del(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
     reply((|| {
         let keys = ctx
@@ -98,11 +153,8 @@ pub(super) fn del(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
             .iter()
             .map(|a| key(ctx, a))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut n = 0;
-        for k in keys {
-            n += i64::from(ctx.shared.store.delete(k).map_err(storage)?);
-        }
-        Ok(Frame::Integer(n))
+        let n = ctx.data.delete(&keys).map_err(storage)?;
+        Ok(Frame::Integer(n as i64))
     })())
 }
 
@@ -111,53 +163,38 @@ pub(super) fn exists(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
         let mut n = 0;
         for a in ctx.args {
             let k = key(ctx, a)?;
-            n += i64::from(ctx.shared.store.contains(k));
+            n += i64::from(ctx.data.exists(k));
         }
         Ok(Frame::Integer(n))
     })())
 }
 
+/// MGET reads every value in one batch (the disk reads submitted together); like Redis, a key
+/// that cannot exist reads as nil rather than failing the command.
 pub(super) fn mget(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
     reply((|| {
-        let store = &ctx.shared.store;
-        let mut out = Vec::with_capacity(ctx.args.len());
-        // Values that need the disk: their place in `out` and their key, read in one batch.
-        let mut pending = Vec::new();
+        let mut keys = Vec::with_capacity(ctx.args.len());
+        let mut places = Vec::with_capacity(ctx.args.len());
         for a in ctx.args {
-            // Like Redis, a key that cannot exist reads as nil rather than failing the batch.
-            let Ok(k) = key(ctx, a) else {
-                out.push(Frame::Null);
-                continue;
-            };
-            match store.lookup(k).map_err(storage)? {
-                Lookup::Ready(v) => out.push(bulk_or_nil(v)),
-                Lookup::Pending(_) => {
-                    pending.push((out.len(), k));
-                    out.push(Frame::Null);
-                }
-            }
+            let k = key(ctx, a).ok();
+            places.push(k.map(|_| keys.len()));
+            keys.extend(k);
         }
-        if !pending.is_empty() {
-            let keys: Vec<Key> = pending.iter().map(|&(_, k)| k).collect();
-            let got = blocking(|| store.get_many(&keys));
-            for (&(at, _), r) in pending.iter().zip(got) {
-                let v = r.map_err(storage)?;
-                if let Some(slot) = out.get_mut(at) {
-                    *slot = bulk_or_nil(v);
-                }
-            }
+        let mut got = ctx.data.get_many(&keys).into_iter();
+        let mut out = Vec::with_capacity(places.len());
+        for place in places {
+            out.push(match place.and_then(|_| got.next()) {
+                Some(v) => v.map_err(storage)?.map_or(Frame::Null, Frame::Bulk),
+                None => Frame::Null,
+            });
         }
         Ok(Frame::Array(out))
     })())
 }
 
-/// A value as a bulk string, or nil.
-fn bulk_or_nil(v: Option<Value>) -> Frame {
-    v.map_or(Frame::Null, |v| Frame::Bulk(v.to_vec()))
-}
-
-/// MSET checks every key and value first, then writes the pairs in order. It is not atomic
-/// across a crash: a crash midway can keep a prefix of the pairs (each pair is intact).
+/// MSET checks every key and value first, then writes the pairs as one atomic batch: they
+/// become visible together, survive a crash together and, with durability `always`, share
+/// one journal commit.
 pub(super) fn mset(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
     reply((|| {
         if !ctx.args.len().is_multiple_of(2) {
@@ -168,11 +205,9 @@ pub(super) fn mset(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
         let mut pairs = Vec::with_capacity(ctx.args.len() / 2);
         for p in ctx.args.chunks_exact(2) {
             check_value(&p[1])?;
-            pairs.push((key(ctx, &p[0])?, &p[1]));
+            pairs.push((key(ctx, &p[0])?, p[1].as_slice()));
         }
-        for (k, v) in pairs {
-            ctx.shared.store.put(k, v).map_err(storage)?;
-        }
+        ctx.data.put(&pairs).map_err(storage)?;
         Ok(Frame::ok())
     })())
 }

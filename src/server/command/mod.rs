@@ -1,20 +1,33 @@
 //! Commands: the table of what the server understands, and dispatch.
 //!
 //! Each family has its file: `keys` (GET, SET, DEL, EXISTS, MGET, MSET, DBSIZE, SCAN, RANGE),
-//! `server` (PING, ECHO, INFO, COMMAND, CONFIG, SELECT, QUIT, SHUTDOWN) and `conn` (HELLO,
-//! AUTH, CLIENT). A command runs synchronously against the store; the reply is a [`Frame`].
+//! `server` (PING, ECHO, INFO, COMMAND, CONFIG, SELECT, QUIT, SHUTDOWN), `conn` (HELLO,
+//! AUTH, CLIENT) and `tx` (MULTI, EXEC, DISCARD). A command runs synchronously against the
+//! store through [`Data`]; the reply is a [`Frame`].
+//!
+//! Two ways in: [`fast`] runs a command on the async runtime's worker threads and refuses
+//! (`None`) whatever might wait on the disk or on a lock held long — a GET that misses the
+//! cache becomes a [`Reply::Read`] for the connection to read in a batch, a SET or DEL that
+//! would wait is handed over; [`execute`] runs any command where blocking is allowed. Writes
+//! do not wait for the journal: they add their [`Commit`] to [`Effects`], and the connection
+//! waits once for a whole pipeline before it replies.
 
 mod conn;
 mod keys;
 mod server;
+mod tx;
+
+pub(crate) use keys::{hit_or_miss, storage};
 
 use std::time::Instant;
 
 use super::Shared;
+use crate::key::Key;
 use crate::resp::{Frame, Proto};
+use crate::{Commit, PendingRead, Result, Store};
 
 /// Per-connection state the commands see and change.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Session {
     /// Connection id (for `CLIENT ID` and `HELLO`).
     pub id: u64,
@@ -28,7 +41,120 @@ pub struct Session {
     pub lib_name: Option<Vec<u8>>,
     /// Client library version from `CLIENT SETINFO LIB-VER`.
     pub lib_ver: Option<Vec<u8>>,
+    /// The transaction being queued after `MULTI`, if any.
+    pub multi: Option<Queued>,
 }
+
+/// Commands queued by `MULTI` for `EXEC`.
+#[derive(Debug, Default)]
+pub struct Queued {
+    /// The commands, in order.
+    pub commands: Vec<Vec<Vec<u8>>>,
+    /// Whether one was refused while queueing: `EXEC` then discards them all.
+    pub refused: bool,
+}
+
+/// What the writes of a run of commands leave for the connection to wait for.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// The latest journal commit of the writes (durability `always`).
+    pub commit: Commit,
+    /// Whether writes are held back for garbage collection (pause before the next).
+    pub pressed: bool,
+}
+
+/// The keys and values a command works on: the store itself, or (inside `EXEC`) the store
+/// seen through the transaction's own writes.
+pub(crate) trait Data {
+    /// The value of `key`.
+    fn get(&mut self, key: Key) -> Result<Option<Vec<u8>>>;
+    /// The values of `keys`, in order, each answered on its own.
+    fn get_many(&mut self, keys: &[Key]) -> Vec<Result<Option<Vec<u8>>>>;
+    /// Whether `key` exists.
+    fn exists(&mut self, key: Key) -> bool;
+    /// Puts every pair, all or nothing.
+    fn put(&mut self, pairs: &[(Key, &[u8])]) -> Result<()>;
+    /// Deletes every key, all or nothing; how many existed.
+    fn delete(&mut self, keys: &[Key]) -> Result<usize>;
+    /// Applies a transaction's writes, all or nothing.
+    fn apply(&mut self, batch: &crate::Batch) -> Result<()>;
+}
+
+/// The store, directly: writes apply at once and leave their commit in [`Effects`].
+pub(crate) struct Direct<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) effects: &'a mut Effects,
+}
+
+impl Data for Direct<'_> {
+    fn get(&mut self, key: Key) -> Result<Option<Vec<u8>>> {
+        Ok(self.store.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn get_many(&mut self, keys: &[Key]) -> Vec<Result<Option<Vec<u8>>>> {
+        let got = self.store.get_many(keys);
+        got.into_iter()
+            .map(|r| r.map(|v| v.map(|v| v.to_vec())))
+            .collect()
+    }
+
+    fn exists(&mut self, key: Key) -> bool {
+        self.store.contains(key)
+    }
+
+    fn put(&mut self, pairs: &[(Key, &[u8])]) -> Result<()> {
+        let commit = match pairs {
+            [(k, v)] => self.store.put_deferred(*k, v)?,
+            _ => {
+                let mut batch = crate::Batch::new();
+                for (k, v) in pairs {
+                    batch.put(*k, v)?;
+                }
+                self.store.apply(&batch)?.commit
+            }
+        };
+        self.effects.commit = self.effects.commit.max(commit);
+        self.effects.pressed |= self.store.pressed();
+        Ok(())
+    }
+
+    fn delete(&mut self, keys: &[Key]) -> Result<usize> {
+        let (n, commit) = match keys {
+            [k] => {
+                let (existed, commit) = self.store.delete_deferred(*k)?;
+                (usize::from(existed), commit)
+            }
+            _ => {
+                let mut batch = crate::Batch::new();
+                for k in keys {
+                    batch.delete(*k);
+                }
+                let applied = self.store.apply(&batch)?;
+                (applied.deleted, applied.commit)
+            }
+        };
+        self.effects.commit = self.effects.commit.max(commit);
+        Ok(n)
+    }
+
+    fn apply(&mut self, batch: &crate::Batch) -> Result<()> {
+        let applied = self.store.apply(batch)?;
+        self.effects.commit = self.effects.commit.max(applied.commit);
+        self.effects.pressed |= self.store.pressed();
+        Ok(())
+    }
+}
+
+/// A reply, or the disk read that will make it.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// The reply.
+    Frame(Frame),
+    /// A GET's value, to read from disk (where blocking is allowed) and send as a bulk
+    /// string.
+    Read(PendingRead),
+}
+
 
 /// What the connection does after sending the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +173,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) session: &'a mut Session,
     /// The arguments after the command name.
     pub(crate) args: &'a [Vec<u8>],
+    /// Where keys and values come from and go to.
+    pub(crate) data: &'a mut dyn Data,
 }
 
 type Handler = fn(&mut Ctx<'_>) -> (Frame, Flow);
@@ -104,6 +232,9 @@ pub(crate) const COMMANDS: &[Spec] = &[
     spec("hello", -1, NOAUTH, (0, 0, 0), conn::hello),
     spec("auth", -2, NOAUTH, (0, 0, 0), conn::auth),
     spec("client", -2, &[], (0, 0, 0), conn::client),
+    spec("multi", 1, FAST, (0, 0, 0), tx::multi),
+    spec("exec", 1, &[], (0, 0, 0), tx::exec),
+    spec("discard", 1, FAST, (0, 0, 0), tx::discard),
 ];
 
 /// The index of a command in [`COMMANDS`] by its (case-insensitive) name.
@@ -113,52 +244,151 @@ fn find(name: &[u8]) -> Option<usize> {
         .position(|c| c.name.as_bytes().eq_ignore_ascii_case(name))
 }
 
-/// Whether the command reads many values, which may wait on the disk: the whole batch then
-/// runs where blocking is allowed. (GET and MGET block only around the reads that need the
-/// disk; see `keys`.)
-pub(crate) fn reads_values(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"range")
-}
-
-/// Runs one command.
-pub(crate) fn execute(shared: &Shared, session: &mut Session, argv: &[Vec<u8>]) -> (Frame, Flow) {
-    let Some((name, args)) = argv.split_first() else {
-        return (Frame::err("ERR empty command"), Flow::Next);
+/// Finds the command `argv` names and checks the client may run it with these arguments:
+/// its index in [`COMMANDS`], or the error reply.
+fn check(session: &Session, argv: &[Vec<u8>]) -> std::result::Result<usize, Frame> {
+    let Some(name) = argv.first() else {
+        return Err(Frame::err("ERR empty command"));
     };
     let Some(i) = find(name) else {
         let shown = String::from_utf8_lossy(name);
-        return (
-            Frame::err(format!("ERR unknown command '{shown}'")),
-            Flow::Next,
-        );
+        return Err(Frame::err(format!("ERR unknown command '{shown}'")));
     };
     let spec = &COMMANDS[i];
     if !session.authed && !spec.flags.contains(&"noauth") {
-        return (Frame::err("NOAUTH Authentication required."), Flow::Next);
+        return Err(Frame::err("NOAUTH Authentication required."));
     }
     let n = argv.len() as i64;
     if (spec.arity >= 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
-        return (
-            Frame::err(format!(
-                "ERR wrong number of arguments for '{}' command",
-                spec.name
-            )),
-            Flow::Next,
-        );
+        return Err(Frame::err(format!(
+            "ERR wrong number of arguments for '{}' command",
+            spec.name
+        )));
+    }
+    Ok(i)
+}
+
+/// Counts a command that ran.
+fn count(shared: &Shared, i: usize, started: Instant, reply: &Frame) {
+    if let Some(stats) = shared.commands.get(i) {
+        stats.record(started.elapsed(), matches!(reply, Frame::Error(_)));
+    }
+    super::stats::add(&shared.stats.commands, 1);
+}
+
+/// Queues the command while a transaction is open (see `tx`); `None` when it is not queued.
+fn queue(session: &mut Session, i: usize, argv: &[Vec<u8>]) -> Option<Frame> {
+    let name = COMMANDS[i].name;
+    let q = session.multi.as_mut()?;
+    if matches!(name, "exec" | "discard" | "multi" | "quit") {
+        return None;
+    }
+    if !tx::QUEUEABLE.contains(&name) {
+        q.refused = true;
+        return Some(Frame::err(format!(
+            "ERR '{name}' cannot run inside a toykv transaction (only {})",
+            tx::QUEUEABLE.join(", ").to_uppercase()
+        )));
+    }
+    q.commands.push(argv.to_vec());
+    Some(Frame::Simple("QUEUED".into()))
+}
+
+/// Runs one command where blocking is allowed.
+pub(crate) fn execute(
+    shared: &Shared,
+    session: &mut Session,
+    argv: &[Vec<u8>],
+    effects: &mut Effects,
+) -> (Frame, Flow) {
+    let mut data = Direct {
+        store: &shared.store,
+        effects,
+    };
+    run(shared, session, argv, &mut data)
+}
+
+/// Runs one command against `data` (the store, or a transaction's view of it).
+pub(crate) fn run(
+    shared: &Shared,
+    session: &mut Session,
+    argv: &[Vec<u8>],
+    data: &mut dyn Data,
+) -> (Frame, Flow) {
+    let i = match check(session, argv) {
+        Ok(i) => i,
+        Err(e) => {
+            if let Some(q) = session.multi.as_mut() {
+                q.refused = true;
+            }
+            return (e, Flow::Next);
+        }
+    };
+    if let Some(reply) = queue(session, i, argv) {
+        return (reply, Flow::Next);
     }
     let started = Instant::now();
     let mut ctx = Ctx {
         shared,
         session,
-        args,
+        args: &argv[1..],
+        data,
     };
-    let (reply, flow) = (spec.run)(&mut ctx);
-    let failed = matches!(reply, Frame::Error(_));
-    if let Some(stats) = shared.commands.get(i) {
-        stats.record(started.elapsed(), failed);
-    }
-    super::stats::add(&shared.stats.commands, 1);
+    let (reply, flow) = (COMMANDS[i].run)(&mut ctx);
+    count(shared, i, started, &reply);
     (reply, flow)
+}
+
+/// Runs one command on an async worker thread if it cannot wait on the disk or on a lock
+/// held long; `None` (nothing done) when it might: run it with [`execute`] where blocking
+/// is allowed.
+pub(crate) fn fast(
+    shared: &Shared,
+    session: &mut Session,
+    argv: &[Vec<u8>],
+    effects: &mut Effects,
+) -> Option<(Reply, Flow)> {
+    let i = match check(session, argv) {
+        Ok(i) => i,
+        Err(e) => {
+            if let Some(q) = session.multi.as_mut() {
+                q.refused = true;
+            }
+            return Some((Reply::Frame(e), Flow::Next));
+        }
+    };
+    if let Some(reply) = queue(session, i, argv) {
+        return Some((Reply::Frame(reply), Flow::Next));
+    }
+    let started = Instant::now();
+    let args = &argv[1..];
+    let reply = match COMMANDS[i].name {
+        "get" => keys::get_fast(shared, args)?,
+        "set" => Reply::Frame(keys::set_fast(shared, args, effects)?),
+        "del" => Reply::Frame(keys::del_fast(shared, args, effects)?),
+        // Reads and writes of many keys, scans, transactions: where blocking is allowed.
+        "mget" | "mset" | "scan" | "range" | "exec" | "exists" => return None,
+        _ => {
+            let (frame, flow) = execute(shared, session, argv, effects);
+            return Some((Reply::Frame(frame), flow));
+        }
+    };
+    if let Reply::Frame(f) = &reply {
+        count(shared, i, started, f);
+    }
+    Some((reply, Flow::Next))
+}
+
+/// Whether `argv` is `EXEC`: it runs with every other connection held off.
+pub(crate) fn exclusive(argv: &[Vec<u8>]) -> bool {
+    argv.first().is_some_and(|n| n.eq_ignore_ascii_case(b"exec"))
+}
+
+/// Counts a GET whose value was read after [`fast`] handed it over.
+pub(crate) fn count_get(shared: &Shared, started: Instant, reply: &Frame) {
+    if let Some(i) = find(b"get") {
+        count(shared, i, started, reply);
+    }
 }
 
 /// A syntax error reply.
