@@ -23,16 +23,24 @@
 //! The kill timing is not reproducible, but the operations are: every failure names the base
 //! seed, which `TOYKV_CRASH_BASE_SEED=<seed>` replays. `TOYKV_CRASH_VERBOSE=1` prints every
 //! round; `TOYKV_CRASH_KEEP=1` keeps the data directory; `TOYKV_CRASH_ROUNDS=<n>` changes the
-//! number of rounds of the two loops (default 400 for the library, 100 for the server).
+//! number of rounds of the two loops (default 400 for the library, 100 for the server); the
+//! server's replied-SETs and batch loops run a twentieth of the library's.
+//!
+//! The server child serves at the durability in `TOYKV_CRASH_DURABILITY` too. Besides the
+//! operation sequence, the server is killed while several connections pipeline SETs at
+//! durability `always` (every SET answered `+OK` must survive) and while it applies batches
+//! of 1000 writes, as one `MSET` or one `MULTI`/`EXEC`, at `none` and `always` (each batch
+//! must survive whole or not at all).
 //!
 //! The crate is split by concern: [`ops`] holds the shared operation sequence and the model,
 //! [`child`] the children and their line protocol, [`running`] the parent's handle on a
-//! running child and its kill plans, [`parent`] the library kill loop and the check, and
-//! [`server`] the server loop.
+//! running child and its kill plans, [`parent`] the library kill loop and the check,
+//! [`server`] the server loop, and [`atomic`] the server's replied-SETs and batch loops.
 
 #[path = "../common/mod.rs"]
 mod common;
 
+mod atomic;
 mod child;
 mod ops;
 mod parent;
@@ -284,4 +292,43 @@ fn kill9_server() {
     let t = server::run(rounds);
     assert_eq!(t.kills, rounds);
     assert!(t.acked_ops > 0, "{t:?}");
+}
+
+#[test]
+fn kill9_server_always_keeps_every_replied_set() {
+    let rounds = (rounds(400) / 20).max(1);
+    let t = atomic::replied_sets(rounds);
+    assert_eq!(t.kills, rounds);
+    assert!(t.acked > 0, "{t:?}");
+}
+
+/// Runs the all-or-nothing loop of `batch` at `durability`.
+fn batches(batch: atomic::Batch, durability: toykv::Durability) {
+    let rounds = (rounds(400) / 20).max(1);
+    let t = atomic::all_or_nothing(batch, durability, rounds);
+    assert_eq!(t.kills, rounds);
+    // A round kills after 0 to 2 acknowledged batches: a few rounds acknowledge some.
+    if rounds >= 4 {
+        assert!(t.acked > 0, "no batch was ever acknowledged: {t:?}");
+    }
+}
+
+#[test]
+fn kill9_server_mset_of_1000_is_all_or_nothing_none() {
+    batches(atomic::Batch::Mset, toykv::Durability::None);
+}
+
+#[test]
+fn kill9_server_mset_of_1000_is_all_or_nothing_always() {
+    batches(atomic::Batch::Mset, toykv::Durability::Always);
+}
+
+#[test]
+fn kill9_server_multi_exec_of_1000_is_all_or_nothing_none() {
+    batches(atomic::Batch::Multi, toykv::Durability::None);
+}
+
+#[test]
+fn kill9_server_multi_exec_of_1000_is_all_or_nothing_always() {
+    batches(atomic::Batch::Multi, toykv::Durability::Always);
 }

@@ -11,22 +11,30 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::ENV_BASE_SEED;
 use crate::child::say;
 use crate::ops::{Model, Op, mix, ops, value};
 use crate::parent::{Tally, base_seed, create, settle, workdir};
 use crate::running::{Plan, ROUND_TIMEOUT, Role, Running};
+use crate::{ENV_BASE_SEED, ENV_DURABILITY};
 
-/// The server child: serves `dir` on a loopback port it prints, until killed.
-pub(crate) fn serve(dir: &Path) {
-    let flags = <toykv::server::launch::Flags as clap::Parser>::try_parse_from([
+/// The flags a server child serves `dir` with at `durability`: the parent's checks open the
+/// store with the options they ask for ([`toykv::server::launch::Flags::options`]).
+pub(crate) fn flags(dir: &Path, durability: &str) -> toykv::server::launch::Flags {
+    <toykv::server::launch::Flags as clap::Parser>::try_parse_from([
         "toykv-server",
         "--dir",
         &dir.to_string_lossy(),
         "--durability",
-        "none",
+        durability,
     ])
-    .unwrap_or_else(|e| panic!("child: flags: {e}"));
+    .unwrap_or_else(|e| panic!("server flags: {e}"))
+}
+
+/// The server child: serves `dir` on a loopback port it prints, until killed, at the
+/// durability in [`ENV_DURABILITY`] (`none` when unset).
+pub(crate) fn serve(dir: &Path) {
+    let durability = std::env::var(ENV_DURABILITY).unwrap_or_else(|_| "none".into());
+    let flags = flags(dir, &durability);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -5,7 +5,9 @@
 //! commands, garbage), [`limits`] (connection cap, request size, idle timeout, slow clients,
 //! protected mode, AUTH), [`lifecycle`] (SHUTDOWN, graceful stop, kill -9 of a server child
 //! process), [`interop`] (the Rust `redis` crate, RESP2 and RESP3), [`engine`] (the durability,
-//! shards and GC flags, and the INFO fields of the engine's counters).
+//! shards and GC flags, and the INFO fields of the engine's counters), [`transactions`]
+//! (MULTI, EXEC, DISCARD, and the atomic visibility of MSET and EXEC), [`slow_sync`] (writes
+//! waiting on a held journal sync delay no other connection).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -15,6 +17,8 @@ mod engine;
 mod interop;
 mod lifecycle;
 mod limits;
+mod slow_sync;
+mod transactions;
 mod wire;
 
 use std::io::{Read, Write};
@@ -69,9 +73,14 @@ impl TestServer {
     }
 
     /// Starts a server over the store in `dir`.
-    pub fn start_in(dir: TempDir, mut config: Config) -> TestServer {
+    pub fn start_in(dir: TempDir, config: Config) -> TestServer {
+        Self::start_with(dir, options(), config)
+    }
+
+    /// Starts a server over the store in `dir`, opened with `options`.
+    pub fn start_with(dir: TempDir, options: Options, mut config: Config) -> TestServer {
         config.dir = dir.path().to_path_buf();
-        let store = Arc::new(Store::open_with(dir.path(), options()).unwrap());
+        let store = Arc::new(Store::open_with(dir.path(), options).unwrap());
         let served = common::Served::start(move |listener, shutdown| {
             Server::new(store, config).run(listener, shutdown)
         });
@@ -154,6 +163,44 @@ impl Client {
                 Err(e) => panic!("read: {e}"),
             }
         }
+    }
+
+    /// Reads one reply if it arrives within `wait` (at least a millisecond); `None` if none
+    /// did. Panics if the server closed the connection. The usual read timeout is restored.
+    pub fn read_within(&mut self, wait: Duration) -> Option<Frame> {
+        let deadline = std::time::Instant::now() + wait;
+        let reply = loop {
+            if let Some((frame, n)) = parse_reply(&self.buf).unwrap() {
+                self.buf.drain(..n);
+                break Some(frame);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break None;
+            }
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!("the server closed the connection"),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break None;
+                }
+                Err(e) => panic!("read: {e}"),
+            }
+        };
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        reply
     }
 
     /// Sends a command and reads its reply.
