@@ -22,6 +22,7 @@ use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard};
 use super::Shared;
 use super::command::{self, Effects, Flow, Reply, Session};
 use super::stats::add;
+use crate::Commit;
 use crate::resp::{Frame, Limits, Proto, parse_command};
 
 /// Most bytes read at once.
@@ -243,7 +244,6 @@ impl Connection {
         let reads = replies.iter().any(|r| matches!(r, Reply::Read(_)));
         let rest: Vec<Vec<Vec<u8>>> = commands.into_iter().skip(slow).collect();
         let mut frames: Vec<Option<Frame>>;
-        let waited;
         if rest.is_empty() && !reads {
             frames = replies
                 .into_iter()
@@ -253,12 +253,6 @@ impl Connection {
                 })
                 .collect();
             drop(gate);
-            waited = if effects.commit.is_none() {
-                Ok(())
-            } else {
-                let (store, commit) = (shared.store.clone(), effects.commit);
-                join(tokio::task::spawn_blocking(move || store.wait(commit))).await
-            };
         } else {
             if rest.iter().any(|argv| command::exclusive(argv)) {
                 drop(gate);
@@ -277,7 +271,6 @@ impl Connection {
                     frames = done.frames;
                     effects = done.effects;
                     writes = done.writes;
-                    waited = done.waited;
                     if done.flow != Flow::Next {
                         flow = done.flow;
                     }
@@ -289,6 +282,7 @@ impl Connection {
                 }
             }
         }
+        let waited = durable(&shared, effects.commit).await;
         // A write whose commit failed is not acknowledged.
         if let Err(e) = waited {
             let reply = command::storage(e);
@@ -349,12 +343,11 @@ struct Done {
     effects: Effects,
     /// Which replies are to writes (made errors if their commit fails).
     writes: Vec<usize>,
-    waited: crate::Result<()>,
     flow: Flow,
 }
 
 /// The part of a pipeline that may block: reads the values GETs left behind, in one batch,
-/// runs the commands from the first that might wait, then waits for the journal.
+/// and runs the commands from the first that might wait.
 fn slow_path(
     shared: &Shared,
     mut session: Session,
@@ -403,22 +396,28 @@ fn slow_path(
         }
     }
     drop(gate);
-    let waited = shared.store.wait(effects.commit);
     Done {
         session,
         frames,
         effects,
         writes,
-        waited,
         flow,
     }
 }
 
-/// The result of a blocking wait, a panic in it made an error.
-async fn join(h: tokio::task::JoinHandle<crate::Result<()>>) -> crate::Result<()> {
-    h.await.unwrap_or_else(|e| {
+/// Waits, without blocking the runtime, until `commit` is durable: the store's committer
+/// thread calls back (at once when there is nothing to wait for).
+async fn durable(shared: &Shared, commit: Commit) -> crate::Result<()> {
+    if commit.is_none() {
+        return Ok(());
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    shared.store.notify(commit, move |r| {
+        let _ = tx.send(r);
+    });
+    rx.await.unwrap_or_else(|_| {
         Err(crate::Error::Refused {
-            why: format!("the durability wait panicked: {e}"),
+            why: "the store closed before the write was durable".into(),
         })
     })
 }

@@ -297,7 +297,7 @@ impl Store {
     pub fn put_deferred(&self, key: impl Into<Key>, value: impl AsRef<[u8]>) -> Result<Commit> {
         let key = key.into();
         let (_, shard) = self.shard(key);
-        let ticket = shard.put(key, value.as_ref(), self.journal.as_ref())?;
+        let ticket = shard.put(key, value.as_ref(), self.journal.as_deref())?;
         Ok(Commit(ticket.unwrap_or(0)))
     }
 
@@ -306,7 +306,7 @@ impl Store {
     pub fn delete_deferred(&self, key: impl Into<Key>) -> Result<(bool, Commit)> {
         let key = key.into();
         let (_, shard) = self.shard(key);
-        let (existed, ticket) = shard.delete(key, self.journal.as_ref())?;
+        let (existed, ticket) = shard.delete(key, self.journal.as_deref())?;
         Ok((existed, Commit(ticket.unwrap_or(0))))
     }
 
@@ -317,7 +317,7 @@ impl Store {
     pub fn try_put(&self, key: impl Into<Key>, value: impl AsRef<[u8]>) -> Result<Option<Quick>> {
         let key = key.into();
         let (_, shard) = self.shard(key);
-        let done = shard.try_put(key, value.as_ref(), self.journal.as_ref())?;
+        let done = shard.try_put(key, value.as_ref(), self.journal.as_deref())?;
         Ok(done.map(|(ticket, pressed)| Quick {
             commit: Commit(ticket.unwrap_or(0)),
             existed: false,
@@ -330,7 +330,7 @@ impl Store {
     pub fn try_delete(&self, key: impl Into<Key>) -> Result<Option<Quick>> {
         let key = key.into();
         let (_, shard) = self.shard(key);
-        let done = shard.try_delete(key, self.journal.as_ref())?;
+        let done = shard.try_delete(key, self.journal.as_deref())?;
         Ok(done.map(|(existed, ticket)| Quick {
             commit: Commit(ticket.unwrap_or(0)),
             existed,
@@ -353,6 +353,19 @@ impl Store {
     /// limit): a writer that must not block pauses while this holds, up to 100 ms.
     pub fn pressed(&self) -> bool {
         self.shards.iter().any(Shard::pressed)
+    }
+
+    /// Calls `done` once `commit` (and every write applied before it) survives power loss, or
+    /// its commit failed; never blocks. `done` runs on the store's committer thread (or at
+    /// once, here, when there is nothing to wait for): keep it short, e.g. send on a channel.
+    /// The committer leads one journal commit after another while anyone waits, so the
+    /// writes of every caller that applied while a commit ran share the next one. For callers
+    /// that must not block, such as an async server.
+    pub fn notify(&self, commit: Commit, done: impl FnOnce(Result<()>) + Send + 'static) {
+        match &self.journal {
+            Some(j) if !commit.is_none() => j.notify(commit.0, Box::new(done)),
+            _ => done(Ok(())),
+        }
     }
 
     /// Waits until `commit` (and every write applied before it) survives power loss: leads

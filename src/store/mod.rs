@@ -121,7 +121,9 @@ pub struct Store {
     shards: Arc<[Shard]>,
     durability: Durability,
     /// The journal that makes puts durable with durability `always`.
-    journal: Option<journal::Journal>,
+    journal: Option<Arc<journal::Journal>>,
+    /// The thread that commits for [`notify`](Self::notify)'s waiters.
+    committer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// What opening dropped from the journal's tail, if it looked like a torn commit.
     journal_torn: Option<journal::Torn>,
     background: Mutex<Background>,
@@ -185,6 +187,7 @@ impl Store {
             describe::write(&*vfs, dir, &options, count)?;
         }
         let (journal, journal_torn, intent) = recover(dir, &options, found, &shards)?;
+        let journal = journal.map(Arc::new);
         for shard in &shards {
             shard.set_jobs(Some(jobs.clone()));
         }
@@ -198,8 +201,21 @@ impl Store {
             options.durability,
             options.gc,
         )?;
+        let committer = match &journal {
+            Some(j) => {
+                let (j, shards) = (j.clone(), shards.clone());
+                let sync = move || shards.iter().try_for_each(Shard::sync);
+                let spawned = std::thread::Builder::new()
+                    .name("toykv-commit".into())
+                    .spawn(move || j.commit_loop(&sync))
+                    .map_err(|e| Error::io("spawn the committer thread", dir, e))?;
+                Some(spawned)
+            }
+            None => None,
+        };
         Ok(Store {
             dir: dir.to_path_buf(),
+            committer: Mutex::new(committer),
             shards,
             durability: options.durability,
             journal,
@@ -443,6 +459,17 @@ impl Store {
     }
 
     fn stop(&self) {
+        if let Some(j) = &self.journal {
+            j.stop_notices();
+        }
+        let committer = self
+            .committer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = committer {
+            let _ = t.join();
+        }
         for shard in self.shards.iter() {
             shard.set_jobs(None);
         }

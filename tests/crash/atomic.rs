@@ -528,9 +528,11 @@ pub(crate) fn all_or_nothing(batch: Batch, durability: Durability, rounds: usize
     println!("[{name}] base seed {base} ({ENV_BASE_SEED}={base} replays the kill plans)");
     let tmp = workdir();
     let dir = tmp.path().join("data");
-    // 256-slot sections: one batch fills about two banks per shard, so write-outs (and, at
-    // `always`, their interplay with the journal) happen in the middle of batches.
-    create(&dir, 256, 2);
+    // 1024-slot sections: one batch puts about 500 values into each shard (an atomic batch
+    // may put at most a bank's worth into one shard), so about every other batch moves on
+    // to the other bank part way and hands a full one to the background writer (and, at
+    // `always`, write-outs interleave with journal commits).
+    create(&dir, 1024, 2);
     let mut rng = StdRng::seed_from_u64(base);
     let mut tally = Tally::default();
     // The generation every key holds, as the last check found it.

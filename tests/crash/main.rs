@@ -41,6 +41,7 @@
 mod common;
 
 mod atomic;
+mod batches;
 mod child;
 mod ops;
 mod parent;
@@ -121,7 +122,11 @@ fn child_writer() {
         return;
     };
     arm_kill_point();
-    child::write(Path::new(&dir));
+    if std::env::var_os(batches::ENV_BATCHES).is_some() {
+        batches::write(Path::new(&dir));
+    } else {
+        child::write(Path::new(&dir));
+    }
 }
 
 /// The server child. NOT A TEST ON ITS OWN, like `child_writer`.
@@ -331,4 +336,18 @@ fn kill9_server_multi_exec_of_1000_is_all_or_nothing_none() {
 #[test]
 fn kill9_server_multi_exec_of_1000_is_all_or_nothing_always() {
     batches(atomic::Batch::Multi, toykv::Durability::Always);
+}
+
+/// Atomic batches of the library under kill -9, at `none` and at `always`: every key holds
+/// one generation, the last acknowledged or the one in flight; the `batch-half` point fires.
+#[test]
+fn kill9_library_batches_are_all_or_nothing() {
+    let rounds = rounds(400) / 20;
+    for durability in [toykv::Durability::None, toykv::Durability::Always] {
+        let fired = batches::all_or_nothing(durability, rounds.max(2));
+        assert!(
+            fired > 0,
+            "the batch-half kill point never fired at {durability}"
+        );
+    }
 }

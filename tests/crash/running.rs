@@ -64,6 +64,21 @@ impl Running {
         durability: toykv::Durability,
         what: String,
     ) -> Running {
+        Self::spawn_with(dir, role, seed, max_ops, plan, durability, what, &[])
+    }
+
+    /// [`spawn`](Self::spawn) with more environment variables for the child.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn spawn_with(
+        dir: &Path,
+        role: Role,
+        seed: u64,
+        max_ops: u64,
+        plan: Plan,
+        durability: toykv::Durability,
+        what: String,
+        env: &[(&str, &str)],
+    ) -> Running {
         let exe = std::env::current_exe().expect("current_exe");
         let entry = match role {
             Role::Library => "child_writer",
@@ -91,6 +106,7 @@ impl Running {
         if let Plan::Point { point, nth } = plan {
             cmd.env(toykv::kill::ENV, format!("{point}@{nth}"));
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("{what}: spawn child: {e}"));

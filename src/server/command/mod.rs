@@ -155,7 +155,6 @@ pub(crate) enum Reply {
     Read(PendingRead),
 }
 
-
 /// What the connection does after sending the reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -381,7 +380,8 @@ pub(crate) fn fast(
 
 /// Whether `argv` is `EXEC`: it runs with every other connection held off.
 pub(crate) fn exclusive(argv: &[Vec<u8>]) -> bool {
-    argv.first().is_some_and(|n| n.eq_ignore_ascii_case(b"exec"))
+    argv.first()
+        .is_some_and(|n| n.eq_ignore_ascii_case(b"exec"))
 }
 
 /// Counts a GET whose value was read after [`fast`] handed it over.

@@ -73,6 +73,29 @@ pub(crate) struct Journal {
     commits: AtomicU64,
     /// Checkpoints since open (the journal emptied into the shards' synced files).
     checkpoints: AtomicU64,
+    /// Waiters that must not block, for the committer thread (see [`notify`](Self::notify)).
+    notices: Mutex<Notices>,
+    /// Signalled when a notice is queued or the committer must stop.
+    queued: Condvar,
+}
+
+/// What is called once a ticket is durable, or its commit failed.
+pub(crate) type Notice = Box<dyn FnOnce(Result<()>) + Send>;
+
+#[derive(Default)]
+struct Notices {
+    /// (ticket, what to call), in no particular order.
+    waiting: Vec<(u64, Notice)>,
+    stop: bool,
+}
+
+impl std::fmt::Debug for Notices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notices")
+            .field("waiting", &self.waiting.len())
+            .field("stop", &self.stop)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -176,7 +199,67 @@ impl Journal {
             broken: AtomicBool::new(false),
             commits: AtomicU64::new(0),
             checkpoints: AtomicU64::new(0),
+            notices: Mutex::new(Notices::default()),
+            queued: Condvar::new(),
         }
+    }
+
+    /// Calls `notice` once `ticket` is durable (or its commit failed), from the committer
+    /// thread ([`commit_loop`](Self::commit_loop)); never blocks. For waiters that must not:
+    /// the committer leads one commit after another while any wait, so every write applied
+    /// while a commit runs joins the next one.
+    pub(crate) fn notify(&self, ticket: u64, notice: Notice) {
+        let mut n = self.notices.lock();
+        if n.stop {
+            drop(n);
+            notice(Err(Error::Refused {
+                why: format!("the store is closing; write {ticket} was not waited for"),
+            }));
+            return;
+        }
+        n.waiting.push((ticket, notice));
+        drop(n);
+        self.queued.notify_one();
+    }
+
+    /// The committer thread's loop: while notices wait, commits everything pending and calls
+    /// those whose tickets are durable; returns once [`stop_notices`](Self::stop_notices) was
+    /// called and none is left.
+    pub(crate) fn commit_loop(&self, sync: &dyn Fn() -> Result<()>) {
+        loop {
+            let want = {
+                let mut n = self.notices.lock();
+                while n.waiting.is_empty() && !n.stop {
+                    self.queued.wait(&mut n);
+                }
+                if n.waiting.is_empty() {
+                    return;
+                }
+                n.waiting.iter().map(|&(t, _)| t).max().unwrap_or(0)
+            };
+            let r = self.wait(want, sync);
+            let durable = self.state.lock().durable;
+            let ready: Vec<(u64, Notice)> = {
+                let mut n = self.notices.lock();
+                let (ready, rest) = std::mem::take(&mut n.waiting)
+                    .into_iter()
+                    .partition(|&(t, _)| t <= durable || r.is_err());
+                n.waiting = rest;
+                ready
+            };
+            for (_, notice) in ready {
+                notice(match &r {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(self.failure()),
+                });
+            }
+        }
+    }
+
+    /// Tells the committer thread to return once every waiting notice is called.
+    pub(crate) fn stop_notices(&self) {
+        self.notices.lock().stop = true;
+        self.queued.notify_all();
     }
 
     /// Commits written since open.
