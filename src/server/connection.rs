@@ -365,7 +365,7 @@ fn slow_path(
             Reply::Frame(f) => frames.push(Some(f)),
             Reply::Read(p) => {
                 places.push(frames.len());
-                pending.push(p);
+                pending.push(*p);
                 frames.push(None);
             }
         }

@@ -64,7 +64,7 @@ pub(super) fn get_fast(shared: &Shared, args: &[Vec<u8>]) -> Option<Reply> {
     };
     Some(match shared.store.try_lookup(k)? {
         Ok(Lookup::Ready(v)) => Reply::Frame(hit_or_miss(shared, v.map(|v| v.to_vec()))),
-        Ok(Lookup::Pending(p)) => Reply::Read(p),
+        Ok(Lookup::Pending(p)) => Reply::Read(Box::new(p)),
         Err(e) => Reply::Frame(storage(e)),
     })
 }

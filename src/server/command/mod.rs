@@ -3,12 +3,12 @@
 //! Each family has its file: `keys` (GET, SET, DEL, EXISTS, MGET, MSET, DBSIZE, SCAN, RANGE),
 //! `server` (PING, ECHO, INFO, COMMAND, CONFIG, SELECT, QUIT, SHUTDOWN), `conn` (HELLO,
 //! AUTH, CLIENT) and `tx` (MULTI, EXEC, DISCARD). A command runs synchronously against the
-//! store through [`Data`]; the reply is a [`Frame`].
+//! store through `Data`; the reply is a [`Frame`].
 //!
-//! Two ways in: [`fast`] runs a command on the async runtime's worker threads and refuses
+//! Two ways in: `fast` runs a command on the async runtime's worker threads and refuses
 //! (`None`) whatever might wait on the disk or on a lock held long — a GET that misses the
-//! cache becomes a [`Reply::Read`] for the connection to read in a batch, a SET or DEL that
-//! would wait is handed over; [`execute`] runs any command where blocking is allowed. Writes
+//! cache becomes a `Reply::Read` for the connection to read in a batch, a SET or DEL that
+//! would wait is handed over; `execute` runs any command where blocking is allowed. Writes
 //! do not wait for the journal: they add their [`Commit`] to [`Effects`], and the connection
 //! waits once for a whole pipeline before it replies.
 
@@ -152,7 +152,7 @@ pub(crate) enum Reply {
     Frame(Frame),
     /// A GET's value, to read from disk (where blocking is allowed) and send as a bulk
     /// string.
-    Read(PendingRead),
+    Read(Box<PendingRead>),
 }
 
 /// What the connection does after sending the reply.
