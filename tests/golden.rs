@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use toykv::Key;
+use toykv::format::intent::{Span, encode_intent};
 use toykv::format::journal::{Frame, JournalHeader, encode_delete, encode_put};
 use toykv::format::record::value_crc;
 use toykv::format::{
@@ -166,6 +167,17 @@ fn examples() -> Vec<Image> {
     assert_eq!(put_x, [1, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0, b'x']);
     assert_eq!(del, [2, 0, 0, 0, 0, 0, 0, 0, 2]);
 
+    let mut entries = Vec::new();
+    encode_put(&mut entries, 1u64.to_be_bytes(), b"hello");
+    encode_put(&mut entries, 2u64.to_be_bytes(), b"x");
+    let span = Span {
+        shard: 0,
+        count: 2,
+        first: 0,
+    };
+    let mut intent = Vec::new();
+    encode_intent(1, 2, &[span], &entries, &mut intent);
+
     let bank = bank_at(slots, 1);
     vec![
         Image::new("STORE header (2 shards)").at(0, &header(Kind::Store, 2), PAGE),
@@ -181,6 +193,7 @@ fn examples() -> Vec<Image> {
             4096,
         ),
         Image::new("journal frame 0 (put of key 1, \"hello\")").at(2 * 4096, &frame_bytes, 0),
+        Image::new("intent of batch 1 (puts of keys 1 and 2, shard 0)").at(0, &intent, 0),
     ]
 }
 
