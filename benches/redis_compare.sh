@@ -18,6 +18,8 @@
 #   replacing an earlier one of that title, else right before the first section after
 #   "## Machine".
 # BENCH_TIMEOUT (default 600) bounds each redis-benchmark run, in seconds.
+# ROUNDS (default 3) runs each row that many times, toykv and redis-server in turn; the table
+#   shows each server's median (loopback figures on a small machine vary by 10-30 % run to run).
 #
 # Each class starts both servers afresh, each in a new directory under target/ (a real file
 # system: toykv uses O_DIRECT, which tmpfs would accept misaligned); toykv and redis-server take
@@ -45,6 +47,8 @@ quick=${QUICK:-0}
 if [ "$quick" = 1 ]; then fill_n=100000 fill_r=50000; else fill_n=3000000 fill_r=1000000; fi
 bench_md=${BENCH_MD:-BENCHMARKS.md}
 bench_timeout=${BENCH_TIMEOUT:-600}
+rounds=${ROUNDS:-3}
+[ "$rounds" -gt 0 ] 2>/dev/null || die "ROUNDS must be a positive number"
 if [ "$write" = 1 ] && [ ! -f "$bench_md" ]; then die "$bench_md: no such file to write into"; fi
 
 for c in redis-server redis-benchmark redis-cli python3 timeout cargo; do
@@ -151,11 +155,15 @@ bench() {
   printf '%10s req/s  p50 %s ms\n' "$rps" "$p50"
   printf '%s\t%s\t%s\t%s\n' "$kind" "$row" "$store" "$out" >>"$work/rows.tsv"
 }
-# pair KIND ROW ARGS...: toykv, then redis-server, same arguments.
+# pair KIND ROW ARGS...: toykv, then redis-server, same arguments; ROUNDS times for a row
+# (the table shows each store's median), once for the fill.
 pair() {
-  local kind=$1 row=$2; shift 2
-  bench "$kind" "$row" toykv "$tport" "$@"
-  bench "$kind" "$row" redis "$rport" "$@"
+  local kind=$1 row=$2 i times=$rounds; shift 2
+  [ "$kind" = fill ] && times=1
+  for ((i = 0; i < times; i++)); do
+    bench "$kind" "$row" toykv "$tport" "$@"
+    bench "$kind" "$row" redis "$rport" "$@"
+  done
 }
 dbsize() { redis-cli -p "$1" dbsize; }
 count() { # 3000000 -> 3 M, 50000 -> 50 K
@@ -170,6 +178,7 @@ set_args=(-t set -n "$n" -r 1000000 "${common[@]}")
 fill_args=(-t set -n "$fill_n" -r "$fill_r" "${common[@]}" -P 16)
 get_args=(-t get -n "$n" -r "$fill_r" "${common[@]}")
 invocation="bash benches/redis_compare.sh $n"
+[ "$rounds" != 3 ] && invocation="ROUNDS=$rounds $invocation"
 [ "$write" = 1 ] && invocation="bash benches/redis_compare.sh --write $n"
 [ "$quick" = 1 ] && invocation="QUICK=1 $invocation"
 mem=$(awk '/^MemTotal/ {printf "%.0f GiB RAM", $2 / 1048576}' /proc/meminfo)
@@ -193,7 +202,8 @@ about="Both servers on loopback; toykv's release build with its defaults otherwi
 core, cache a quarter of memory), redis-server without RDB snapshots. Each durability class \
 starts both servers afresh in new directories under \`target/\`; the GET rows use a third fresh \
 pair (periodic, everysec) filled with $fill_words first. toykv and redis-server take turns: \
-each row runs against toykv, then against redis-server. p50 is redis-benchmark's."
+each row runs against toykv, then against redis-server, $rounds times in turn, and the table \
+shows each server's median (throughput and p50 separately). p50 is redis-benchmark's."
 
 echo "$machine"
 echo "$commands"

@@ -53,10 +53,17 @@ def read(run_dir, name):
         return f.read().strip("\n")
 
 
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    return xs[len(xs) // 2] if xs else None
+
+
 def results(run_dir):
-    """[(kind, row, {store: (rps, p50)})] in the order the rows were first run."""
+    """[(kind, row, {store: (rps, p50)})] in the order the rows were first run; a row run
+    several times (ROUNDS) gives each store's median throughput and median p50."""
     out = []
     index = {}
+    runs = {}
     with open(os.path.join(run_dir, "rows.tsv")) as f:
         for line in f:
             if not line.strip():
@@ -65,7 +72,11 @@ def results(run_dir):
             if (kind, row) not in index:
                 index[(kind, row)] = len(out)
                 out.append((kind, row, {}))
-            out[index[(kind, row)]][2][store] = parse(path)
+            runs.setdefault((kind, row, store), []).append(parse(path))
+    for kind, row, by_store in out:
+        for (k, r, store), got in runs.items():
+            if (k, r) == (kind, row):
+                by_store[store] = (median(g[0] for g in got), median(g[1] for g in got))
     return out
 
 
