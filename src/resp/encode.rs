@@ -63,6 +63,12 @@ impl Frame {
     }
 }
 
+/// Appends `bytes` as a bulk string (the same in RESP2 and RESP3), without making a
+/// [`Frame`] of them first.
+pub fn encode_bulk(bytes: &[u8], out: &mut Vec<u8>) {
+    blob(out, b'$', bytes);
+}
+
 /// Appends `args` as a command: an array of bulk strings.
 pub fn encode_command<A: AsRef<[u8]>>(args: &[A], out: &mut Vec<u8>) {
     head(out, b'*', args.len());

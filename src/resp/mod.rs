@@ -50,7 +50,7 @@ mod reply;
 mod tests;
 
 pub use command::parse_command;
-pub use encode::encode_command;
+pub use encode::{encode_bulk, encode_command};
 pub use reply::parse_reply;
 
 /// Protocol version of a connection.

@@ -23,7 +23,7 @@ use super::Shared;
 use super::command::{self, Effects, Flow, Reply, Session};
 use super::stats::add;
 use crate::Commit;
-use crate::resp::{Frame, Limits, Proto, parse_command};
+use crate::resp::{Frame, Limits, Proto, encode_bulk, parse_command};
 
 /// Most bytes read at once.
 const CHUNK: usize = 64 * 1024;
@@ -190,7 +190,14 @@ impl Connection {
         let (replies, flow) = self.run_commands(commands).await;
         let proto = self.session.proto;
         for reply in &replies {
-            reply.encode(proto, out);
+            match reply {
+                Reply::Frame(f) => f.encode(proto, out),
+                Reply::Value(v) => encode_bulk(v, out),
+                // Every read was done before the replies were encoded.
+                Reply::Read(_) => {
+                    Frame::err("ERR internal error: a read was not done").encode(proto, out)
+                }
+            }
         }
         let why = match broken {
             Some(e) if flow == Flow::Next => {
@@ -212,7 +219,7 @@ impl Connection {
     /// the end, off the worker threads: no reply to a write leaves before the write is as
     /// durable as the store promises. Every command holds the server's gate shared, and
     /// `EXEC` holds it exclusively, so that nothing interleaves with a transaction.
-    async fn run_commands(&mut self, commands: Vec<Vec<Vec<u8>>>) -> (Vec<Frame>, Flow) {
+    async fn run_commands(&mut self, commands: Vec<Vec<Vec<u8>>>) -> (Vec<Reply>, Flow) {
         let shared = self.shared.clone();
         let mut gate = Gate::Shared {
             _held: shared.gate.clone().read_owned().await,
@@ -243,15 +250,9 @@ impl Connection {
         }
         let reads = replies.iter().any(|r| matches!(r, Reply::Read(_)));
         let rest: Vec<Vec<Vec<u8>>> = commands.into_iter().skip(slow).collect();
-        let mut frames: Vec<Option<Frame>>;
+        let mut frames: Vec<Option<Reply>>;
         if rest.is_empty() && !reads {
-            frames = replies
-                .into_iter()
-                .map(|r| match r {
-                    Reply::Frame(f) => Some(f),
-                    Reply::Read(_) => None,
-                })
-                .collect();
+            frames = replies.into_iter().map(Some).collect();
             drop(gate);
         } else {
             if rest.iter().any(|argv| command::exclusive(argv)) {
@@ -278,7 +279,7 @@ impl Connection {
                 Err(e) => {
                     error!(id = self.session.id, "a command panicked: {e}");
                     let reply = Frame::err("ERR internal error; closing the connection");
-                    return (vec![reply], Flow::Close);
+                    return (vec![Reply::Frame(reply)], Flow::Close);
                 }
             }
         }
@@ -288,7 +289,7 @@ impl Connection {
             let reply = command::storage(e);
             for &at in &writes {
                 if let Some(f) = frames.get_mut(at) {
-                    *f = Some(reply.clone());
+                    *f = Some(Reply::Frame(reply.clone()));
                 }
             }
         }
@@ -339,7 +340,7 @@ enum Gate {
 struct Done {
     session: Session,
     /// Each reply in order; `None` where none is sent (SHUTDOWN).
-    frames: Vec<Option<Frame>>,
+    frames: Vec<Option<Reply>>,
     effects: Effects,
     /// Which replies are to writes (made errors if their commit fails).
     writes: Vec<usize>,
@@ -357,17 +358,17 @@ fn slow_path(
     mut writes: Vec<usize>,
     gate: Gate,
 ) -> Done {
-    let mut frames: Vec<Option<Frame>> = Vec::with_capacity(replies.len() + rest.len());
+    let mut frames: Vec<Option<Reply>> = Vec::with_capacity(replies.len() + rest.len());
     let mut pending = Vec::new();
     let mut places = Vec::new();
     for reply in replies {
         match reply {
-            Reply::Frame(f) => frames.push(Some(f)),
             Reply::Read(p) => {
                 places.push(frames.len());
                 pending.push(*p);
                 frames.push(None);
             }
+            done => frames.push(Some(done)),
         }
     }
     if !pending.is_empty() {
@@ -379,7 +380,7 @@ fn slow_path(
                 Err(e) => command::storage(e),
             };
             command::count_get(shared, started, &reply);
-            frames[at] = Some(reply);
+            frames[at] = Some(Reply::Frame(reply));
         }
     }
     let mut flow = Flow::Next;
@@ -389,7 +390,7 @@ fn slow_path(
         if effects.commit != before {
             writes.push(frames.len());
         }
-        frames.push((f != Flow::Shutdown).then_some(reply));
+        frames.push((f != Flow::Shutdown).then_some(Reply::Frame(reply)));
         flow = f;
         if flow != Flow::Next {
             break;

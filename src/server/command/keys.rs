@@ -63,7 +63,11 @@ pub(super) fn get_fast(shared: &Shared, args: &[Vec<u8>]) -> Option<Reply> {
         Err(e) => return Some(Reply::Frame(Frame::err(format!("ERR {e}")))),
     };
     Some(match shared.store.try_lookup(k)? {
-        Ok(Lookup::Ready(v)) => Reply::Frame(hit_or_miss(shared, v.map(|v| v.to_vec()))),
+        Ok(Lookup::Ready(Some(v))) => {
+            add(&shared.stats.hits, 1);
+            Reply::Value(v)
+        }
+        Ok(Lookup::Ready(None)) => Reply::Frame(hit_or_miss(shared, None)),
         Ok(Lookup::Pending(p)) => Reply::Read(Box::new(p)),
         Err(e) => Reply::Frame(storage(e)),
     })

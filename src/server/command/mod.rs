@@ -146,10 +146,14 @@ impl Data for Direct<'_> {
 }
 
 /// A reply, or the disk read that will make it.
+// A GET's value is kept inline: boxing it would cost the allocation `Value` exists to save.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Reply {
     /// The reply.
     Frame(Frame),
+    /// A GET's value, sent as a bulk string (without copying it into a [`Frame`]).
+    Value(crate::Value),
     /// A GET's value, to read from disk (where blocking is allowed) and send as a bulk
     /// string.
     Read(Box<PendingRead>),
@@ -372,8 +376,10 @@ pub(crate) fn fast(
             return Some((Reply::Frame(frame), flow));
         }
     };
-    if let Reply::Frame(f) = &reply {
-        count(shared, i, started, f);
+    match &reply {
+        Reply::Frame(f) => count(shared, i, started, f),
+        Reply::Value(_) => count(shared, i, started, &Frame::Null),
+        Reply::Read(_) => {}
     }
     Some((reply, Flow::Next))
 }
