@@ -9,7 +9,9 @@
 //! | [`keys`] | one `.k` key section: its map, reading and writing records |
 //! | [`values`] | the `.v` value sections of a shard: direct reads of slots, writing a bank out |
 //! | [`buffer`] | `buffer.b`: the sync marks and the two banks, and the bank hand-off |
-//! | [`journal`] | the store's `journal` (durability `always`): commits, checkpoints, reading it at open |
+//! | [`journal`] | the store's `journal` (durability `always`): commits, checkpoints, the committer thread of [`Store::notify`], reading it at open |
+//! | [`intent`] | the `intent` of atomic batches: written before a batch changes a shard, finished at open |
+//! | [`batch`] | [`Batch`], [`Store::apply`] and deferred durability ([`Commit`], [`Store::wait`]) |
 //! | [`file`](mod@file) | what the files share: creating one complete, spans to make durable, header errors |
 //! | [`index`], [`usage`], [`cache`] | in memory: key → record, live counts per section, the read cache |
 //! | [`shard`] | a shard's state behind its lock, private to it; its operations in children: `write`, `read`, `sync`, `gc`, `open`, `recover` (the log walk) |
@@ -35,7 +37,13 @@
 //! # Durability
 //! [`Durability`] chooses what a returned put survives; a shard sync makes values durable,
 //! then records, then the sync mark; [`journal`] is the group commit of `always` through
-//! the store's journal, and its recovery at open.
+//! the store's journal, and its recovery at open. A write can also be applied without
+//! waiting ([`Store::put_deferred`], [`Store::apply`]): its [`Commit`] is then waited for
+//! with [`Store::wait`], or [`Store::notify`] calls back from the committer thread.
+//!
+//! # Atomic batches
+//! [`Store::apply`] holds every shard a [`Batch`] writes to while it applies it, after writing
+//! its [`intent`]; open finishes a batch a crash cut short (see [`crate::format::intent`]).
 //!
 //! # Reads
 //! A get finds the record number in the index, reads the record from the mapped key section,
