@@ -58,7 +58,7 @@
 //! that is mostly dead has its live values put again and is removed, its number used again
 //! for a later section; a key section is dropped from the front of the log once none of its
 //! records is live, after the sync mark names the next section as the first one kept. Puts
-//! wait for collection while value files hold more than 1.2 times their live values.
+//! wait for collection while value files hold more than 2 times their live values.
 //!
 //! | option | default | |
 //! |---|---|---|

@@ -417,7 +417,9 @@ fn batches_survive_power_loss_whole_or_not_at_all() {
                 .collect()
         };
         let at = |ks: &[u64], g: u64| -> Vec<Option<Vec<u8>>> {
-            ks.iter().map(|k| Some(format!("{k}:{g}").into_bytes())).collect()
+            ks.iter()
+                .map(|k| Some(format!("{k}:{g}").into_bytes()))
+                .collect()
         };
         let (old, fresh) = (get(&keys), get(&new));
         let before = old == at(&keys, acked) && fresh.iter().all(Option::is_none);
@@ -456,7 +458,13 @@ fn deferred_writes_share_one_commit_and_notify_when_durable() {
     fs.power_loss(7);
     let store = Store::open_with(dir, sim(always(3, 1 << 20), &fs)).unwrap();
     for k in 0..100u64 {
-        assert_eq!(store.get(k).unwrap().unwrap().to_vec(), format!("v{k}").into_bytes());
+        assert_eq!(
+            store.get(k).unwrap().unwrap().to_vec(),
+            format!("v{k}").into_bytes()
+        );
     }
-    assert_eq!(store.get(1000u64).unwrap().as_deref(), Some(&b"notified"[..]));
+    assert_eq!(
+        store.get(1000u64).unwrap().as_deref(),
+        Some(&b"notified"[..])
+    );
 }

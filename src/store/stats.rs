@@ -64,7 +64,7 @@ pub struct Stats {
     pub gc_moved: u64,
     /// Key sections garbage collection removed since open.
     pub gc_key_sections: u64,
-    /// Puts held back since open while value space was past 1.2 times the live values (plus
+    /// Puts held back since open while value space was past 2 times the live values (plus
     /// one section), so that collection could catch up with a sustained stream of
     /// overwrites.
     pub gc_holds: u64,

@@ -852,14 +852,17 @@ fn collection_moves_values_in_key_order_and_scans_then_read_less() {
         .cache_bytes(0)
         .vfs(Arc::new(fs.clone()));
     let s = Store::open_with(std::path::Path::new("/db"), opts).unwrap();
-    let n = 4096u64;
+    let n = 16_384u64;
     // A permutation of 0..n: neighbouring keys land far apart in the sections.
     let scrambled = |i: u64| (i * 2_654_435_761) % n;
     for i in 0..n {
         let k = scrambled(i);
         s.put(k, value(k, 0)).unwrap();
     }
-    for k in (1..n).step_by(2) {
+    // Three keys of four deleted, so that collection empties most sections (it stops once
+    // the files are within `SPACE_LIMIT` of the live values); the live values still span
+    // four sections.
+    for k in (0..n).filter(|k| k % 4 != 0) {
         assert!(s.delete(k).unwrap());
     }
     s.settle();
@@ -872,7 +875,7 @@ fn collection_moves_values_in_key_order_and_scans_then_read_less() {
         (got, fs.calls() - before)
     };
     let want: Vec<(u64, Vec<u8>)> = (1000..1400u64)
-        .step_by(2)
+        .step_by(4)
         .map(|k| (k, value(k, 0)))
         .collect();
     let (got, scattered) = scan(&s);
@@ -882,8 +885,9 @@ fn collection_moves_values_in_key_order_and_scans_then_read_less() {
     assert!(s.stats().gc_sections > 0, "nothing was collected");
     let (got, sorted) = scan(&s);
     assert_eq!(got, want);
+    // Collection sorts each section's live values (moved in record order: 76 reads).
     assert!(
-        sorted * 4 < scattered,
+        sorted * 2 < scattered,
         "a scan took {sorted} reads after collection, {scattered} before"
     );
 }

@@ -172,7 +172,7 @@ struct Inner {
 /// Value sections on disk past this many times their live values, plus one section of
 /// slack, hold puts back until collection catches up. Collection starts
 /// at [`SPACE_LIMIT`](gc::SPACE_LIMIT); a writer faster than collection meets this.
-const HOLD_LIMIT: f64 = 1.2;
+const HOLD_LIMIT: f64 = 2.0;
 
 /// The longest a call that must not block (from the server's async worker threads) waits
 /// for a shard's lock; other calls hold it for memory work only, so this is rarely reached.
