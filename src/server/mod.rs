@@ -199,7 +199,13 @@ impl Server {
         if tokio::time::timeout(DRAIN, done_rx.recv()).await.is_err() {
             warn!("connections still open after {DRAIN:?}; syncing anyway");
         }
-        shared.store.sync()?;
+        // The sync waits on the disk: off the runtime's worker threads.
+        let store = shared.store.clone();
+        tokio::task::spawn_blocking(move || store.sync())
+            .await
+            .map_err(|e| Error::Refused {
+                why: format!("the final sync panicked: {e}"),
+            })??;
         info!("store synced; bye");
         Ok(())
     }
