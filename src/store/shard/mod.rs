@@ -488,6 +488,22 @@ impl Shard {
         self.state.try_lock_for(TRY_LOCK)
     }
 
+    /// The lock for a write that must not wait (see [`try_put`](Self::try_put)): `None` when
+    /// the lock is busy or the next record would touch the disk; an error when the shard or
+    /// the journal refuses writes.
+    fn quick_lock(&self, journal: Option<&Journal>) -> Result<Option<MutexGuard<'_, State>>> {
+        let Some(g) = self.try_lock() else {
+            return Ok(None);
+        };
+        if !g.inner.quick() {
+            return Ok(None);
+        }
+        if let Some(j) = journal {
+            j.writable()?;
+        }
+        Ok(Some(g))
+    }
+
     /// A put that never waits on the disk: `None` (nothing done) when it would — the lock is
     /// busy, the bank is full or a new key section is due; else the journal ticket, if any,
     /// and whether puts are held back for collection (the caller waits as it can).
@@ -498,15 +514,9 @@ impl Shard {
         journal: Option<&Journal>,
     ) -> Result<Option<(Option<u64>, bool)>> {
         let crc = value_crc(value);
-        let Some(mut g) = self.try_lock() else {
+        let Some(mut g) = self.quick_lock(journal)? else {
             return Ok(None);
         };
-        if !g.inner.quick() {
-            return Ok(None);
-        }
-        if let Some(j) = journal {
-            j.writable()?;
-        }
         let s = &mut *g;
         match s.inner.put(key, value, crc)? {
             Step::Done(..) => {
@@ -525,15 +535,9 @@ impl Shard {
         key: Key,
         journal: Option<&Journal>,
     ) -> Result<Option<(bool, Option<u64>)>> {
-        let Some(mut g) = self.try_lock() else {
+        let Some(mut g) = self.quick_lock(journal)? else {
             return Ok(None);
         };
-        if !g.inner.quick() {
-            return Ok(None);
-        }
-        if let Some(j) = journal {
-            j.writable()?;
-        }
         let (existed, _) = g.inner.delete(key)?;
         g.cache.remove(key);
         let ticket = journal.filter(|_| existed).map(|j| j.delete(key));
