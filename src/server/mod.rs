@@ -5,6 +5,14 @@
 //! against the shared [`Store`] and replies go back in RESP2, or RESP3 after `HELLO 3`.
 //! Pipelined commands are parsed and answered in batches: one write per batch of replies.
 //!
+//! - Nothing on the runtime's worker threads waits on the disk (see `connection`): commands
+//!   that cannot wait run there, the first one that might (and everything after it in the
+//!   pipeline) runs on a blocking thread, GETs that need the disk are read there in one
+//!   batch, and a pipeline's writes wait once for the journal through
+//!   [`Store::notify`](crate::Store::notify), whose committer thread leads one commit after
+//!   another while anyone waits.
+//! - A gate (an async read-write lock) is held shared by every connection running commands
+//!   and exclusively by one running `EXEC`, so that a transaction runs alone.
 //! - [`resp`](crate::resp): the wire format; [`command`]: what each command does (one file per family);
 //!   `connection`: the per-client read/execute/write loop with its limits;
 //!   [`keymode`](crate::keymode): client keys to store keys; [`stats`]: the counters behind `INFO`;
