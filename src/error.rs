@@ -117,6 +117,15 @@ pub enum Error {
         max: usize,
     },
 
+    /// An atomic batch's entries take more bytes than a batch may.
+    #[error("batch of {bytes} bytes of entries; a batch holds at most {max}: split it")]
+    BatchBytes {
+        /// Bytes the entries would take.
+        bytes: usize,
+        /// The most a batch may take ([`MAX_BATCH_BYTES`](crate::format::intent::MAX_BATCH_BYTES)).
+        max: usize,
+    },
+
     /// Every value slot (or key record number) the format can address is used.
     #[error("store is full: all {limit} {what} are used")]
     Full {

@@ -21,7 +21,8 @@
 //! | … | `len` | the entries, encoded as the journal's ([`journal`](super::journal)) |
 //!
 //! The file may be longer than the current batch (an earlier, larger one): the bytes past
-//! the payload mean nothing.
+//! the payload mean nothing. A batch holds at most [`MAX_BATCH_BYTES`] of entries, so open reads
+//! at most [`MAX_INTENT_LEN`] bytes of the file.
 //!
 //! # Invariants and recovery
 //!
@@ -61,6 +62,12 @@ pub const INTENT_HEADER_LEN: usize = 64;
 const CRC_AT: usize = INTENT_HEADER_LEN - size_of::<u32>();
 /// Bytes of one span.
 pub const SPAN_LEN: usize = 16;
+/// The most bytes of entries one batch may hold (about 60,000 puts of 256-byte values).
+pub const MAX_BATCH_BYTES: usize = 16 << 20;
+/// The longest intent: the header, a span for each of the most shards a store can have, and
+/// the most entries. Open reads no more of an `intent` file than this.
+pub const MAX_INTENT_LEN: usize =
+    INTENT_HEADER_LEN + super::MAX_SHARDS as usize * SPAN_LEN + MAX_BATCH_BYTES;
 
 /// A batch's records in one shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

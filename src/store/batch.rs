@@ -14,8 +14,10 @@ use std::path::Path;
 use super::shard::{Held, Shard};
 use super::{Lookup, PendingRead, Store, apply_op};
 use crate::error::{Error, Result};
-use crate::format::intent::Span;
-use crate::format::journal::{JournalOp, decode_entry, encode_delete, encode_put};
+use crate::format::intent::{MAX_BATCH_BYTES, Span};
+use crate::format::journal::{
+    DELETE_LEN, ENTRY_MAX, JournalOp, decode_entry, encode_delete, encode_put,
+};
 use crate::format::shard_of;
 use crate::key::{Key, VALUE_MAX};
 
@@ -31,7 +33,7 @@ use crate::key::{Key, VALUE_MAX};
 /// let mut batch = toykv::Batch::new();
 /// batch.put(1u64, b"one")?;
 /// batch.put(2u64, b"two")?;
-/// batch.delete(3u64);
+/// batch.delete(3u64)?;
 /// store.write(&batch)?;
 /// assert_eq!(store.get(2u64)?.as_deref(), Some(&b"two"[..]));
 /// # Ok(())
@@ -59,15 +61,31 @@ impl Batch {
                 max: VALUE_MAX,
             });
         }
+        self.room(ENTRY_MAX)?;
         encode_put(&mut self.entries, key.into().0, value);
         self.count += 1;
         Ok(())
     }
 
     /// Adds a delete of `key`.
-    pub fn delete(&mut self, key: impl Into<Key>) {
+    pub fn delete(&mut self, key: impl Into<Key>) -> Result<()> {
+        self.room(DELETE_LEN)?;
         encode_delete(&mut self.entries, key.into().0);
         self.count += 1;
+        Ok(())
+    }
+
+    /// Refuses an entry of up to `len` bytes that would take the batch past
+    /// [`MAX_BATCH_BYTES`] (what open reads back of an intent).
+    fn room(&self, len: usize) -> Result<()> {
+        let bytes = self.entries.len() + len;
+        if bytes > MAX_BATCH_BYTES {
+            return Err(Error::BatchBytes {
+                bytes,
+                max: MAX_BATCH_BYTES,
+            });
+        }
+        Ok(())
     }
 
     /// Entries added.
@@ -430,9 +448,9 @@ mod tests {
             b.put(k, gen_value(k)).unwrap();
         }
         b.put(3u64, b"again").unwrap();
-        b.delete(100u64);
-        b.delete(101u64);
-        b.delete(5u64);
+        b.delete(100u64).unwrap();
+        b.delete(101u64).unwrap();
+        b.delete(5u64).unwrap();
         assert_eq!(b.len(), 16);
         assert_eq!(s.write(&b).unwrap(), 2);
         let check = |s: &Store| {
@@ -485,6 +503,20 @@ mod tests {
         }
         let mut b = Batch::new();
         assert!(b.put(1u64, [0u8; 257]).is_err());
+        // A batch holds at most MAX_BATCH_BYTES of entries.
+        let mut n = 0u64;
+        let e = loop {
+            match b.put(n, [7u8; 256]) {
+                Ok(()) => n += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(e, Error::BatchBytes { .. }), "{e}");
+        assert!(b.len() * 267 <= MAX_BATCH_BYTES && b.len() * 267 + 267 > MAX_BATCH_BYTES);
+        assert!(matches!(
+            b.delete(1u64),
+            Ok(()) | Err(Error::BatchBytes { .. })
+        ));
         b.clear();
         assert!(b.is_empty());
         assert_eq!(s.apply(&b).unwrap(), Applied::default());
@@ -501,7 +533,7 @@ mod tests {
         for k in 0..8u64 {
             b.put(k, gen_value(7)).unwrap();
         }
-        b.delete(1u64);
+        b.delete(1u64).unwrap();
         // What `apply` does up to a crash after three of its nine records.
         let spans = [Span {
             shard: 0,

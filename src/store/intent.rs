@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::error::{Context, Error, Result};
 use crate::format::intent::{
-    INTENT_HEADER_LEN, INTENT_NAME, Intent, Span, decode_intent, encode_intent,
+    INTENT_HEADER_LEN, INTENT_NAME, Intent, MAX_INTENT_LEN, Span, decode_intent, encode_intent,
 };
 use crate::io::{FileIo, Mode, Vfs};
 
@@ -55,10 +55,9 @@ impl IntentFile {
         if names.iter().any(|n| n == INTENT_NAME) {
             let f = vfs.open(&path, mode(false)).ctx("open", &path)?;
             let len = f.len().ctx("stat", &path)?;
-            let Ok(len) = usize::try_from(len) else {
-                let what = format!("intent of {len} bytes");
-                return Err(Error::internal(&path, what));
-            };
+            // No more than the longest intent: a longer file (foreign, or damaged) is read that
+            // far, and what it declares past it does not decode.
+            let len = usize::try_from(len).map_or(MAX_INTENT_LEN, |l| l.min(MAX_INTENT_LEN));
             let mut b = vec![0u8; len];
             f.read_at(&mut b, 0).ctx("read", &path)?;
             // An intent that does not decode was cut short before any shard changed.

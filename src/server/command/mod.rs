@@ -127,7 +127,7 @@ impl Data for Direct<'_> {
             _ => {
                 let mut batch = crate::Batch::new();
                 for k in keys {
-                    batch.delete(*k);
+                    batch.delete(*k)?;
                 }
                 let applied = self.store.apply(&batch)?;
                 (applied.deleted, applied.commit)

@@ -100,7 +100,7 @@ impl Data for View<'_> {
         let mut n = 0;
         for &k in keys {
             n += usize::from(self.exists(k));
-            self.batch.delete(k);
+            self.batch.delete(k)?;
             self.written.insert(k, None);
         }
         Ok(n)
