@@ -461,7 +461,7 @@ impl Shard {
         let held = g.inner.pressure;
         drop(g);
         if held {
-            self.hold_for_pressure();
+            self.hold_back();
         }
         Ok(ticket)
     }
@@ -583,15 +583,10 @@ impl Shard {
         self.state.try_lock().is_some_and(|g| g.inner.pressure)
     }
 
-    /// Waits while value space is past [`HOLD_LIMIT`], up to [`HOLD_MAX`] (after an atomic
-    /// batch, as after a put).
-    pub(crate) fn hold_back(&self) {
-        self.hold_for_pressure();
-    }
-
     /// Waits while value space is past [`HOLD_LIMIT`], so that a sustained stream of
-    /// overwrites cannot outrun collection, up to [`HOLD_MAX`].
-    fn hold_for_pressure(&self) {
+    /// overwrites cannot outrun collection, up to [`HOLD_MAX`] (after a put or an atomic
+    /// batch).
+    pub(crate) fn hold_back(&self) {
         let start = std::time::Instant::now();
         while self.lock().inner.pressure && start.elapsed() < HOLD_MAX {
             std::thread::sleep(std::time::Duration::from_micros(200));
