@@ -183,6 +183,21 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A snapshot stream (a full sync, a backup) that cannot be read: cut short, damaged,
+    /// or not a snapshot.
+    #[error("snapshot {from}, byte {at}: {what}")]
+    Snapshot {
+        /// Where the stream came from (a peer's address, a file).
+        from: String,
+        /// The byte of the stream where it went wrong.
+        at: u64,
+        /// What was wrong.
+        what: String,
+        /// The I/O error behind it, if one was.
+        #[source]
+        source: Option<io::Error>,
+    },
+
     /// The server refuses to run as configured.
     #[error("refusing to start: {why}")]
     Refused {

@@ -37,6 +37,7 @@ pub mod header;
 pub mod intent;
 pub mod journal;
 pub mod record;
+pub mod snapshot;
 
 pub use header::{HEADER_LEN, Header, HeaderError, Kind, MARK_A, MARK_B, MARK_LEN, Mark, PAGE};
 pub use record::{Op, RECORD_SIZE, Record, RecordError};

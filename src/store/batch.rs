@@ -105,6 +105,11 @@ impl Batch {
     }
 
     /// The entries, in order.
+    /// The entries in order: puts and deletes (never [`JournalOp::Batch`]).
+    pub fn entries(&self) -> impl Iterator<Item = JournalOp<'_>> {
+        self.ops()
+    }
+
     fn ops(&self) -> impl Iterator<Item = JournalOp<'_>> {
         let mut at = 0;
         std::iter::from_fn(move || {
@@ -292,6 +297,9 @@ impl Store {
             .journal
             .as_ref()
             .map_or(0, |j| j.batch(&batch.entries, batch.count, id));
+        if let Some(f) = self.feed() {
+            f.change(super::Change::Batch(batch));
+        }
         let pressed: Vec<usize> = involved
             .iter()
             .filter(|&&i| held[at[i]].pressed())
@@ -315,7 +323,7 @@ impl Store {
     pub fn put_deferred(&self, key: impl Into<Key>, value: impl AsRef<[u8]>) -> Result<Commit> {
         let key = key.into();
         let (_, shard) = self.shard(key);
-        let ticket = shard.put(key, value.as_ref(), self.journal.as_deref())?;
+        let ticket = shard.put(key, value.as_ref(), self.journal.as_deref(), self.feed())?;
         Ok(Commit(ticket.unwrap_or(0)))
     }
 
@@ -324,7 +332,7 @@ impl Store {
     pub fn delete_deferred(&self, key: impl Into<Key>) -> Result<(bool, Commit)> {
         let key = key.into();
         let (_, shard) = self.shard(key);
-        let (existed, ticket) = shard.delete(key, self.journal.as_deref())?;
+        let (existed, ticket) = shard.delete(key, self.journal.as_deref(), self.feed())?;
         Ok((existed, Commit(ticket.unwrap_or(0))))
     }
 
@@ -335,7 +343,7 @@ impl Store {
     pub fn try_put(&self, key: impl Into<Key>, value: impl AsRef<[u8]>) -> Result<Option<Quick>> {
         let key = key.into();
         let (_, shard) = self.shard(key);
-        let done = shard.try_put(key, value.as_ref(), self.journal.as_deref())?;
+        let done = shard.try_put(key, value.as_ref(), self.journal.as_deref(), self.feed())?;
         Ok(done.map(|(ticket, pressed)| Quick {
             commit: Commit(ticket.unwrap_or(0)),
             existed: false,
@@ -348,7 +356,7 @@ impl Store {
     pub fn try_delete(&self, key: impl Into<Key>) -> Result<Option<Quick>> {
         let key = key.into();
         let (_, shard) = self.shard(key);
-        let done = shard.try_delete(key, self.journal.as_deref())?;
+        let done = shard.try_delete(key, self.journal.as_deref(), self.feed())?;
         Ok(done.map(|(existed, ticket)| Quick {
             commit: Commit(ticket.unwrap_or(0)),
             existed,

@@ -375,6 +375,32 @@ impl Buffer {
         };
     }
 
+    /// The sections of the banks being written out.
+    pub(crate) fn outgoing(&self) -> Vec<u32> {
+        (0..BANKS)
+            .filter(|&b| self.writing[b])
+            .filter_map(|b| self.banks[b])
+            .collect()
+    }
+
+    /// What a snapshot keeps of the buffer (under the shard's lock): the sections of banks
+    /// being written out (their `.v` files come later), and the bank puts fill with a copy of
+    /// its header page and of the slots filled so far (`None` when it holds no section or no
+    /// value yet).
+    pub(crate) fn capture(&self) -> Result<(Vec<u32>, Option<(usize, Vec<u8>)>)> {
+        let outgoing = self.outgoing();
+        let a = self.active;
+        let filled = if self.banks[a].is_some() { self.fill } else { 0 };
+        if filled == 0 || self.writing[a] {
+            return Ok((outgoing, None));
+        }
+        let mut copy = vec![0u8; slot_at(filled)];
+        self.bank_maps[a]
+            .read(0, &mut copy)
+            .ctx("copy the bank for a snapshot from", &self.path)?;
+        Ok((outgoing, Some((a, copy))))
+    }
+
     /// What a background thread needs to write bank `bank` out: a span of its header page
     /// and slots (it can copy them out, never change them).
     pub(crate) fn outbound(&self, bank: usize) -> Outbound {

@@ -11,12 +11,14 @@
 //! | [`buffer`] | `buffer.b`: the sync marks and the two banks, and the bank hand-off |
 //! | [`journal`] | the store's `journal` (durability `always`): commits, checkpoints, the committer thread of [`Store::notify`], reading it at open |
 //! | [`intent`] | the `intent` of atomic batches: written before a batch changes a shard, finished at open |
+//! | [`feed`] | [`Feed`]: what is told of each write, under the shards' locks (the server's replication stream) |
 //! | [`batch`] | [`Batch`], [`Store::apply`] and deferred durability ([`Commit`], [`Store::wait`]) |
 //! | [`file`](mod@file) | what the files share: creating one complete, spans to make durable, header errors |
 //! | [`index`], [`usage`], [`cache`] | in memory: key → record, live counts per section, the read cache |
 //! | [`shard`] | a shard's state behind its lock, private to it; its operations in children: `write`, `read`, `sync`, `gc`, `open`, `recover` (the log walk) |
 //! | [`background`] | the threads: bank write-outs, periodic syncs, the collector |
 //! | [`scan`], [`stats`] | the scan iterator and [`Stats`] |
+//! | [`snapshot`] | a consistent copy of the live store as a stream of files ([`Store::snapshot`], [`restore`], [`Store::backup`]) |
 //!
 //! Modules import downward: the file modules (`keys`, `values`, `buffer`, `journal`, `file`)
 //! know nothing of shards; the journal is handed what applies a replayed entry and what syncs
@@ -67,6 +69,7 @@ mod buffer;
 mod cache;
 pub(crate) mod check;
 mod describe;
+mod feed;
 mod file;
 mod index;
 mod intent;
@@ -74,6 +77,7 @@ mod journal;
 mod keys;
 mod scan;
 mod shard;
+mod snapshot;
 mod stats;
 mod usage;
 mod values;
@@ -92,7 +96,9 @@ use crate::key::{Key, Value};
 use crate::options::{Durability, Options};
 
 pub use batch::{Applied, Batch, Commit, Quick};
+pub use feed::{Change, Feed};
 pub use scan::Scan;
+pub use snapshot::{Snapshot, restore};
 pub use stats::Stats;
 
 use background::Background;
@@ -139,6 +145,10 @@ pub struct Store {
     intent: parking_lot::Mutex<intent::IntentFile>,
     /// Reads batches of values: `get_many` and scans (io_uring or pread, chosen at open).
     reader: Arc<dyn Reader>,
+    /// What is told of each write (see [`feed`](Self::feed)).
+    feed: std::sync::OnceLock<Arc<dyn Feed>>,
+    /// The file system the store's files are on.
+    vfs: Arc<dyn crate::io::Vfs>,
     _lock: Box<dyn Any + Send + Sync>,
 }
 
@@ -231,8 +241,21 @@ impl Store {
             background: Mutex::new(background),
             intent: parking_lot::Mutex::new(intent),
             reader: vfs.reader(options.wants_io_uring()),
+            feed: std::sync::OnceLock::new(),
+            vfs,
             _lock: lock,
         })
+    }
+
+    /// Installs `feed`, told of every write applied from now on (see [`Feed`]); once per
+    /// store: `false` (and nothing changed) when one is installed already.
+    pub fn set_feed(&self, feed: Arc<dyn Feed>) -> bool {
+        self.feed.set(feed).is_ok()
+    }
+
+    /// The installed feed.
+    fn feed(&self) -> Option<&dyn Feed> {
+        self.feed.get().map(|f| &**f)
     }
 
     fn shard(&self, key: Key) -> (usize, &Shard) {

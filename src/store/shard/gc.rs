@@ -83,6 +83,10 @@ impl Shard {
     /// Does one unit of collection, if any is due; returns whether it did.
     pub(crate) fn gc_step(&self) -> Result<bool> {
         let _one = self.collecting.lock().unwrap_or_else(|p| p.into_inner());
+        // A snapshot reads the files as they were when it began: none goes meanwhile.
+        if self.lock().inner.pinned > 0 {
+            return Ok(false);
+        }
         if self.drop_first_keys()? {
             return Ok(true);
         }

@@ -13,6 +13,7 @@
 //! `gc`, `open`, `recover`) are the shard's operations, and everything else reaches a shard
 //! through [`Shard`]'s methods.
 
+mod capture;
 mod check;
 mod gc;
 mod open;
@@ -40,6 +41,7 @@ use crate::options::Options;
 
 use super::buffer::Buffer;
 use super::cache::Cache;
+use super::feed::{Change, Feed};
 use super::index::Index;
 use super::journal::Journal;
 use super::keys::Section;
@@ -47,6 +49,7 @@ use super::stats::Stats;
 use super::usage::Usage;
 use super::values::Values;
 
+pub(crate) use capture::Capture;
 pub(crate) use check::{LogCounts, Reads, Seen};
 pub(crate) use open::probe_direct;
 pub(crate) use read::{Fetch, finish_all, finish_many};
@@ -161,6 +164,9 @@ struct Inner {
     gc_skip: std::collections::BTreeMap<u32, String>,
     /// Whether background collection runs (and so puts may be held back for it).
     gc_on: bool,
+    /// Snapshots under way (see [`capture`]): while any is, collection removes no file, and
+    /// so holds no put back.
+    pinned: u32,
     /// Whether value space is past [`HOLD_LIMIT`]: puts wait for collection (see
     /// [`Shard::put`]).
     pressure: bool,
@@ -195,6 +201,7 @@ impl Inner {
     /// [`HOLD_LIMIT`] and has a section to collect (else puts would wait for nothing).
     fn weigh(&mut self) {
         self.pressure = self.gc_on
+            && self.pinned == 0
             && self.failed.is_none()
             && self.over(HOLD_LIMIT, u64::from(self.slots)).is_some();
     }
@@ -444,6 +451,7 @@ impl Shard {
         key: Key,
         value: &[u8],
         journal: Option<&Journal>,
+        feed: Option<&dyn Feed>,
     ) -> Result<Option<u64>> {
         let crc = value_crc(value);
         let (ticket, _, g) = self.write(|s| {
@@ -453,6 +461,9 @@ impl Shard {
             Ok(match s.inner.put(key, value, crc)? {
                 Step::Done((), seq) => {
                     s.cache.write(key, value);
+                    if let Some(f) = feed {
+                        f.change(Change::Put(key, value));
+                    }
                     Step::Done(journal.map(|j| j.put(key, value)), seq)
                 }
                 Step::Wait => Step::Wait,
@@ -472,6 +483,7 @@ impl Shard {
         &self,
         key: Key,
         journal: Option<&Journal>,
+        feed: Option<&dyn Feed>,
     ) -> Result<(bool, Option<u64>)> {
         let mut g = self.lock();
         if let Some(j) = journal {
@@ -479,6 +491,9 @@ impl Shard {
         }
         let (existed, _) = g.inner.delete(key)?;
         g.cache.remove(key);
+        if let (true, Some(f)) = (existed, feed) {
+            f.change(Change::Delete(key));
+        }
         let ticket = journal.filter(|_| existed).map(|j| j.delete(key));
         Ok((existed, ticket))
     }
@@ -512,6 +527,7 @@ impl Shard {
         key: Key,
         value: &[u8],
         journal: Option<&Journal>,
+        feed: Option<&dyn Feed>,
     ) -> Result<Option<(Option<u64>, bool)>> {
         let crc = value_crc(value);
         let Some(mut g) = self.quick_lock(journal)? else {
@@ -521,6 +537,9 @@ impl Shard {
         match s.inner.put(key, value, crc)? {
             Step::Done(..) => {
                 s.cache.write(key, value);
+                if let Some(f) = feed {
+                    f.change(Change::Put(key, value));
+                }
                 let ticket = journal.map(|j| j.put(key, value));
                 Ok(Some((ticket, s.inner.pressure)))
             }
@@ -534,12 +553,16 @@ impl Shard {
         &self,
         key: Key,
         journal: Option<&Journal>,
+        feed: Option<&dyn Feed>,
     ) -> Result<Option<(bool, Option<u64>)>> {
         let Some(mut g) = self.quick_lock(journal)? else {
             return Ok(None);
         };
         let (existed, _) = g.inner.delete(key)?;
         g.cache.remove(key);
+        if let (true, Some(f)) = (existed, feed) {
+            f.change(Change::Delete(key));
+        }
         let ticket = journal.filter(|_| existed).map(|j| j.delete(key));
         Ok(Some((existed, ticket)))
     }

@@ -125,6 +125,7 @@ pub(super) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
         counters: Counters::default(),
         gc_skip: Default::default(),
         gc_on: options.gc,
+        pinned: 0,
         pressure: false,
         refused,
     };
