@@ -226,6 +226,22 @@ pub trait FileIo: Send + Sync + Debug {
     fn direct(&self) -> bool;
 }
 
+/// Exchanges the directories (or files) `a` and `b` in one atomic step
+/// (`renameat2(RENAME_EXCHANGE)`), then syncs their parent directories: afterwards each name
+/// holds what the other held, and no crash can leave either name missing.
+pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE)?;
+    for p in [a, b] {
+        let parent = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// Bounds check shared by the map implementations.
 pub(crate) fn range(off: usize, len: usize, total: usize) -> io::Result<std::ops::Range<usize>> {
     match off.checked_add(len) {

@@ -373,7 +373,7 @@ fn slow_path(
     }
     if !pending.is_empty() {
         let started = Instant::now();
-        let values = shared.store.read_many(pending);
+        let values = shared.store().read_many(pending);
         for (at, v) in places.into_iter().zip(values) {
             let reply = match v {
                 Ok(v) => command::hit_or_miss(shared, Some(v.to_vec())),
@@ -413,7 +413,7 @@ async fn durable(shared: &Shared, commit: Commit) -> crate::Result<()> {
         return Ok(());
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
-    shared.store.notify(commit, move |r| {
+    shared.store().notify(commit, move |r| {
         let _ = tx.send(r);
     });
     rx.await.unwrap_or_else(|_| {
@@ -427,7 +427,7 @@ async fn durable(shared: &Shared, commit: Commit) -> crate::Result<()> {
 /// to [`HOLD_MAX`], without blocking the runtime.
 async fn hold_back(shared: &Shared) {
     let start = Instant::now();
-    while shared.store.pressed() && start.elapsed() < HOLD_MAX {
+    while shared.store().pressed() && start.elapsed() < HOLD_MAX {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }

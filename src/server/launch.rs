@@ -98,6 +98,43 @@ pub struct Flags {
     /// overwritten and deleted values is then not reclaimed while the server runs.
     #[arg(long, env = "NO_GC")]
     pub no_gc: bool,
+
+    /// Start as a replica of this master: "HOST PORT" or HOST:PORT. Its data replaces this
+    /// directory's (a full sync) unless a partial resync is possible.
+    #[arg(long, env = "REPLICAOF", value_name = "HOST PORT", value_parser = parse_master)]
+    pub replicaof: Option<(String, u16)>,
+
+    /// The password to give the master (its --requirepass).
+    #[arg(long, env = "MASTERAUTH", hide_env_values = true)]
+    pub masterauth: Option<String>,
+
+    /// Sentinel promotes the replica with the lowest priority first; 0: never this one.
+    #[arg(long, env = "REPLICA_PRIORITY")]
+    pub replica_priority: Option<u32>,
+
+    /// A configuration file: read at start (replicaof, masterauth, replica-priority; flags
+    /// win), and where CONFIG REWRITE (sent by Sentinel) writes the role.
+    #[arg(long, env = "CONFIG_FILE", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Bytes of the replication backlog: how far behind a replica may fall and still continue
+    /// without a full sync.
+    #[arg(long, env = "REPL_BACKLOG_SIZE", default_value_t = super::DEFAULT_BACKLOG)]
+    pub repl_backlog_size: usize,
+}
+
+/// Parses "HOST PORT" or "HOST:PORT".
+fn parse_master(s: &str) -> Result<(String, u16), String> {
+    let (host, port) = s
+        .trim()
+        .rsplit_once(' ')
+        .or_else(|| s.trim().rsplit_once(':'))
+        .ok_or_else(|| format!("expected \"HOST PORT\" or HOST:PORT, got {s:?}"))?;
+    let port = port
+        .trim()
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port"))?;
+    Ok((host.trim().to_string(), port))
 }
 
 impl Flags {
@@ -187,11 +224,24 @@ pub async fn serve_on(
         source: e,
     })?;
     let mut config = config(&flags);
+    if let Some(path) = &flags.config {
+        let file = super::conf::read(path)?;
+        config.replicaof = config.replicaof.or(file.replicaof);
+        config.masterauth = config.masterauth.or(file.masterauth);
+        config.replica_priority = flags
+            .replica_priority
+            .or(file.replica_priority)
+            .unwrap_or(config.replica_priority);
+    }
     config.check_exposure(addr)?;
     config.key_mode = KeyMode::settle(&config.dir, flags.key_mode)
         .map_err(|why| crate::Error::Refused { why })?;
     let key_mode = config.key_mode;
     let options = flags.options(&config.dir);
+    // A replica reopens the copy a full sync made with the shard count that copy records.
+    let mut reopen = options.clone();
+    reopen.shards = None;
+    config.store_options = reopen;
     let store = Arc::new(Store::open_with(&config.dir, options)?);
     let stats = store.stats();
     if let Some(asked) = flags.shards
@@ -229,6 +279,12 @@ fn config(flags: &Flags) -> Config {
         password: flags.requirepass.clone(),
         protected: flags.protected_mode,
         key_mode: KeyMode::default(),
+        replicaof: flags.replicaof.clone(),
+        masterauth: flags.masterauth.clone(),
+        replica_priority: flags.replica_priority.unwrap_or(100),
+        config_file: flags.config.clone(),
+        backlog_bytes: flags.repl_backlog_size,
+        store_options: Options::new(),
     }
 }
 

@@ -29,6 +29,8 @@ pub mod command;
 mod connection;
 pub mod glob;
 pub mod launch;
+pub mod conf;
+mod repl;
 pub mod stats;
 
 use std::future::Future;
@@ -71,6 +73,18 @@ pub struct Config {
     pub protected: bool,
     /// How client keys map to store keys.
     pub key_mode: KeyMode,
+    /// Replicate from this master (`host`, `port`) from the start.
+    pub replicaof: Option<(String, u16)>,
+    /// The password a replica gives its master.
+    pub masterauth: Option<String>,
+    /// Sentinel's `slave_priority`: lower is promoted first; 0 never.
+    pub replica_priority: u32,
+    /// The configuration file `CONFIG REWRITE` writes the role to, if any.
+    pub config_file: Option<PathBuf>,
+    /// Bytes of the replication backlog.
+    pub backlog_bytes: usize,
+    /// How a replica reopens its store after a full sync.
+    pub store_options: crate::Options,
 }
 
 impl Default for Config {
@@ -85,9 +99,18 @@ impl Default for Config {
             password: None,
             protected: true,
             key_mode: KeyMode::Bytes,
+            replicaof: None,
+            masterauth: None,
+            replica_priority: 100,
+            config_file: None,
+            backlog_bytes: DEFAULT_BACKLOG,
+            store_options: crate::Options::new(),
         }
     }
 }
+
+/// Bytes of the replication backlog by default.
+pub const DEFAULT_BACKLOG: usize = 64 << 20;
 
 impl Config {
     /// Protected mode: refuses to serve on `addr` beyond loopback without a password.
@@ -108,7 +131,14 @@ impl Config {
 /// State every connection shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) store: Arc<Store>,
+    /// The store, swapped whole by a replica's full sync (see [`store`](Self::store)).
+    store: arc_swap::ArcSwap<Store>,
+    /// Replication: role, stream, replicas.
+    pub(crate) repl: Arc<repl::Repl>,
+    /// Set when the server shuts down.
+    stopping: std::sync::atomic::AtomicBool,
+    /// Background saves (`BGSAVE`, `LASTSAVE`).
+    pub(crate) saves: parking_lot::Mutex<Saves>,
     pub(crate) config: Config,
     pub(crate) stats: Stats,
     /// One per entry of [`command::COMMANDS`].
@@ -119,6 +149,36 @@ pub(crate) struct Shared {
     pub(crate) stop: Notify,
     /// Held shared while a connection runs commands, exclusively while one runs `EXEC`.
     pub(crate) gate: Arc<tokio::sync::RwLock<()>>,
+}
+
+impl Shared {
+    /// The store now.
+    pub(crate) fn store(&self) -> arc_swap::Guard<Arc<Store>> {
+        self.store.load()
+    }
+
+    /// Replaces the store (a replica's full sync, with the gate held exclusively).
+    pub(crate) fn set_store(&self, store: Arc<Store>) {
+        self.store.store(store);
+    }
+
+    /// Whether the server is shutting down.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+}
+
+/// What `BGSAVE` did last.
+#[derive(Debug, Default)]
+pub(crate) struct Saves {
+    /// Whether one runs now.
+    pub(crate) running: bool,
+    /// When the last one that succeeded began (Unix seconds).
+    pub(crate) last_ok: u64,
+    /// Whether the last one failed.
+    pub(crate) failed: bool,
+    /// Where the last one went.
+    pub(crate) last_dir: Option<PathBuf>,
 }
 
 /// A server over one store.
@@ -150,8 +210,14 @@ impl Server {
         let mut config = self.config;
         config.port = addr.port();
         config.check_exposure(addr)?;
+        repl::clean_leftovers(&config.dir);
+        let repl = Arc::new(repl::Repl::new(config.key_mode, config.backlog_bytes));
+        self.store.set_feed(repl.clone());
         let shared = Arc::new(Shared {
-            store: self.store,
+            store: arc_swap::ArcSwap::new(self.store),
+            repl,
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            saves: parking_lot::Mutex::new(Saves::default()),
             config,
             stats: Stats::default(),
             commands: command::COMMANDS
@@ -164,6 +230,11 @@ impl Server {
             gate: Arc::new(tokio::sync::RwLock::new(())),
         });
         info!(%addr, dir = %shared.config.dir.display(), "toykv listening");
+        if let Some((host, port)) = shared.config.replicaof.clone()
+            && let Some(epoch) = shared.repl.follow(host, port)
+        {
+            repl::start_link(shared.clone(), epoch);
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let next_id = AtomicU64::new(1);
@@ -201,6 +272,8 @@ impl Server {
             });
         }
         info!("shutting down: no new connections; finishing requests in flight");
+        shared.stopping.store(true, Ordering::Relaxed);
+        shared.repl.stop();
         drop(listener);
         let _ = stop_tx.send(true);
         drop(done_tx);
@@ -208,7 +281,7 @@ impl Server {
             warn!("connections still open after {DRAIN:?}; syncing anyway");
         }
         // The sync waits on the disk: off the runtime's worker threads.
-        let store = shared.store.clone();
+        let store = shared.store().clone();
         tokio::task::spawn_blocking(move || store.sync())
             .await
             .map_err(|e| Error::Refused {

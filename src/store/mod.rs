@@ -483,6 +483,14 @@ impl Store {
         self.sync()
     }
 
+    /// Stops the background threads and syncs, as [`close`](Self::close) does, for a store
+    /// shared through an `Arc` that is about to be replaced (a replica's full sync): nothing
+    /// may use it afterwards but to drop it (its files may be moved away).
+    pub fn halt(&self) -> Result<()> {
+        self.stop();
+        self.sync()
+    }
+
     /// Waits until no bank is being written out.
     #[cfg(test)]
     pub(crate) fn settle(&self) {

@@ -62,7 +62,7 @@ pub(super) fn get_fast(shared: &Shared, args: &[Vec<u8>]) -> Option<Reply> {
         Ok(k) => k,
         Err(e) => return Some(Reply::Frame(Frame::err(format!("ERR {e}")))),
     };
-    Some(match shared.store.try_lookup(k)? {
+    Some(match shared.store().try_lookup(k)? {
         Ok(Lookup::Ready(Some(v))) => {
             add(&shared.stats.hits, 1);
             Reply::Value(v)
@@ -118,7 +118,7 @@ pub(super) fn set_fast(shared: &Shared, args: &[Vec<u8>], effects: &mut Effects)
         Ok(k) => k,
         Err(e) => return Some(Frame::err(format!("ERR {e}"))),
     };
-    Some(match shared.store.try_put(k, &args[1]) {
+    Some(match shared.store().try_put(k, &args[1]) {
         Ok(Some(q)) => {
             effects.commit = effects.commit.max(q.commit);
             effects.pressed |= q.pressed;
@@ -139,7 +139,7 @@ pub(super) fn del_fast(shared: &Shared, args: &[Vec<u8>], effects: &mut Effects)
         Ok(k) => k,
         Err(e) => return Some(Frame::err(format!("ERR {e}"))),
     };
-    Some(match shared.store.try_delete(k) {
+    Some(match shared.store().try_delete(k) {
         Ok(Some(q)) => {
             effects.commit = effects.commit.max(q.commit);
             Frame::Integer(i64::from(q.existed))
@@ -217,7 +217,7 @@ pub(super) fn mset(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
 }
 
 pub(super) fn dbsize(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
-    (Frame::Integer(ctx.shared.store.len() as i64), Flow::Next)
+    (Frame::Integer(ctx.shared.store().len() as i64), Flow::Next)
 }
 
 /// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE t]`. The cursor is `0` to start, else one more
@@ -254,7 +254,7 @@ pub(super) fn scan(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
         let mode = ctx.shared.config.key_mode;
         let mut found = ctx
             .shared
-            .store
+            .store()
             .keys::<Key, _>((from, Bound::Unbounded), batch + 1);
         // One key past the batch tells whether there is more.
         let more = found.len() > batch;
@@ -300,9 +300,8 @@ pub(super) fn range(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
         };
         let mode = ctx.shared.config.key_mode;
         let mut out = Vec::new();
-        for item in ctx
-            .shared
-            .store
+        let store = ctx.shared.store();
+        for item in store
             .scan::<Key, _>((lo, hi))
             .take(limit.min(MAX_BATCH))
         {

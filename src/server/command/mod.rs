@@ -304,8 +304,9 @@ pub(crate) fn execute(
     argv: &[Vec<u8>],
     effects: &mut Effects,
 ) -> (Frame, Flow) {
+    let store = shared.store();
     let mut data = Direct {
-        store: &shared.store,
+        store: &store,
         effects,
     };
     run(shared, session, argv, &mut data)

@@ -193,7 +193,7 @@ pub(super) fn info(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
                 line("blocked_clients", &0);
             }
             "persistence" => {
-                let st = engine.get_or_insert_with(|| sh.store.stats());
+                let st = engine.get_or_insert_with(|| sh.store().stats());
                 // Redis clients wait for `loading:0`; toykv recovers before it listens.
                 line("loading", &0);
                 line("durability", &st.durability);
@@ -239,13 +239,13 @@ pub(super) fn info(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
                 }
             }
             "keyspace" => {
-                let n = sh.store.len();
+                let n = sh.store().len();
                 if n > 0 {
                     line("db0", &format!("keys={n},expires=0,avg_ttl=0"));
                 }
             }
             _ => {
-                let st = engine.get_or_insert_with(|| sh.store.stats());
+                let st = engine.get_or_insert_with(|| sh.store().stats());
                 line("data_dir", &sh.config.dir.display());
                 line("key_mode", &sh.config.key_mode);
                 line("direct_io", &u8::from(st.direct_io));

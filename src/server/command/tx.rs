@@ -43,8 +43,9 @@ pub(super) fn exec(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
         let e = "EXECABORT Transaction discarded because of previous errors.";
         return (Frame::err(e), Flow::Next);
     }
+    let store = ctx.shared.store();
     let mut view = View {
-        store: &ctx.shared.store,
+        store: &store,
         written: HashMap::new(),
         batch: Batch::new(),
     };

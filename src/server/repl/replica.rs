@@ -1,0 +1,444 @@
+//! A replica's link to its master: one thread that connects, shakes hands, syncs, and then
+//! applies the stream, reconnecting (a partial resync when the master's backlog allows)
+//! until the role changes.
+//!
+//! # A full sync never leaves a half-copied store
+//!
+//! The snapshot is written into `DIR.sync`, a directory beside the data directory, and
+//! synced; it is then opened once as a store (recovery checks it) and closed. Only then,
+//! with the server's gate held exclusively (no command runs), is the store halted, the two
+//! directories exchanged in one atomic `renameat2(RENAME_EXCHANGE)`, the new one opened and
+//! swapped in, and the old data (now `DIR.sync`) removed. A kill at any moment leaves `DIR`
+//! a whole store, the old or the new; a leftover `DIR.sync` is removed at start
+//! ([`clean_leftovers`]). Until the swap the replica serves its old data.
+//!
+//! # Applying the stream
+//!
+//! `SET`, `DEL` and `MULTI`…`EXEC` (applied as one atomic batch) go to the store; `PING` and
+//! `SELECT` do nothing; `REPLCONF GETACK` asks for an acknowledgement. What arrived in one
+//! read is applied, waited for as the store's durability says, appended to this server's
+//! backlog byte for byte, and then acknowledged (`REPLCONF ACK offset`, at least every
+//! [`ACK_EVERY`]): an offset a replica acknowledges is applied and durable there.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::{ACK_EVERY, LINK_TIMEOUT, Role};
+use crate::resp::{Limits, parse_command};
+use crate::server::Shared;
+use crate::{Batch, Commit, Store};
+
+/// How long a connection to the master may take.
+const CONNECT: Duration = Duration::from_secs(5);
+/// Pause between attempts to reach the master.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The directory a full sync is written into, beside `dir`.
+fn sync_dir(dir: &Path) -> PathBuf {
+    let mut s: OsString = dir.as_os_str().to_owned();
+    s.push(".sync");
+    PathBuf::from(s)
+}
+
+/// Removes what a full sync cut short (or finished) left beside `dir`.
+pub(crate) fn clean_leftovers(dir: &Path) {
+    let d = sync_dir(dir);
+    if d.exists() {
+        match std::fs::remove_dir_all(&d) {
+            Ok(()) => info!(dir = %d.display(), "removed what an earlier full sync left"),
+            Err(e) => warn!(dir = %d.display(), "cannot remove what a full sync left: {e}"),
+        }
+    }
+}
+
+/// Starts the link thread of role epoch `epoch`.
+pub(crate) fn start(shared: Arc<Shared>, epoch: u64) {
+    let spawned = std::thread::Builder::new()
+        .name("toykv-link".into())
+        .spawn(move || {
+            while shared.repl.epoch() == epoch && !shared.stopping() {
+                if let Err(why) = link(&shared, epoch) {
+                    warn!("replication link: {why}");
+                }
+                shared.repl.link_down(epoch);
+                let until = Instant::now() + RETRY;
+                while Instant::now() < until && shared.repl.epoch() == epoch {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        warn!("cannot start the replication link thread: {e}");
+    }
+}
+
+/// The connection to the master, with what was read but not used yet.
+struct Conn {
+    socket: TcpStream,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl Conn {
+    /// Reads more into the buffer; `Ok(false)` on a read timeout.
+    fn fill(&mut self) -> Result<bool, String> {
+        if self.at > 0 && self.at == self.buf.len() {
+            self.buf.clear();
+            self.at = 0;
+        }
+        let mut chunk = [0u8; 64 * 1024];
+        match self.socket.read(&mut chunk) {
+            Ok(0) => Err("the master closed the connection".into()),
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                Ok(true)
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(format!("read: {e}")),
+        }
+    }
+
+    /// The next line (without its end), skipping the bare `\n` keepalives a master may send
+    /// while it prepares a snapshot; waits up to [`LINK_TIMEOUT`].
+    fn line(&mut self) -> Result<String, String> {
+        let start = Instant::now();
+        loop {
+            while self.buf.get(self.at) == Some(&b'\n') {
+                self.at += 1;
+            }
+            if let Some(i) = self.buf[self.at..].iter().position(|&b| b == b'\n') {
+                let raw = &self.buf[self.at..self.at + i];
+                let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+                let line = String::from_utf8_lossy(line).into_owned();
+                self.at += i + 1;
+                return Ok(line);
+            }
+            if self.buf.len() - self.at > 64 * 1024 {
+                return Err("a reply line longer than 64 KiB".into());
+            }
+            if !self.fill()? && start.elapsed() > LINK_TIMEOUT {
+                return Err(format!("no reply within {LINK_TIMEOUT:?}"));
+            }
+        }
+    }
+
+    /// Sends a command and reads its one-line reply.
+    fn ask(&mut self, args: &[&[u8]]) -> Result<String, String> {
+        let mut out = Vec::new();
+        crate::resp::encode_command(args, &mut out);
+        self.socket
+            .write_all(&out)
+            .map_err(|e| format!("write: {e}"))?;
+        self.line()
+    }
+}
+
+/// A reader of the next `left` bytes of the connection (the snapshot's).
+struct Bulk<'a> {
+    conn: &'a mut Conn,
+    left: u64,
+    idle: Instant,
+}
+
+impl Read for Bulk<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        loop {
+            let have = self.conn.buf.len() - self.conn.at;
+            if have > 0 {
+                let n = have.min(out.len()).min(self.left as usize);
+                out[..n].copy_from_slice(&self.conn.buf[self.conn.at..self.conn.at + n]);
+                self.conn.at += n;
+                self.left -= n as u64;
+                return Ok(n);
+            }
+            match self.conn.fill() {
+                Ok(true) => self.idle = Instant::now(),
+                Ok(false) if self.idle.elapsed() > LINK_TIMEOUT => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the master sent nothing for a minute",
+                    ));
+                }
+                Ok(false) => {}
+                Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, e)),
+            }
+        }
+    }
+}
+
+/// One link: connect, hand-shake, sync, apply the stream until it breaks or the role
+/// changes.
+fn link(shared: &Arc<Shared>, epoch: u64) -> Result<(), String> {
+    let Role::Replica { host, port } = shared.repl.role() else {
+        return Ok(());
+    };
+    let addr = (host.as_str(), port)
+        .to_socket_addrs()
+        .map_err(|e| format!("resolve {host}:{port}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host}:{port} resolves to nothing"))?;
+    let socket =
+        TcpStream::connect_timeout(&addr, CONNECT).map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = socket.set_nodelay(true);
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .and_then(|()| socket.set_write_timeout(Some(LINK_TIMEOUT)))
+        .map_err(|e| format!("socket: {e}"))?;
+    let mut c = Conn {
+        socket,
+        buf: Vec::new(),
+        at: 0,
+    };
+    let pong = c.ask(&[b"PING"])?;
+    if !(pong.starts_with("+PONG") || pong.starts_with("-NOAUTH")) {
+        return Err(format!("the master answered PING with {pong}"));
+    }
+    if let Some(pass) = &shared.config.masterauth {
+        let r = c.ask(&[b"AUTH", pass.as_bytes()])?;
+        if !r.starts_with('+') {
+            return Err(format!("the master refused AUTH: {r}"));
+        }
+    }
+    let port = shared.config.port.to_string();
+    let mode = shared.config.key_mode.to_string();
+    for args in [
+        &[&b"REPLCONF"[..], b"listening-port", port.as_bytes()][..],
+        &[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"],
+        &[b"REPLCONF", b"toykv-key-mode", mode.as_bytes()],
+    ] {
+        let r = c.ask(args)?;
+        if !r.starts_with('+') {
+            return Err(format!("the master refused {}: {r}", show(args)));
+        }
+    }
+    let (replid, offset) = shared.repl.position();
+    let want = (offset + 1).to_string();
+    let r = c.ask(&[b"PSYNC", replid.as_bytes(), want.as_bytes()])?;
+    let words: Vec<&str> = r.split_whitespace().collect();
+    match words[..] {
+        ["+FULLRESYNC", id, off] => {
+            let off: u64 = off
+                .parse()
+                .map_err(|_| format!("a FULLRESYNC offset that is not a number: {r}"))?;
+            full_sync(shared, &mut c, epoch, id, off)?;
+        }
+        ["+CONTINUE", id] => shared.repl.continued(Some(id), epoch),
+        ["+CONTINUE"] => shared.repl.continued(None, epoch),
+        _ => return Err(format!("the master answered PSYNC with {r}")),
+    }
+    stream(shared, &mut c, epoch)
+}
+
+fn show(args: &[&[u8]]) -> String {
+    args.iter()
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Receives the snapshot into `DIR.sync` and swaps it in (see the module doc).
+fn full_sync(
+    shared: &Arc<Shared>,
+    c: &mut Conn,
+    epoch: u64,
+    replid: &str,
+    offset: u64,
+) -> Result<(), String> {
+    shared.repl.syncing(epoch, true);
+    let head = c.line()?;
+    let len: u64 = match head.strip_prefix('$') {
+        Some(n) if !n.starts_with("EOF:") => n
+            .parse()
+            .map_err(|_| format!("a snapshot length that is not a number: {head}"))?,
+        _ => return Err(format!("expected the snapshot's length, got {head:?}")),
+    };
+    let dir = &shared.config.dir;
+    let tmp = sync_dir(dir);
+    clean_leftovers(dir);
+    let started = Instant::now();
+    let from = format!("the master {}", c.socket.peer_addr().map_or_else(|_| "?".into(), |a| a.to_string()));
+    let mut bulk = Bulk {
+        conn: c,
+        left: len,
+        idle: Instant::now(),
+    };
+    let read = crate::restore(&crate::io::Os, &mut bulk, &tmp, &from).map_err(|e| e.to_string())?;
+    if bulk.left != 0 {
+        return Err(format!("the snapshot ended {} bytes early", bulk.left));
+    }
+    // Opened once as a store: recovery checks the copy before it replaces anything.
+    let options = shared.config.store_options.clone();
+    Store::open_with(&tmp, options.clone())
+        .and_then(Store::close)
+        .map_err(|e| format!("the copy does not open: {e}"))?;
+    crate::kill::point("replica-before-swap");
+    swap(shared, &tmp, options)?;
+    shared.repl.synced(epoch, replid, offset);
+    info!(
+        bytes = read,
+        secs = started.elapsed().as_secs_f64(),
+        offset,
+        "full sync done"
+    );
+    let old = tmp;
+    let _ = std::thread::Builder::new()
+        .name("toykv-rm-old".into())
+        .spawn(move || clean_leftovers_at(&old));
+    Ok(())
+}
+
+fn clean_leftovers_at(d: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(d) {
+        warn!(dir = %d.display(), "cannot remove the data a full sync replaced: {e}");
+    }
+}
+
+/// Replaces the store with the copy in `tmp`, with the gate held exclusively.
+fn swap(shared: &Arc<Shared>, tmp: &Path, options: crate::Options) -> Result<(), String> {
+    let dir = &shared.config.dir;
+    let _gate = shared.gate.blocking_write();
+    let old = shared.store();
+    if let Err(e) = old.halt() {
+        warn!("syncing the store a full sync replaces: {e}");
+    }
+    crate::io::exchange(dir, tmp).map_err(|e| format!("exchange {} and {}: {e}", dir.display(), tmp.display()))?;
+    match Store::open_with(dir, options.clone()) {
+        Ok(new) => {
+            let new = Arc::new(new);
+            new.set_feed(shared.repl.clone());
+            shared.set_store(new);
+            Ok(())
+        }
+        Err(e) => {
+            // Put the old data back and serve it again.
+            let back = crate::io::exchange(dir, tmp);
+            let reopened = Store::open_with(dir, options).map(|s| {
+                let s = Arc::new(s);
+                s.set_feed(shared.repl.clone());
+                shared.set_store(s);
+            });
+            Err(format!(
+                "the synced copy does not open in place ({e}); old data back: {:?}, reopened: {:?}",
+                back.err(),
+                reopened.err()
+            ))
+        }
+    }
+}
+
+/// Applies the stream until the link breaks or the role changes.
+fn stream(shared: &Arc<Shared>, c: &mut Conn, epoch: u64) -> Result<(), String> {
+    let limits = Limits {
+        max_request: 2 << 20,
+        ..Limits::default()
+    };
+    let mut batch: Option<Batch> = None;
+    let mut last_ack: Option<Instant> = None;
+    let mut heard = Instant::now();
+    loop {
+        if shared.repl.epoch() != epoch {
+            return Ok(());
+        }
+        let store = shared.store();
+        let mut used = c.at;
+        let mut commit = Commit::default();
+        let mut getack = false;
+        loop {
+            match parse_command(&c.buf[used..], &limits) {
+                Ok(Some((argv, n))) => {
+                    used += n;
+                    getack |= apply(shared, &store, &argv, &mut batch, &mut commit)?;
+                }
+                Ok(None) => break,
+                Err(e) => return Err(format!("protocol error in the stream: {e}")),
+            }
+        }
+        if used > c.at {
+            store
+                .wait(commit)
+                .map_err(|e| format!("the store failed: {e}"))?;
+            shared.repl.applied(epoch, &c.buf[c.at..used]);
+            c.at = used;
+        }
+        if getack || last_ack.is_none_or(|t| t.elapsed() >= ACK_EVERY) {
+            let (_, offset) = shared.repl.position();
+            let mut out = Vec::new();
+            crate::resp::encode_command(&[&b"REPLCONF"[..], b"ACK", offset.to_string().as_bytes()], &mut out);
+            c.socket
+                .write_all(&out)
+                .map_err(|e| format!("write: {e}"))?;
+            last_ack = Some(Instant::now());
+        }
+        if c.fill()? {
+            heard = Instant::now();
+        } else if heard.elapsed() > LINK_TIMEOUT {
+            return Err(format!("the master sent nothing for {LINK_TIMEOUT:?}"));
+        }
+    }
+}
+
+/// Applies one command of the stream; whether it asks for an acknowledgement.
+fn apply(
+    shared: &Shared,
+    store: &Store,
+    argv: &[Vec<u8>],
+    batch: &mut Option<Batch>,
+    commit: &mut Commit,
+) -> Result<bool, String> {
+    let Some(name) = argv.first() else {
+        return Ok(false);
+    };
+    let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+    let key = |raw: &[u8]| {
+        shared
+            .config
+            .key_mode
+            .key(raw)
+            .map_err(|e| format!("a key of the stream: {e}"))
+    };
+    let failed = |e: crate::Error| format!("applying {name}: {e}");
+    match (name.as_str(), &argv[1..]) {
+        ("set", [k, v, ..]) => {
+            let k = key(k)?;
+            match batch {
+                Some(b) => b.put(k, v).map_err(failed)?,
+                None => *commit = (*commit).max(store.put_deferred(k, v).map_err(failed)?),
+            }
+        }
+        ("del", keys) => {
+            for k in keys {
+                let k = key(k)?;
+                match batch {
+                    Some(b) => b.delete(k).map_err(failed)?,
+                    None => *commit = (*commit).max(store.delete_deferred(k).map_err(failed)?.1),
+                }
+            }
+        }
+        ("multi", []) => *batch = Some(Batch::new()),
+        ("exec", []) => {
+            if let Some(b) = batch.take() {
+                *commit = (*commit).max(store.apply(&b).map_err(failed)?.commit);
+            }
+        }
+        ("replconf", [sub, ..]) if sub.eq_ignore_ascii_case(b"getack") => return Ok(true),
+        ("ping" | "select" | "replconf", _) => {}
+        _ => warn!(command = %name, "the replication stream holds a command toykv does not apply"),
+    }
+    Ok(false)
+}
