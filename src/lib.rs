@@ -165,6 +165,6 @@ pub use error::{Damage, Error, Result};
 pub use key::{KEY_LEN, Key, VALUE_MAX, Value};
 pub use options::{Durability, Options, default_cache_bytes, default_shards};
 pub use store::{
-    Applied, Batch, Change, Commit, Feed, GET_MANY_CHUNK, Lookup, PendingRead, Quick, Scan, Snapshot,
-    Stats, Store, restore,
+    Applied, Batch, Change, Commit, Feed, GET_MANY_CHUNK, Lookup, PendingRead, Quick, Scan,
+    Snapshot, Stats, Store, restore,
 };

@@ -53,7 +53,9 @@ impl Feed for Log {
 
 fn value(key: u64, round: u64) -> Vec<u8> {
     let len = ((key * 7 + round * 13) % 257) as usize;
-    (0..len).map(|i| (key as usize ^ round as usize ^ i) as u8).collect()
+    (0..len)
+        .map(|i| (key as usize ^ round as usize ^ i) as u8)
+        .collect()
 }
 
 /// The state after the first `n` changes of `log`.

@@ -100,7 +100,10 @@ pub fn decode_head(b: &[u8; HEAD_LEN]) -> Result<u32, String> {
 /// Checks a tail against the number of files read.
 pub fn check_tail(b: &[u8; HEAD_LEN], files: u32) -> Result<(), String> {
     if b[..8] != TAIL_MAGIC {
-        return Err(format!("no tail where one was due (found {:02x?})", &b[..8]));
+        return Err(format!(
+            "no tail where one was due (found {:02x?})",
+            &b[..8]
+        ));
     }
     let said = u32_at(b, 8);
     if said != files {

@@ -73,7 +73,11 @@ pub fn rewrite(path: &Path, master: Option<(&str, u16)>) -> Result<()> {
     let mut out: String = old
         .lines()
         .filter(|l| {
-            let w = l.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+            let w = l
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
             w != "replicaof" && w != "slaveof"
         })
         .map(|l| format!("{l}\n"))
@@ -108,8 +112,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("toykv.conf");
         assert_eq!(read(&p).unwrap(), FileConf::default());
-        std::fs::write(&p, "# mine\nport 7000\nslaveof 10.0.0.1 6379\nreplica-priority 5\n")
-            .unwrap();
+        std::fs::write(
+            &p,
+            "# mine\nport 7000\nslaveof 10.0.0.1 6379\nreplica-priority 5\n",
+        )
+        .unwrap();
         let c = read(&p).unwrap();
         assert_eq!(c.replicaof, Some(("10.0.0.1".into(), 6379)));
         assert_eq!(c.replica_priority, Some(5));
@@ -117,7 +124,10 @@ mod tests {
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text, "# mine\nport 7000\nreplica-priority 5\n");
         rewrite(&p, Some(("127.0.0.1", 7001))).unwrap();
-        assert_eq!(read(&p).unwrap().replicaof, Some(("127.0.0.1".into(), 7001)));
+        assert_eq!(
+            read(&p).unwrap().replicaof,
+            Some(("127.0.0.1".into(), 7001))
+        );
         std::fs::write(&p, "replicaof host notaport\n").unwrap();
         assert!(read(&p).unwrap_err().to_string().contains("line 1"));
     }

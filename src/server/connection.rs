@@ -80,12 +80,41 @@ impl Connection {
         let peer = self.socket.peer_addr().ok();
         debug!(id = self.session.id, ?peer, "connected");
         let why = self.run().await;
+        if let Some(p) = self.session.psync.take() {
+            self.hand_over(p);
+            return;
+        }
         debug!(
             id = self.session.id,
             ?peer,
             name = ?self.session.name.as_deref().map(String::from_utf8_lossy),
             lib = ?self.session.lib_name.as_deref().map(String::from_utf8_lossy),
             "closed: {why}"
+        );
+    }
+
+    /// Gives the socket to replication after a `PSYNC` (see `repl::master`).
+    fn hand_over(self, p: command::Psync) {
+        let id = self.session.id;
+        let port = self.session.replica_port;
+        let socket = match self.socket.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(id, "cannot hand a replica's socket over: {e}");
+                return;
+            }
+        };
+        let peer = socket.peer_addr().ok();
+        let ip = peer.map_or_else(|| "?".into(), |a| a.ip().to_string());
+        let port = port.or(peer.map(|a| a.port())).unwrap_or(0);
+        super::repl::serve_replica(
+            self.shared.clone(),
+            socket,
+            id,
+            ip,
+            port,
+            p.replid,
+            p.offset,
         );
     }
 
@@ -128,6 +157,7 @@ impl Connection {
                     self.shared.stop.notify_one();
                     return "SHUTDOWN".into();
                 }
+                Flow::Replicate => return "a replica's PSYNC".into(),
             }
             if *self.stop.borrow() {
                 return "server shutting down".into();
@@ -194,8 +224,8 @@ impl Connection {
                 Reply::Frame(f) => f.encode(proto, out),
                 Reply::Value(v) => encode_bulk(v, out),
                 // Every read was done before the replies were encoded.
-                Reply::Read(_) => {
-                    Frame::err("ERR internal error: a read was not done").encode(proto, out)
+                Reply::Read(_) | Reply::Wait(..) => {
+                    Frame::err("ERR internal error: a reply was not made").encode(proto, out)
                 }
             }
         }
@@ -239,7 +269,11 @@ impl Connection {
             if effects.commit != before {
                 writes.push(replies.len());
             }
-            if f != Flow::Shutdown {
+            let reply = match self.session.wait.take() {
+                Some((target, n, timeout)) => Reply::Wait(target, n, timeout),
+                None => reply,
+            };
+            if !matches!(f, Flow::Shutdown | Flow::Replicate) {
                 replies.push(reply);
             }
             flow = f;
@@ -295,6 +329,13 @@ impl Connection {
         }
         if effects.pressed {
             hold_back(&shared).await;
+        }
+        // WAITs, in order: each after the writes before it are durable here.
+        for f in frames.iter_mut() {
+            if let Some(Reply::Wait(target, n, timeout)) = f {
+                let got = shared.repl.wait(*target, *n, *timeout).await;
+                *f = Some(Reply::Frame(Frame::Integer(got as i64)));
+            }
         }
         (frames.into_iter().flatten().collect(), flow)
     }
@@ -390,7 +431,11 @@ fn slow_path(
         if effects.commit != before {
             writes.push(frames.len());
         }
-        frames.push((f != Flow::Shutdown).then_some(Reply::Frame(reply)));
+        let reply = match session.wait.take() {
+            Some((target, n, timeout)) => Reply::Wait(target, n, timeout),
+            None => Reply::Frame(reply),
+        };
+        frames.push((!matches!(f, Flow::Shutdown | Flow::Replicate)).then_some(reply));
         flow = f;
         if flow != Flow::Next {
             break;

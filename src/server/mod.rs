@@ -26,10 +26,10 @@
 //!   finish the commands it has read, sync the store, return.
 
 pub mod command;
+pub mod conf;
 mod connection;
 pub mod glob;
 pub mod launch;
-pub mod conf;
 mod repl;
 pub mod stats;
 
@@ -137,6 +137,8 @@ pub(crate) struct Shared {
     pub(crate) repl: Arc<repl::Repl>,
     /// Set when the server shuts down.
     stopping: std::sync::atomic::AtomicBool,
+    /// This, for commands that start threads.
+    this: std::sync::Weak<Shared>,
     /// Background saves (`BGSAVE`, `LASTSAVE`).
     pub(crate) saves: parking_lot::Mutex<Saves>,
     pub(crate) config: Config,
@@ -160,6 +162,11 @@ impl Shared {
     /// Replaces the store (a replica's full sync, with the gate held exclusively).
     pub(crate) fn set_store(&self, store: Arc<Store>) {
         self.store.store(store);
+    }
+
+    /// This, shared (`None` once the server has stopped).
+    pub(crate) fn arc(&self) -> Option<Arc<Shared>> {
+        self.this.upgrade()
     }
 
     /// Whether the server is shutting down.
@@ -213,7 +220,8 @@ impl Server {
         repl::clean_leftovers(&config.dir);
         let repl = Arc::new(repl::Repl::new(config.key_mode, config.backlog_bytes));
         self.store.set_feed(repl.clone());
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|this| Shared {
+            this: this.clone(),
             store: arc_swap::ArcSwap::new(self.store),
             repl,
             stopping: std::sync::atomic::AtomicBool::new(false),

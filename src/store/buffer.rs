@@ -44,6 +44,10 @@ use super::file::Span;
 use super::file::create_complete;
 use super::file::header_error;
 
+/// The bank puts fill, as a snapshot copies it: its number, and its header page and filled
+/// slots.
+pub(crate) type Filled = (usize, Vec<u8>);
+
 /// The open write buffer.
 #[derive(Debug)]
 pub(crate) struct Buffer {
@@ -387,10 +391,14 @@ impl Buffer {
     /// being written out (their `.v` files come later), and the bank puts fill with a copy of
     /// its header page and of the slots filled so far (`None` when it holds no section or no
     /// value yet).
-    pub(crate) fn capture(&self) -> Result<(Vec<u32>, Option<(usize, Vec<u8>)>)> {
+    pub(crate) fn capture(&self) -> Result<(Vec<u32>, Option<Filled>)> {
         let outgoing = self.outgoing();
         let a = self.active;
-        let filled = if self.banks[a].is_some() { self.fill } else { 0 };
+        let filled = if self.banks[a].is_some() {
+            self.fill
+        } else {
+            0
+        };
         if filled == 0 || self.writing[a] {
             return Ok((outgoing, None));
         }

@@ -218,7 +218,10 @@ impl Snapshot<'_> {
         let bank_len = values_len(c.slots);
         let mut bank = c.bank;
         for b in 0..BANKS {
-            debug_assert_eq!(bank_at(c.slots, b) as u64, PAGE as u64 + b as u64 * bank_len);
+            debug_assert_eq!(
+                bank_at(c.slots, b) as u64,
+                PAGE as u64 + b as u64 * bank_len
+            );
             match bank.take_if(|(n, _)| *n == b) {
                 Some((_, copy)) => {
                     let rest = bank_len - copy.len() as u64;
@@ -270,7 +273,11 @@ impl Snapshot<'_> {
                         }
                     }
                     Part::Records { path, len } => {
-                        let file = self.store.vfs.open(path, Mode::default()).ctx("open", path)?;
+                        let file = self
+                            .store
+                            .vfs
+                            .open(path, Mode::default())
+                            .ctx("open", path)?;
                         let mut at = 0;
                         while at < *len {
                             let now = (*len - at).min(CHUNK as u64) as usize;
@@ -355,7 +362,10 @@ fn data(
     put: &impl Fn(&mut dyn Write, &[u8]) -> Result<()>,
 ) -> Result<()> {
     for c in b.chunks(CHUNK) {
-        put(out, &fmt::chunk_header(DATA, c.len() as u32, crc32c::crc32c(c)))?;
+        put(
+            out,
+            &fmt::chunk_header(DATA, c.len() as u32, crc32c::crc32c(c)),
+        )?;
         put(out, c)?;
     }
     Ok(())

@@ -17,6 +17,7 @@ mod engine;
 mod interop;
 mod lifecycle;
 mod limits;
+mod replication;
 mod slow_sync;
 mod transactions;
 mod wire;

@@ -301,10 +301,7 @@ pub(super) fn range(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
         let mode = ctx.shared.config.key_mode;
         let mut out = Vec::new();
         let store = ctx.shared.store();
-        for item in store
-            .scan::<Key, _>((lo, hi))
-            .take(limit.min(MAX_BATCH))
-        {
+        for item in store.scan::<Key, _>((lo, hi)).take(limit.min(MAX_BATCH)) {
             let (k, v) = item.map_err(storage)?;
             out.push(Frame::Bulk(mode.show(k)));
             out.push(Frame::Bulk(v.to_vec()));

@@ -14,6 +14,7 @@
 
 mod conn;
 mod keys;
+mod repl;
 mod server;
 mod tx;
 
@@ -43,6 +44,22 @@ pub struct Session {
     pub lib_ver: Option<Vec<u8>>,
     /// The transaction being queued after `MULTI`, if any.
     pub multi: Option<Queued>,
+    /// The port a replica says it listens on (`REPLCONF listening-port`).
+    pub replica_port: Option<u16>,
+    /// A replica's `PSYNC`: the connection is handed to replication.
+    pub psync: Option<Psync>,
+    /// A `WAIT` still to answer: the offset, how many replicas, and for how long (`None`:
+    /// forever). Set by the command; the connection waits and replaces its reply.
+    pub wait: Option<(u64, usize, Option<std::time::Duration>)>,
+}
+
+/// What a replica asked with `PSYNC`.
+#[derive(Debug, Clone)]
+pub struct Psync {
+    /// The replication id it had, or `?`.
+    pub replid: String,
+    /// The first offset it wants, or -1.
+    pub offset: i64,
 }
 
 /// Commands queued by `MULTI` for `EXEC`.
@@ -157,6 +174,8 @@ pub(crate) enum Reply {
     /// A GET's value, to read from disk (where blocking is allowed) and send as a bulk
     /// string.
     Read(Box<PendingRead>),
+    /// A `WAIT` to answer once enough replicas acknowledged the offset (or the time ran out).
+    Wait(u64, usize, Option<std::time::Duration>),
 }
 
 /// What the connection does after sending the reply.
@@ -168,6 +187,8 @@ pub enum Flow {
     Close,
     /// Close the connection without a reply and shut the server down (SHUTDOWN).
     Shutdown,
+    /// Send no reply: the connection now belongs to a replica (PSYNC).
+    Replicate,
 }
 
 /// What a command handler gets.
@@ -212,6 +233,7 @@ const RW: &[&str] = &["write"];
 const RO: &[&str] = &["readonly", "fast"];
 const FAST: &[&str] = &["fast"];
 const NOAUTH: &[&str] = &["noauth", "fast"];
+const ADMIN: &[&str] = &["admin"];
 
 /// Every command, in the order `INFO commandstats` lists them.
 pub(crate) const COMMANDS: &[Spec] = &[
@@ -238,6 +260,14 @@ pub(crate) const COMMANDS: &[Spec] = &[
     spec("multi", 1, FAST, (0, 0, 0), tx::multi),
     spec("exec", 1, &[], (0, 0, 0), tx::exec),
     spec("discard", 1, FAST, (0, 0, 0), tx::discard),
+    spec("replicaof", 3, ADMIN, (0, 0, 0), repl::replicaof),
+    spec("slaveof", 3, ADMIN, (0, 0, 0), repl::replicaof),
+    spec("role", 1, FAST, (0, 0, 0), repl::role),
+    spec("wait", 3, &[], (0, 0, 0), repl::wait),
+    spec("replconf", -1, ADMIN, (0, 0, 0), repl::replconf),
+    spec("psync", -3, ADMIN, (0, 0, 0), repl::psync),
+    spec("bgsave", -1, ADMIN, (0, 0, 0), repl::bgsave),
+    spec("lastsave", 1, FAST, (0, 0, 0), repl::lastsave),
 ];
 
 /// The index of a command in [`COMMANDS`] by its (case-insensitive) name.
@@ -249,7 +279,11 @@ fn find(name: &[u8]) -> Option<usize> {
 
 /// Finds the command `argv` names and checks the client may run it with these arguments:
 /// its index in [`COMMANDS`], or the error reply.
-fn check(session: &Session, argv: &[Vec<u8>]) -> std::result::Result<usize, Frame> {
+fn check(
+    shared: &Shared,
+    session: &Session,
+    argv: &[Vec<u8>],
+) -> std::result::Result<usize, Frame> {
     let Some(name) = argv.first() else {
         return Err(Frame::err("ERR empty command"));
     };
@@ -267,6 +301,11 @@ fn check(session: &Session, argv: &[Vec<u8>]) -> std::result::Result<usize, Fram
             "ERR wrong number of arguments for '{}' command",
             spec.name
         )));
+    }
+    if spec.flags.contains(&"write") && shared.repl.is_replica() {
+        return Err(Frame::err(
+            "READONLY You can't write against a read only replica.",
+        ));
     }
     Ok(i)
 }
@@ -319,7 +358,7 @@ pub(crate) fn run(
     argv: &[Vec<u8>],
     data: &mut dyn Data,
 ) -> (Frame, Flow) {
-    let i = match check(session, argv) {
+    let i = match check(shared, session, argv) {
         Ok(i) => i,
         Err(e) => {
             if let Some(q) = session.multi.as_mut() {
@@ -352,7 +391,7 @@ pub(crate) fn fast(
     argv: &[Vec<u8>],
     effects: &mut Effects,
 ) -> Option<(Reply, Flow)> {
-    let i = match check(session, argv) {
+    let i = match check(shared, session, argv) {
         Ok(i) => i,
         Err(e) => {
             if let Some(q) = session.multi.as_mut() {
@@ -372,6 +411,14 @@ pub(crate) fn fast(
         "del" => Reply::Frame(keys::del_fast(shared, args, effects)?),
         // Reads and writes of many keys, scans, transactions: where blocking is allowed.
         "mget" | "mset" | "scan" | "range" | "exec" | "exists" => return None,
+        // CONFIG REWRITE writes and syncs a file.
+        "config"
+            if args
+                .first()
+                .is_some_and(|a| a.eq_ignore_ascii_case(b"rewrite")) =>
+        {
+            return None;
+        }
         _ => {
             let (frame, flow) = execute(shared, session, argv, effects);
             return Some((Reply::Frame(frame), flow));
@@ -380,7 +427,7 @@ pub(crate) fn fast(
     match &reply {
         Reply::Frame(f) => count(shared, i, started, f),
         Reply::Value(_) => count(shared, i, started, &Frame::Null),
-        Reply::Read(_) => {}
+        Reply::Read(_) | Reply::Wait(..) => {}
     }
     Some((reply, Flow::Next))
 }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use super::{COMMANDS, Ctx, Flow, int, word};
 use crate::resp::Frame;
 use crate::server::glob;
+use crate::server::repl::Role;
 use crate::server::stats::get;
 
 pub(super) fn ping(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
@@ -85,10 +86,13 @@ pub(super) fn config(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
             Flow::Next,
         );
     };
+    if word(sub) == "rewrite" && patterns.is_empty() {
+        return (rewrite(ctx), Flow::Next);
+    }
     if word(sub) != "get" {
         return (
             Frame::err(format!(
-                "ERR CONFIG {} is not supported by toykv (only CONFIG GET)",
+                "ERR CONFIG {} is not supported by toykv (only CONFIG GET and CONFIG REWRITE)",
                 String::from_utf8_lossy(sub).to_uppercase()
             )),
             Flow::Next,
@@ -121,6 +125,15 @@ pub(super) fn config(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
         // nor an append-only file (every write goes straight to its own files).
         ("save", String::new()),
         ("appendonly", "no".to_string()),
+        ("replica-priority", c.replica_priority.to_string()),
+        ("slave-priority", c.replica_priority.to_string()),
+        (
+            "replicaof",
+            match ctx.shared.repl.role() {
+                Role::Master => String::new(),
+                Role::Replica { host, port } => format!("{host} {port}"),
+            },
+        ),
     ];
     let mut out = Vec::new();
     for (name, value) in settings {
@@ -134,6 +147,22 @@ pub(super) fn config(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
     (Frame::Map(out), Flow::Next)
 }
 
+/// `CONFIG REWRITE`: writes the role to the configuration file (see `server::conf`).
+fn rewrite(ctx: &Ctx<'_>) -> Frame {
+    let Some(path) = &ctx.shared.config.config_file else {
+        return Frame::err("ERR The server is running without a config file");
+    };
+    let role = ctx.shared.repl.role();
+    let master = match &role {
+        Role::Master => None,
+        Role::Replica { host, port } => Some((host.as_str(), *port)),
+    };
+    match crate::server::conf::rewrite(path, master) {
+        Ok(()) => Frame::ok(),
+        Err(e) => Frame::err(format!("ERR Rewriting config file: {e}")),
+    }
+}
+
 /// `INFO [section…]`: server, clients, persistence, stats, commandstats, latencystats,
 /// keyspace, storage. The engine's counters are in persistence (durability, syncs, bank
 /// write-outs and the puts that waited for one) and storage (sizes, cache, shards, garbage
@@ -144,6 +173,7 @@ pub(super) fn info(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
         "clients",
         "persistence",
         "stats",
+        "replication",
         "commandstats",
         "latencystats",
         "keyspace",
@@ -176,6 +206,7 @@ pub(super) fn info(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
         match *section {
             "server" => {
                 line("redis_version", &"7.0.0");
+                line("run_id", &sh.repl.run_id);
                 line("toykv_version", &env!("CARGO_PKG_VERSION"));
                 line("redis_mode", &"standalone");
                 line("os", &std::env::consts::OS);
@@ -202,7 +233,15 @@ pub(super) fn info(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
                 line("journal_checkpoints", &st.journal_checkpoints);
                 line("flushes", &st.flushes);
                 line("stalls", &st.stalls);
+                let saves = sh.saves.lock();
+                line("rdb_changes_since_last_save", &0);
+                line("rdb_bgsave_in_progress", &u8::from(saves.running));
+                line("rdb_last_save_time", &saves.last_ok);
+                let status = if saves.failed { "err" } else { "ok" };
+                line("rdb_last_bgsave_status", &status);
+                line("aof_enabled", &0);
             }
+            "replication" => sh.repl.info(&mut out, sh.config.replica_priority),
             "stats" => {
                 let s = &sh.stats;
                 line("total_connections_received", &get(&s.connections));
@@ -213,6 +252,7 @@ pub(super) fn info(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
                 line("keyspace_hits", &get(&s.hits));
                 line("keyspace_misses", &get(&s.misses));
                 line("total_error_replies_protocol", &get(&s.protocol_errors));
+                sh.repl.stats(&mut out);
             }
             "commandstats" => {
                 for (c, st) in COMMANDS

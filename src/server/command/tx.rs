@@ -17,7 +17,16 @@ use crate::{Batch, Result, Store};
 
 /// Commands a transaction may queue.
 pub(crate) const QUEUEABLE: &[&str] = &[
-    "set", "get", "del", "mset", "mget", "exists", "ping", "echo",
+    "set",
+    "get",
+    "del",
+    "mset",
+    "mget",
+    "exists",
+    "ping",
+    "echo",
+    "replicaof",
+    "slaveof",
 ];
 
 pub(super) fn multi(ctx: &mut Ctx<'_>) -> (Frame, Flow) {

@@ -34,7 +34,9 @@ impl Repl {
     ) -> Result<Psync, String> {
         let mut s = self.state.lock();
         if s.role != Role::Master {
-            return Err("ERR toykv replicas do not serve replicas: replicate from the master".into());
+            return Err(
+                "ERR toykv replicas do not serve replicas: replicate from the master".into(),
+            );
         }
         if let (Ok(want), Some(b)) = (u64::try_from(want), s.backlog.as_ref())
             && want > 0
@@ -91,11 +93,14 @@ impl Repl {
                 Some(r) if !r.dropped => r.sent,
                 _ => return None,
             };
-            let Some(b) = s.backlog.as_ref() else {
-                return None;
-            };
+            let b = s.backlog.as_ref()?;
             let Some(bytes) = b.read(sent, SEND_MAX) else {
-                warn!(id, sent, start = b.start(), "a replica fell behind the backlog; dropped");
+                warn!(
+                    id,
+                    sent,
+                    start = b.start(),
+                    "a replica fell behind the backlog; dropped"
+                );
                 return None;
             };
             if !bytes.is_empty() {
@@ -220,13 +225,7 @@ fn send(
 }
 
 /// A full sync: `+FULLRESYNC replid offset`, then the snapshot as one bulk string.
-fn full(
-    shared: &Shared,
-    out: &mut &TcpStream,
-    id: u64,
-    ip: &str,
-    port: u16,
-) -> Result<(), String> {
+fn full(shared: &Shared, out: &mut &TcpStream, id: u64, ip: &str, port: u16) -> Result<(), String> {
     let repl = &shared.repl;
     repl.activate();
     let store = shared.store();
@@ -245,7 +244,9 @@ fn full(
     let head = format!("+FULLRESYNC {replid} {offset}\r\n${}\r\n", snap.len());
     out.write_all(head.as_bytes())
         .map_err(|e| format!("write: {e}"))?;
-    let sent = snap.write_to(out).map_err(|e| format!("send the snapshot: {e}"))?;
+    let sent = snap
+        .write_to(out)
+        .map_err(|e| format!("send the snapshot: {e}"))?;
     drop(snap);
     repl.set_state(id, "online");
     let secs = started.elapsed().as_secs_f64();
@@ -279,7 +280,9 @@ fn read_acks(repl: &Repl, mut socket: TcpStream, id: u64) {
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) =>
             {
                 if heard.elapsed() > LINK_TIMEOUT {

@@ -294,14 +294,6 @@ impl Repl {
         self.active.store(true, Ordering::Release);
     }
 
-    /// Appends a command to the stream (a master's `PING`, `REPLCONF GETACK`).
-    fn push_command(&self, args: &[&[u8]]) {
-        let mut s = self.state.lock();
-        s.push(args);
-        drop(s);
-        self.grew.notify_all();
-    }
-
     /// The offset a `WAIT` issued now waits for, after asking the replicas to acknowledge
     /// (a `REPLCONF GETACK *` in the stream, unless one already follows that offset).
     pub(crate) fn wait_target(&self) -> u64 {
@@ -347,22 +339,6 @@ impl Repl {
                 None => notified.await,
             }
         }
-    }
-
-    /// Drops the replicas whose address is `addr` or all of them (`CLIENT KILL TYPE
-    /// replica`); how many.
-    pub(crate) fn drop_replicas(&self, addr: Option<&str>) -> usize {
-        let mut s = self.state.lock();
-        let mut n = 0;
-        for r in s.replicas.values_mut() {
-            if !r.dropped && addr.is_none_or(|a| a == format!("{}:{}", r.ip, r.port)) {
-                r.dropped = true;
-                n += 1;
-            }
-        }
-        drop(s);
-        self.grew.notify_all();
-        n
     }
 
     /// The link of `epoch` went down.
@@ -496,7 +472,10 @@ impl Repl {
         );
         let b = s.backlog.as_ref();
         line("repl_backlog_active", &u8::from(b.is_some()));
-        line("repl_backlog_size", &b.map_or(self.backlog_size, Backlog::size));
+        line(
+            "repl_backlog_size",
+            &b.map_or(self.backlog_size, Backlog::size),
+        );
         line(
             "repl_backlog_first_byte_offset",
             &b.map_or(0, |b| b.start() + 1),

@@ -102,7 +102,9 @@ impl Conn {
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::Interrupted
                 ) =>
             {
                 Ok(false)
@@ -272,7 +274,12 @@ fn full_sync(
     let tmp = sync_dir(dir);
     clean_leftovers(dir);
     let started = Instant::now();
-    let from = format!("the master {}", c.socket.peer_addr().map_or_else(|_| "?".into(), |a| a.to_string()));
+    let from = format!(
+        "the master {}",
+        c.socket
+            .peer_addr()
+            .map_or_else(|_| "?".into(), |a| a.to_string())
+    );
     let mut bulk = Bulk {
         conn: c,
         left: len,
@@ -317,7 +324,8 @@ fn swap(shared: &Arc<Shared>, tmp: &Path, options: crate::Options) -> Result<(),
     if let Err(e) = old.halt() {
         warn!("syncing the store a full sync replaces: {e}");
     }
-    crate::io::exchange(dir, tmp).map_err(|e| format!("exchange {} and {}: {e}", dir.display(), tmp.display()))?;
+    crate::io::exchange(dir, tmp)
+        .map_err(|e| format!("exchange {} and {}: {e}", dir.display(), tmp.display()))?;
     match Store::open_with(dir, options.clone()) {
         Ok(new) => {
             let new = Arc::new(new);
@@ -379,7 +387,10 @@ fn stream(shared: &Arc<Shared>, c: &mut Conn, epoch: u64) -> Result<(), String> 
         if getack || last_ack.is_none_or(|t| t.elapsed() >= ACK_EVERY) {
             let (_, offset) = shared.repl.position();
             let mut out = Vec::new();
-            crate::resp::encode_command(&[&b"REPLCONF"[..], b"ACK", offset.to_string().as_bytes()], &mut out);
+            crate::resp::encode_command(
+                &[&b"REPLCONF"[..], b"ACK", offset.to_string().as_bytes()],
+                &mut out,
+            );
             c.socket
                 .write_all(&out)
                 .map_err(|e| format!("write: {e}"))?;
