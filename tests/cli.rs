@@ -64,6 +64,7 @@ fn help_explains_every_subcommand() {
         "put",
         "del",
         "scan",
+        "backup",
         "Exit codes",
         "KEYMODE",
     ] {
@@ -385,4 +386,37 @@ fn check_reports_a_damaged_value_collection_set_aside() {
     let (code, out, _) = toykv(&["check", s(d.path())]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("error: shard-00/00000000.v"), "{out}");
+}
+
+#[test]
+fn backup_copies_a_store_that_checks_clean_and_refuses_an_existing_dest() {
+    let tmp = tempdir();
+    let src = tmp.path().join("src");
+    small_store(&src);
+    let dest = tmp.path().join("copy");
+    let (code, out, err) = toykv(&["backup", s(&src), s(&dest)]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("backed up 40 keys"), "{out}");
+    let (code, out, _) = toykv(&["check", s(&dest)]);
+    assert_eq!(code, 0, "{out}");
+    let copy = Store::open(&dest).unwrap();
+    for k in 0..40u64 {
+        assert_eq!(
+            copy.get(k).unwrap().as_deref(),
+            Some(format!("v{k}").as_bytes())
+        );
+    }
+    drop(copy);
+    // Again into the same place: refused, the copy untouched.
+    let (code, _, err) = toykv(&["backup", s(&src), s(&dest)]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("exists"), "{err}");
+    // Not a store.
+    let (code, _, err) = toykv(&[
+        "backup",
+        s(&tmp.path().join("none")),
+        s(&tmp.path().join("x")),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no toykv store"), "{err}");
 }
