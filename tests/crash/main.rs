@@ -45,6 +45,7 @@ mod batches;
 mod child;
 mod ops;
 mod parent;
+mod replica;
 mod running;
 mod server;
 

@@ -34,7 +34,12 @@ pub(crate) fn flags(dir: &Path, durability: &str) -> toykv::server::launch::Flag
 /// durability in [`ENV_DURABILITY`] (`none` when unset).
 pub(crate) fn serve(dir: &Path) {
     let durability = std::env::var(ENV_DURABILITY).unwrap_or_else(|_| "none".into());
-    let flags = flags(dir, &durability);
+    let mut flags = flags(dir, &durability);
+    // A replica child (see `replica`) follows the master the parent names.
+    if let Ok(master) = std::env::var(crate::replica::ENV_REPLICAOF) {
+        let (host, port) = master.split_once(' ').expect("child: HOST PORT");
+        flags.replicaof = Some((host.to_string(), port.parse().expect("child: port")));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
