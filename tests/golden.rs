@@ -13,6 +13,7 @@ use toykv::Key;
 use toykv::format::intent::{Span, encode_intent};
 use toykv::format::journal::{Frame, JournalHeader, encode_delete, encode_put};
 use toykv::format::record::value_crc;
+use toykv::format::snapshot as snap;
 use toykv::format::{
     DEFAULT_SECTION_SLOTS, Header, KEYS_DATA_AT, Kind, MARK_A, Mark, Op, PAGE, RECORD_SIZE, Record,
     SLOT_SIZE, bank_at,
@@ -178,6 +179,12 @@ fn examples() -> Vec<Image> {
     let mut intent = Vec::new();
     encode_intent(1, 2, &[span], &entries, &mut intent);
 
+    let mut snapshot = snap::head(1).to_vec();
+    snapshot.extend(snap::file_header("KEYMODE", 6));
+    snapshot.extend(snap::data_header(b"bytes\n"));
+    snapshot.extend(b"bytes\n");
+    snapshot.extend(snap::tail(1));
+
     let bank = bank_at(slots, 1);
     vec![
         Image::new("STORE header (2 shards)").at(0, &header(Kind::Store, 2), PAGE),
@@ -194,6 +201,7 @@ fn examples() -> Vec<Image> {
         ),
         Image::new("journal frame 0 (put of key 1, \"hello\")").at(2 * 4096, &frame_bytes, 0),
         Image::new("intent of batch 1 (puts of keys 1 and 2, shard 0)").at(0, &intent, 0),
+        Image::new("snapshot stream of one file, KEYMODE").at(0, &snapshot, 0),
     ]
 }
 

@@ -222,3 +222,20 @@ fn damaged_cut_and_foreign_streams_are_refused_where_they_go_wrong() {
     std::fs::write(full.join("x"), b"x").unwrap();
     assert!(restore(&Os, &mut &good[..], &full, "test").is_err());
 }
+
+#[test]
+fn the_format_documents_example_restores() {
+    use toykv::format::snapshot::{data_header, tail};
+    let tmp = tempdir();
+    let mut bytes = head(1).to_vec();
+    bytes.extend(file_header("KEYMODE", 6));
+    bytes.extend(data_header(b"bytes\n"));
+    bytes.extend(b"bytes\n");
+    bytes.extend(tail(1));
+    let dest = tmp.path().join("d");
+    assert_eq!(
+        restore(&Os, &mut &bytes[..], &dest, "test").unwrap(),
+        bytes.len() as u64
+    );
+    assert_eq!(std::fs::read(dest.join("KEYMODE")).unwrap(), b"bytes\n");
+}

@@ -173,6 +173,11 @@ pub fn chunk_header(kind: u8, len: u32, crc: u32) -> [u8; CHUNK_HEADER_LEN] {
     b
 }
 
+/// The header of a data chunk of `data`.
+pub fn data_header(data: &[u8]) -> [u8; CHUNK_HEADER_LEN] {
+    chunk_header(DATA, data.len() as u32, crc32c::crc32c(data))
+}
+
 /// A decoded chunk header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Chunk {
