@@ -1,9 +1,14 @@
 //! Commands: the table of what the server understands, and dispatch.
 //!
 //! Each family has its file: `keys` (GET, SET, DEL, EXISTS, MGET, MSET, DBSIZE, SCAN, RANGE),
-//! `server` (PING, ECHO, INFO, COMMAND, CONFIG, SELECT, QUIT, SHUTDOWN), `conn` (HELLO,
-//! AUTH, CLIENT) and `tx` (MULTI, EXEC, DISCARD). A command runs synchronously against the
-//! store through `Data`; the reply is a [`Frame`].
+//! `server` (PING, ECHO, INFO, COMMAND, CONFIG, SELECT, QUIT, SHUTDOWN, SCRIPT), `conn`
+//! (HELLO, AUTH, CLIENT, RESET), `pubsub` (SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE,
+//! PUBLISH, PUBSUB) and `tx` (MULTI, EXEC, DISCARD). A command runs synchronously against the
+//! store through `Data`; the reply is a [`Frame`] (the subscribe family answers one frame per
+//! channel or pattern named).
+//!
+//! A RESP2 connection subscribed to anything accepts only the subscribe family, PING, QUIT
+//! and RESET, as in Redis; in RESP3 every command runs, the messages arriving as push frames.
 //!
 //! Two ways in: `fast` runs a command on the async runtime's worker threads and refuses
 //! (`None`) whatever might wait on the disk or on a lock held long — a GET that misses the
@@ -14,14 +19,17 @@
 
 mod conn;
 mod keys;
+mod pubsub;
 mod server;
 mod tx;
 
 pub(crate) use keys::{hit_or_miss, storage};
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::Shared;
+use super::clients::Client;
 use crate::key::Key;
 use crate::resp::{Frame, Proto};
 use crate::{Commit, PendingRead, Result, Store};
@@ -43,6 +51,29 @@ pub struct Session {
     pub lib_ver: Option<Vec<u8>>,
     /// The transaction being queued after `MULTI`, if any.
     pub multi: Option<Queued>,
+    /// The connection's entry in the client registry (none for a session without one).
+    pub(crate) client: Option<Arc<Client>>,
+    /// The last command run or queued, as `CLIENT LIST` shows it (`get`, `client|list`).
+    pub(crate) last_cmd: String,
+}
+
+impl Session {
+    /// Whether the connection is subscribed to any channel or pattern.
+    pub(crate) fn subscribed(&self) -> bool {
+        self.client.as_ref().is_some_and(|c| c.subscribed())
+    }
+
+    /// Mirrors what `CLIENT LIST` shows of this session into its registry entry.
+    pub(crate) fn observe(&self) {
+        if let Some(c) = &self.client {
+            c.observe(
+                self.name.as_deref(),
+                &self.last_cmd,
+                self.multi.as_ref().map(|q| q.commands.len()),
+                self.proto,
+            );
+        }
+    }
 }
 
 /// Commands queued by `MULTI` for `EXEC`.
@@ -157,6 +188,20 @@ pub(crate) enum Reply {
     /// A GET's value, to read from disk (where blocking is allowed) and send as a bulk
     /// string.
     Read(Box<PendingRead>),
+    /// Several frames, sent one after the other (`SUBSCRIBE a b` answers one per channel).
+    Frames(Vec<Frame>),
+}
+
+impl Reply {
+    /// The reply as one frame (an element of `EXEC`'s array).
+    pub(crate) fn into_frame(self) -> Frame {
+        match self {
+            Reply::Frame(f) => f,
+            Reply::Value(v) => Frame::Bulk(v.to_vec()),
+            Reply::Frames(v) => Frame::Array(v),
+            Reply::Read(_) => Frame::err("ERR internal error: a read was not done"),
+        }
+    }
 }
 
 /// What the connection does after sending the reply.
@@ -212,6 +257,7 @@ const RW: &[&str] = &["write"];
 const RO: &[&str] = &["readonly", "fast"];
 const FAST: &[&str] = &["fast"];
 const NOAUTH: &[&str] = &["noauth", "fast"];
+const PUBSUB: &[&str] = &["pubsub", "noscript", "loading", "stale"];
 
 /// Every command, in the order `INFO commandstats` lists them.
 pub(crate) const COMMANDS: &[Spec] = &[
@@ -238,7 +284,54 @@ pub(crate) const COMMANDS: &[Spec] = &[
     spec("multi", 1, FAST, (0, 0, 0), tx::multi),
     spec("exec", 1, &[], (0, 0, 0), tx::exec),
     spec("discard", 1, FAST, (0, 0, 0), tx::discard),
+    spec("subscribe", -2, PUBSUB, (0, 0, 0), pubsub::subscribe),
+    spec("unsubscribe", -1, PUBSUB, (0, 0, 0), pubsub::unsubscribe),
+    spec("psubscribe", -2, PUBSUB, (0, 0, 0), pubsub::psubscribe),
+    spec("punsubscribe", -1, PUBSUB, (0, 0, 0), pubsub::punsubscribe),
+    spec(
+        "publish",
+        3,
+        &["pubsub", "fast"],
+        (0, 0, 0),
+        pubsub::publish,
+    ),
+    spec("pubsub", -2, PUBSUB, (0, 0, 0), pubsub::pubsub),
+    spec("script", -2, &["noscript"], (0, 0, 0), server::script),
+    spec("reset", 1, NOAUTH, (0, 0, 0), conn::reset),
 ];
+
+/// Commands with subcommands: `CLIENT LIST` shows them as `client|list`.
+const CONTAINERS: &[&str] = &["client", "command", "config", "pubsub", "script"];
+
+/// What a RESP2 connection subscribed to anything may still run (as in Redis).
+const WHILE_SUBSCRIBED: &[&str] = &[
+    "subscribe",
+    "unsubscribe",
+    "psubscribe",
+    "punsubscribe",
+    "ping",
+    "quit",
+    "reset",
+];
+
+/// A command's name as Redis shows it: `get`, or `client|list` for a subcommand.
+fn full_name(i: usize, argv: &[Vec<u8>], out: &mut String) {
+    let name = COMMANDS[i].name;
+    out.clear();
+    out.push_str(name);
+    if CONTAINERS.contains(&name)
+        && let Some(sub) = argv.get(1)
+    {
+        out.push('|');
+        let sub = sub.get(..32).unwrap_or(sub);
+        out.extend(
+            String::from_utf8_lossy(sub)
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .map(|c| c.to_ascii_lowercase()),
+        );
+    }
+}
 
 /// The index of a command in [`COMMANDS`] by its (case-insensitive) name.
 fn find(name: &[u8]) -> Option<usize> {
@@ -268,6 +361,17 @@ fn check(session: &Session, argv: &[Vec<u8>]) -> std::result::Result<usize, Fram
             spec.name
         )));
     }
+    if session.proto == Proto::Resp2
+        && !WHILE_SUBSCRIBED.contains(&spec.name)
+        && session.subscribed()
+    {
+        let mut name = String::new();
+        full_name(i, argv, &mut name);
+        return Err(Frame::err(format!(
+            "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
+             RESET are allowed in this context"
+        )));
+    }
     Ok(i)
 }
 
@@ -288,9 +392,14 @@ fn queue(session: &mut Session, i: usize, argv: &[Vec<u8>]) -> Option<Frame> {
     }
     if !tx::QUEUEABLE.contains(&name) {
         q.refused = true;
+        let allowed: Vec<&str> = tx::QUEUEABLE
+            .iter()
+            .copied()
+            .filter(|n| find(n.as_bytes()).is_some())
+            .collect();
         return Some(Frame::err(format!(
             "ERR '{name}' cannot run inside a toykv transaction (only {})",
-            tx::QUEUEABLE.join(", ").to_uppercase()
+            allowed.join(", ").to_uppercase()
         )));
     }
     q.commands.push(argv.to_vec());
@@ -303,7 +412,7 @@ pub(crate) fn execute(
     session: &mut Session,
     argv: &[Vec<u8>],
     effects: &mut Effects,
-) -> (Frame, Flow) {
+) -> (Reply, Flow) {
     let mut data = Direct {
         store: &shared.store,
         effects,
@@ -317,18 +426,19 @@ pub(crate) fn run(
     session: &mut Session,
     argv: &[Vec<u8>],
     data: &mut dyn Data,
-) -> (Frame, Flow) {
+) -> (Reply, Flow) {
     let i = match check(session, argv) {
         Ok(i) => i,
         Err(e) => {
             if let Some(q) = session.multi.as_mut() {
                 q.refused = true;
             }
-            return (e, Flow::Next);
+            return (Reply::Frame(e), Flow::Next);
         }
     };
+    full_name(i, argv, &mut session.last_cmd);
     if let Some(reply) = queue(session, i, argv) {
-        return (reply, Flow::Next);
+        return (Reply::Frame(reply), Flow::Next);
     }
     let started = Instant::now();
     let mut ctx = Ctx {
@@ -339,6 +449,12 @@ pub(crate) fn run(
     };
     let (reply, flow) = (COMMANDS[i].run)(&mut ctx);
     count(shared, i, started, &reply);
+    let reply = match reply {
+        Frame::Array(frames) if pubsub::SEVERAL.contains(&COMMANDS[i].name) => {
+            Reply::Frames(frames)
+        }
+        f => Reply::Frame(f),
+    };
     (reply, flow)
 }
 
@@ -360,6 +476,7 @@ pub(crate) fn fast(
             return Some((Reply::Frame(e), Flow::Next));
         }
     };
+    full_name(i, argv, &mut session.last_cmd);
     if let Some(reply) = queue(session, i, argv) {
         return Some((Reply::Frame(reply), Flow::Next));
     }
@@ -371,15 +488,12 @@ pub(crate) fn fast(
         "del" => Reply::Frame(keys::del_fast(shared, args, effects)?),
         // Reads and writes of many keys, scans, transactions: where blocking is allowed.
         "mget" | "mset" | "scan" | "range" | "exec" | "exists" => return None,
-        _ => {
-            let (frame, flow) = execute(shared, session, argv, effects);
-            return Some((Reply::Frame(frame), flow));
-        }
+        _ => return Some(execute(shared, session, argv, effects)),
     };
     match &reply {
         Reply::Frame(f) => count(shared, i, started, f),
         Reply::Value(_) => count(shared, i, started, &Frame::Null),
-        Reply::Read(_) => {}
+        Reply::Read(_) | Reply::Frames(_) => {}
     }
     Some((reply, Flow::Next))
 }
