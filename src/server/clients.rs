@@ -23,12 +23,11 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{Notify, mpsc};
-use tracing::warn;
 
 use crate::resp::Proto;
 
@@ -152,6 +151,17 @@ impl Inbox {
     }
 }
 
+/// What [`Client::push`] did with a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Queued for the connection.
+    Queued,
+    /// Dropped: the connection is closing or gone.
+    Dropped,
+    /// Dropped, and the connection closed for it: it would have passed the limit.
+    Overflow,
+}
+
 /// One connection's entry in the registry.
 #[derive(Debug)]
 pub(crate) struct Client {
@@ -168,6 +178,8 @@ pub(crate) struct Client {
     state: Mutex<State>,
     /// Why the connection is to close, once it is.
     closing: Mutex<Option<String>>,
+    /// Whether `closing` is set (read without the lock).
+    closed: AtomicBool,
     wake: Notify,
     outbox: mpsc::UnboundedSender<Pushed>,
     /// Bytes pushed and not yet written to the socket.
@@ -187,7 +199,7 @@ struct State {
 impl Client {
     /// The connection's kind.
     pub(crate) fn kind(&self) -> Kind {
-        Kind::from_u8(self.kind.load(Relaxed))
+        Kind::from_u8(self.kind.load(Ordering::Relaxed))
     }
 
     /// Its client type: its kind, or pubsub for a normal connection that is subscribed.
@@ -204,12 +216,15 @@ impl Client {
     // The hook for replication, which marks its links.
     #[allow(dead_code)]
     pub(crate) fn set_kind(&self, kind: Kind) {
-        self.kind.store(kind.to_u8(), Relaxed);
+        self.kind.store(kind.to_u8(), Ordering::Relaxed);
     }
 
     /// How many channels and patterns it is subscribed to.
     pub(crate) fn subscriptions(&self) -> (usize, usize) {
-        (self.channels.load(Relaxed), self.patterns.load(Relaxed))
+        (
+            self.channels.load(Ordering::Relaxed),
+            self.patterns.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether it is subscribed to anything.
@@ -219,8 +234,8 @@ impl Client {
 
     /// Records its subscription counts (the pub/sub registry calls this).
     pub(crate) fn set_subscriptions(&self, channels: usize, patterns: usize) {
-        self.channels.store(channels, Relaxed);
-        self.patterns.store(patterns, Relaxed);
+        self.channels.store(channels, Ordering::Relaxed);
+        self.patterns.store(patterns, Ordering::Relaxed);
     }
 
     /// Mirrors what `CLIENT LIST` shows of the session: its name, its last command (`client|list`
@@ -256,6 +271,7 @@ impl Client {
                 return false;
             }
             *closing = Some(why.into());
+            self.closed.store(true, Ordering::Release);
         }
         // Stores a permit if the connection is not waiting right now: its next wait ends at once.
         self.wake.notify_one();
@@ -264,6 +280,9 @@ impl Client {
 
     /// Why the connection is to close, if it is.
     pub(crate) fn closing(&self) -> Option<String> {
+        if !self.closed.load(Ordering::Acquire) {
+            return None;
+        }
         self.closing.lock().clone()
     }
 
@@ -279,42 +298,44 @@ impl Client {
 
     /// Queues `message` for the connection unless that takes its outbox past `limit` bytes,
     /// in which case the connection is closed instead (and the message dropped). Never waits.
-    /// Returns whether the message was queued.
-    pub(crate) fn push(&self, message: &Pushed, limit: usize) -> bool {
-        if self.closing.lock().is_some() {
-            return false;
+    pub(crate) fn push(&self, message: &Pushed, limit: usize) -> Delivery {
+        if self.closed.load(Ordering::Acquire) {
+            return Delivery::Dropped;
         }
         let len = message.len();
-        let queued = self.queued.fetch_add(len, Relaxed).saturating_add(len);
+        let queued = self
+            .queued
+            .fetch_add(len, Ordering::Relaxed)
+            .saturating_add(len);
         if queued > limit {
-            self.queued.fetch_sub(len, Relaxed);
+            self.queued.fetch_sub(len, Ordering::Relaxed);
             let why = format!(
-                "closed: its pushed messages not yet written passed the pub/sub output limit \
-                 ({limit} bytes); a subscriber that does not read"
+                "its published messages not yet written passed the pub/sub output limit \
+                 ({limit} bytes): a subscriber that does not read"
             );
-            if self.close(why) {
-                warn!(
-                    id = self.id,
-                    addr = ?self.addr,
-                    queued,
-                    limit,
-                    "closing a subscriber past the pub/sub output limit"
-                );
-            }
-            return false;
+            return if self.close(why) {
+                Delivery::Overflow
+            } else {
+                Delivery::Dropped
+            };
         }
         if self.outbox.send(message.clone()).is_err() {
             // The connection is gone; it is being removed from the registry.
-            self.queued.fetch_sub(len, Relaxed);
-            return false;
+            self.queued.fetch_sub(len, Ordering::Relaxed);
+            return Delivery::Dropped;
         }
-        true
+        Delivery::Queued
+    }
+
+    /// The peer's address.
+    pub(crate) fn addr(&self) -> Option<SocketAddr> {
+        self.addr
     }
 
     /// Records that `bytes` of pushed messages have left (written to the socket, or dropped).
     pub(crate) fn sent(&self, bytes: usize) {
         if bytes > 0 {
-            self.queued.fetch_sub(bytes, Relaxed);
+            self.queued.fetch_sub(bytes, Ordering::Relaxed);
         }
     }
 
@@ -356,7 +377,7 @@ impl Client {
             self.fd,
             self.since.elapsed().as_secs(),
             multi.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
-            self.queued.load(Relaxed),
+            self.queued.load(Ordering::Relaxed),
             if cmd.is_empty() { "NULL" } else { &cmd },
             match proto {
                 Proto::Resp2 => 2,
@@ -437,6 +458,7 @@ impl Clients {
                 proto: Proto::Resp2,
             }),
             closing: Mutex::new(None),
+            closed: AtomicBool::new(false),
             wake: Notify::new(),
             outbox: tx,
             queued: AtomicUsize::new(0),
@@ -541,11 +563,12 @@ mod tests {
         let (c, mut inbox) = clients.register(1, None, None, -1);
         let m = Pushed::new(b"1\r\n$1\r\nx\r\n".to_vec());
         assert_eq!(m.len(), 11);
-        assert!(c.push(&m, 25));
-        assert!(c.push(&m, 25));
+        assert_eq!(c.push(&m, 25), Delivery::Queued);
+        assert_eq!(c.push(&m, 25), Delivery::Queued);
         assert!(c.closing().is_none());
-        assert!(!c.push(&m, 25), "a third would pass 25 bytes");
+        assert_eq!(c.push(&m, 25), Delivery::Overflow, "a third would pass 25");
         assert!(c.closing().is_some());
+        assert_eq!(c.push(&m, 25), Delivery::Dropped);
         let mut out = Vec::new();
         assert_eq!(inbox.drain(Proto::Resp3, true, &mut out, 1 << 20), 22);
         assert_eq!(out, b">1\r\n$1\r\nx\r\n>1\r\n$1\r\nx\r\n");

@@ -17,8 +17,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use tracing::warn;
 
-use super::clients::{Client, Pushed};
+use super::clients::{Client, Delivery, Pushed};
 use super::glob;
 use crate::resp::encode_bulk;
 
@@ -180,8 +181,31 @@ impl PubSub {
     /// Sends `payload` to every subscriber of `channel` and of every pattern it matches;
     /// how many subscriptions it went to. Never waits.
     pub(crate) fn publish(&self, channel: &[u8], payload: &[u8]) -> usize {
+        let mut overflowed = Vec::new();
+        let receivers = self.deliver(channel, payload, &mut overflowed);
+        // Logged once the lock is released.
+        for c in overflowed {
+            warn!(
+                id = c.id,
+                addr = ?c.addr(),
+                limit = self.limit,
+                "closing a subscriber: its published messages not yet written passed the \
+                 pub/sub output limit"
+            );
+        }
+        receivers
+    }
+
+    /// Delivers a message (see [`publish`](Self::publish)); the subscribers closed for passing
+    /// their limit go to `overflowed`.
+    fn deliver(&self, channel: &[u8], payload: &[u8], overflowed: &mut Vec<Arc<Client>>) -> usize {
         let inner = self.inner.read();
         let mut receivers = 0;
+        let mut push = |client: &Arc<Client>, message: &Pushed| {
+            if client.push(message, self.limit) == Delivery::Overflow {
+                overflowed.push(client.clone());
+            }
+        };
         if let Some(subs) = inner.channels.get(channel) {
             let mut body = Vec::with_capacity(channel.len() + payload.len() + 32);
             body.extend_from_slice(b"3\r\n");
@@ -190,7 +214,7 @@ impl PubSub {
             encode_bulk(payload, &mut body);
             let message = Pushed::new(body);
             for client in subs.values() {
-                client.push(&message, self.limit);
+                push(client, &message);
             }
             receivers += subs.len();
         }
@@ -206,7 +230,7 @@ impl PubSub {
             encode_bulk(payload, &mut body);
             let message = Pushed::new(body);
             for client in subs.values() {
-                client.push(&message, self.limit);
+                push(client, &message);
             }
             receivers += subs.len();
         }

@@ -676,3 +676,42 @@ fn script_answers_that_nothing_runs() {
         "ERR unknown subcommand 'NOPE'. Try SCRIPT HELP."
     );
 }
+
+/// A connection that kills itself in the middle of a pipeline closes only after every command
+/// it had read has run and been answered: no write is done and left unacknowledged.
+#[test]
+fn a_kill_waits_for_the_pipeline_read_so_far() {
+    let s = TestServer::start(Config::default());
+    let mut c = s.connect();
+    let mut bytes = command(&["SET", "k1", "a"]);
+    bytes.extend(command(&[
+        "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no",
+    ]));
+    bytes.extend(command(&["SET", "k2", "b"]));
+    bytes.extend(command(&["GET", "k2"]));
+    c.send(&bytes);
+    assert_eq!(c.read(), Some(Frame::ok()));
+    assert_eq!(c.read(), Some(int(1)));
+    assert_eq!(c.read(), Some(Frame::ok()));
+    assert_eq!(c.read(), Some(bulk("b")));
+    assert!(c.closed());
+    let mut other = s.connect();
+    assert_eq!(
+        other.call(&["MGET", "k1", "k2"]),
+        Frame::Array(vec![bulk("a"), bulk("b")])
+    );
+}
+
+/// RESET is not queued: it ends the transaction (and subscribed mode) at once, as in Redis.
+#[test]
+fn reset_ends_a_transaction() {
+    let s = TestServer::start(Config::default());
+    let mut c = s.connect();
+    assert_eq!(c.call(&["CLIENT", "SETNAME", "n"]), Frame::ok());
+    assert_eq!(c.call(&["MULTI"]), Frame::ok());
+    assert_eq!(c.call(&["SET", "k", "v"]), Frame::Simple("QUEUED".into()));
+    assert_eq!(c.call(&["RESET"]), Frame::Simple("RESET".into()));
+    assert_eq!(error(&c.call(&["EXEC"])), "ERR EXEC without MULTI");
+    assert_eq!(c.call(&["GET", "k"]), Frame::Null);
+    assert_eq!(c.call(&["CLIENT", "GETNAME"]), Frame::Null);
+}

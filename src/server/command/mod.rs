@@ -362,8 +362,8 @@ fn check(session: &Session, argv: &[Vec<u8>]) -> std::result::Result<usize, Fram
         )));
     }
     if session.proto == Proto::Resp2
-        && !WHILE_SUBSCRIBED.contains(&spec.name)
         && session.subscribed()
+        && !WHILE_SUBSCRIBED.contains(&spec.name)
     {
         let mut name = String::new();
         full_name(i, argv, &mut name);
@@ -387,7 +387,7 @@ fn count(shared: &Shared, i: usize, started: Instant, reply: &Frame) {
 fn queue(session: &mut Session, i: usize, argv: &[Vec<u8>]) -> Option<Frame> {
     let name = COMMANDS[i].name;
     let q = session.multi.as_mut()?;
-    if matches!(name, "exec" | "discard" | "multi" | "quit") {
+    if matches!(name, "exec" | "discard" | "multi" | "quit" | "reset") {
         return None;
     }
     if !tx::QUEUEABLE.contains(&name) {

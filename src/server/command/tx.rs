@@ -7,6 +7,10 @@
 //! no other command interleaves with it; its commands read through the transaction's own
 //! writes, and those writes are applied at the end as one atomic batch — visible, durable
 //! and crash-safe together, with one journal commit under durability `always`.
+//!
+//! Commands that touch no keys (CLIENT, CONFIG, PUBLISH, SCRIPT, and SLAVEOF/REPLICAOF once
+//! replication adds them) queue too and simply run at `EXEC`; an error from one is an
+//! element of `EXEC`'s array, never `EXECABORT` (Sentinel's failover block depends on it).
 
 use std::collections::HashMap;
 
