@@ -7,6 +7,13 @@
 //! wait for the next command, the time a command may take to arrive in full (counted from its
 //! first byte, so a client trickling bytes cannot hold a connection forever), and the wait for
 //! a client to take its replies, so a stalled client holds only its own task and buffers.
+//!
+//! While it waits for input the connection also waits for messages pushed to it (pub/sub) and
+//! writes them out, as many as are waiting in one write, and for its close signal
+//! (`CLIENT KILL`, or its pushed messages past their limit; see `clients`), which also ends
+//! a wait for the client to take output. Messages waiting when a pipeline starts are written
+//! before its replies. A subscribed connection waiting for a command is not idle (Redis exempts
+//! pub/sub clients from its timeout too).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,21 +26,32 @@ use tracing::{debug, error, warn};
 
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard};
 
-use super::Shared;
+use super::clients::{Client, Inbox, Pushed};
 use super::command::{self, Effects, Flow, Reply, Session};
 use super::stats::add;
+use super::{Registered, Shared};
 use crate::Commit;
 use crate::resp::{Frame, Limits, Proto, encode_bulk, parse_command};
 
 /// Most bytes read at once.
 const CHUNK: usize = 64 * 1024;
 
+/// Most bytes of pushed messages gathered for one write.
+const PUSH_BATCH: usize = 64 * 1024;
+
 /// A client connection.
 pub(crate) struct Connection {
+    /// Removes the connection from the client registry and pub/sub. First, so that it is
+    /// dropped before the socket: once a client sees its connection closed, it is gone from
+    /// `CLIENT LIST` and `PUBSUB NUMSUB`.
+    _registered: Registered,
     shared: Arc<Shared>,
     socket: TcpStream,
     session: Session,
     stop: watch::Receiver<bool>,
+    /// Its entry in the client registry, and the messages pushed to it.
+    client: Arc<Client>,
+    inbox: Inbox,
 }
 
 /// Counts a connection while it lives.
@@ -50,6 +68,8 @@ enum Wake {
     Read(std::io::Result<usize>),
     Idle,
     Stop,
+    Pushed(Pushed),
+    Closed(String),
 }
 
 impl Connection {
@@ -61,16 +81,26 @@ impl Connection {
     ) -> Self {
         shared.clients.fetch_add(1, Ordering::Relaxed);
         let authed = shared.config.password.is_none();
+        let (registered, client, inbox) = shared.register(
+            id,
+            socket.peer_addr().ok(),
+            socket.local_addr().ok(),
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+        );
         Connection {
+            _registered: registered,
             shared,
             socket,
             session: Session {
                 id,
                 proto: Proto::Resp2,
                 authed,
+                client: Some(client.clone()),
                 ..Session::default()
             },
             stop,
+            client,
+            inbox,
         }
     }
 
@@ -128,11 +158,14 @@ impl Connection {
         let mut partial_since: Option<Instant> = None;
         // Whether the last read cannot have completed a command (see below).
         let mut nothing_new = false;
+        // Bytes of pushed messages in `out`.
+        let mut pushed = 0;
         loop {
             // Run every complete command that is buffered.
             let (used, flow, broken) = if nothing_new {
                 (0, Flow::Next, None)
             } else {
+                pushed += self.take_pushed(&mut out);
                 self.execute(&buf, &mut out, &limits).await
             };
             buf.drain(..used.min(buf.len()));
@@ -146,6 +179,7 @@ impl Connection {
                     return why;
                 }
                 out.clear();
+                self.client.sent(std::mem::take(&mut pushed));
             }
             if let Some(why) = broken {
                 return why;
@@ -162,10 +196,19 @@ impl Connection {
             if *self.stop.borrow() {
                 return "server shutting down".into();
             }
+            if let Some(why) = self.client.closing() {
+                return why;
+            }
+            let wait = match partial_since {
+                None if self.client.subscribed() => None,
+                _ => idle,
+            };
             let wake = tokio::select! {
                 r = self.socket.read(&mut chunk) => Wake::Read(r),
-                () = deadline(idle, partial_since) => Wake::Idle,
+                () = deadline(wait, partial_since) => Wake::Idle,
                 _ = self.stop.changed() => Wake::Stop,
+                Some(m) = self.inbox.recv() => Wake::Pushed(m),
+                why = self.client.closed() => Wake::Closed(why),
             };
             match wake {
                 Wake::Read(Ok(0)) => return "client closed".into(),
@@ -187,6 +230,16 @@ impl Connection {
                 }
                 Wake::Idle => return "idle timeout".into(),
                 Wake::Stop => return "server shutting down".into(),
+                Wake::Pushed(m) => {
+                    pushed += m.len();
+                    if self.deliver() {
+                        m.encode(self.session.proto, &mut out);
+                    }
+                    pushed += self.take_pushed(&mut out);
+                    // No new input: write the messages and wait again.
+                    nothing_new = true;
+                }
+                Wake::Closed(why) => return why,
             }
         }
     }
@@ -218,11 +271,13 @@ impl Connection {
             }
         }
         let (replies, flow) = self.run_commands(commands).await;
+        self.session.observe();
         let proto = self.session.proto;
         for reply in &replies {
             match reply {
                 Reply::Frame(f) => f.encode(proto, out),
                 Reply::Value(v) => encode_bulk(v, out),
+                Reply::Frames(frames) => frames.iter().for_each(|f| f.encode(proto, out)),
                 // Every read was done before the replies were encoded.
                 Reply::Read(_) | Reply::Wait(..) => {
                     Frame::err("ERR internal error: a reply was not made").encode(proto, out)
@@ -340,14 +395,38 @@ impl Connection {
         (frames.into_iter().flatten().collect(), flow)
     }
 
-    /// Writes `out`, giving up after the idle timeout (a client that does not read).
+    /// Whether pushed messages are written: not to a RESP2 client no longer subscribed (one
+    /// published just before it unsubscribed), which would take it for a reply.
+    fn deliver(&self) -> bool {
+        self.session.proto == Proto::Resp3 || self.client.subscribed()
+    }
+
+    /// Appends the pushed messages waiting (up to [`PUSH_BATCH`]) to `out`; their bytes.
+    fn take_pushed(&mut self, out: &mut Vec<u8>) -> usize {
+        let deliver = self.deliver();
+        self.inbox
+            .drain(self.session.proto, deliver, out, PUSH_BATCH)
+    }
+
+    /// Writes `out`, giving up after the idle timeout (a client that does not read) or when
+    /// the connection is asked to close.
     async fn write(&mut self, out: &[u8], idle: Option<Duration>) -> Result<(), String> {
-        let write = self.socket.write_all(out);
-        let result = match idle {
-            Some(t) => tokio::time::timeout(t, write)
-                .await
-                .map_err(|_| "timed out writing to a client that does not read".to_string())?,
-            None => write.await,
+        let socket = &mut self.socket;
+        let write = async move {
+            match idle {
+                Some(t) => tokio::time::timeout(t, socket.write_all(out))
+                    .await
+                    .map_err(|_| "timed out writing to a client that does not read".to_string()),
+                None => Ok(socket.write_all(out).await),
+            }
+        };
+        // The write first: replies the socket takes at once are sent even to a connection
+        // being closed (the caller of `CLIENT KILL … SKIPME no` gets its answer); only a write
+        // that has to wait for the client gives way.
+        let result = tokio::select! {
+            biased;
+            r = write => r?,
+            why = self.client.closed() => return Err(why),
         };
         result.map_err(|e| format!("write error: {e}"))?;
         add(&self.shared.stats.output_bytes, out.len() as u64);
@@ -433,7 +512,7 @@ fn slow_path(
         }
         let reply = match session.wait.take() {
             Some((target, n, timeout)) => Reply::Wait(target, n, timeout),
-            None => Reply::Frame(reply),
+            None => reply,
         };
         frames.push((!matches!(f, Flow::Shutdown | Flow::Replicate)).then_some(reply));
         flow = f;

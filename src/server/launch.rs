@@ -65,6 +65,11 @@ pub struct Flags {
     #[arg(long, env = "IDLE_TIMEOUT", default_value_t = 300)]
     pub idle_timeout: u64,
 
+    /// Close a subscriber whose published messages not yet written pass this many bytes
+    /// (Redis's client-output-buffer-limit pubsub).
+    #[arg(long, env = "PUBSUB_LIMIT", value_name = "BYTES", default_value_t = 32 << 20)]
+    pub pubsub_limit: usize,
+
     /// Bytes of the read cache (O_DIRECT bypasses the kernel's page cache, so hot values are
     /// cached here); 0 turns the cache off. Default: a quarter of the machine's memory or of
     /// the process's memory cgroup limit, whichever is smaller.
@@ -285,6 +290,7 @@ fn config(flags: &Flags) -> Config {
         config_file: flags.config.clone(),
         backlog_bytes: flags.repl_backlog_size,
         store_options: Options::new(),
+        pubsub_limit: flags.pubsub_limit,
     }
 }
 

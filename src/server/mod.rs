@@ -16,7 +16,11 @@
 //! - [`resp`](crate::resp): the wire format; [`command`]: what each command does (one file per family);
 //!   `connection`: the per-client read/execute/write loop with its limits;
 //!   [`keymode`](crate::keymode): client keys to store keys; [`stats`]: the counters behind `INFO`;
-//!   [`glob`]: `MATCH` patterns.
+//!   [`glob`]: `MATCH` patterns; `clients`: the registry of live connections (`CLIENT LIST`,
+//!   `CLIENT KILL`); `pubsub`: channels, patterns and delivery of published messages.
+//! - Pub/sub: `PUBLISH` never waits; each connection writes the messages pushed to it while it
+//!   waits for its next command, and one whose unwritten messages pass
+//!   [`Config::pubsub_limit`] is closed (Redis's `client-output-buffer-limit pubsub`).
 //! - Limits: a connection cap (past it a client gets an error and is closed), a maximum request
 //!   size checked before anything is allocated for it, an idle timeout that also bounds how long
 //!   a reply may wait for a client that does not read.
@@ -25,11 +29,13 @@
 //! - Shutdown (the future, or the `SHUTDOWN` command): stop accepting, let every connection
 //!   finish the commands it has read, sync the store, return.
 
+mod clients;
 pub mod command;
 pub mod conf;
 mod connection;
 pub mod glob;
 pub mod launch;
+mod pubsub;
 mod repl;
 pub mod stats;
 
@@ -85,6 +91,9 @@ pub struct Config {
     pub backlog_bytes: usize,
     /// How a replica reopens its store after a full sync.
     pub store_options: crate::Options,
+    /// Most bytes of published messages a subscriber may have waiting to be written; past it
+    /// the subscriber is closed (Redis's `client-output-buffer-limit pubsub`, 32 MiB hard).
+    pub pubsub_limit: usize,
 }
 
 impl Default for Config {
@@ -105,6 +114,7 @@ impl Default for Config {
             config_file: None,
             backlog_bytes: DEFAULT_BACKLOG,
             store_options: crate::Options::new(),
+            pubsub_limit: 32 << 20,
         }
     }
 }
@@ -151,6 +161,43 @@ pub(crate) struct Shared {
     pub(crate) stop: Notify,
     /// Held shared while a connection runs commands, exclusively while one runs `EXEC`.
     pub(crate) gate: Arc<tokio::sync::RwLock<()>>,
+    /// Every live connection.
+    pub(crate) registry: clients::Clients,
+    /// Every pub/sub subscription.
+    pub(crate) pubsub: pubsub::PubSub,
+}
+
+impl Shared {
+    /// Registers connection `id` (see [`clients::Clients::register`]): the guard that removes
+    /// it (and its subscriptions) when dropped, its entry, and its inbox.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        id: u64,
+        addr: Option<std::net::SocketAddr>,
+        laddr: Option<std::net::SocketAddr>,
+        fd: i32,
+    ) -> (Registered, Arc<clients::Client>, clients::Inbox) {
+        let (client, inbox) = self.registry.register(id, addr, laddr, fd);
+        let guard = Registered {
+            shared: self.clone(),
+            id,
+        };
+        (guard, client, inbox)
+    }
+}
+
+/// A connection's place in the registry and in pub/sub, given up when it is dropped, however
+/// the connection ends.
+pub(crate) struct Registered {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.shared.pubsub.forget(self.id);
+        self.shared.registry.remove(self.id);
+    }
 }
 
 impl Shared {
@@ -220,6 +267,7 @@ impl Server {
         repl::clean_leftovers(&config.dir);
         let repl = Arc::new(repl::Repl::new(config.key_mode, config.backlog_bytes));
         self.store.set_feed(repl.clone());
+        let pubsub = pubsub::PubSub::new(config.pubsub_limit);
         let shared = Arc::new_cyclic(|this| Shared {
             this: this.clone(),
             store: arc_swap::ArcSwap::new(self.store),
@@ -236,6 +284,8 @@ impl Server {
             started: Instant::now(),
             stop: Notify::new(),
             gate: Arc::new(tokio::sync::RwLock::new(())),
+            registry: clients::Clients::default(),
+            pubsub,
         });
         info!(%addr, dir = %shared.config.dir.display(), "toykv listening");
         if let Some((host, port)) = shared.config.replicaof.clone()

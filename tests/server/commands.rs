@@ -76,7 +76,11 @@ fn errors_name_the_command() {
     assert_eq!(c.call(&["SELECT", "0"]), ok());
     assert!(error(&c.call(&["SELECT", "1"])).contains("out of range"));
     assert!(error(&c.call(&["CONFIG", "SET", "x", "y"])).contains("not supported"));
-    assert!(error(&c.call(&["CLIENT", "KILL", "x"])).contains("not supported"));
+    assert!(error(&c.call(&["CLIENT", "PAUSE", "10"])).contains("not supported"));
+    assert_eq!(
+        error(&c.call(&["CLIENT", "KILL", "x"])),
+        "ERR No such client"
+    );
 }
 
 #[test]

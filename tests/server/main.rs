@@ -7,7 +7,8 @@
 //! process), [`interop`] (the Rust `redis` crate, RESP2 and RESP3), [`engine`] (the durability,
 //! shards and GC flags, and the INFO fields of the engine's counters), [`transactions`]
 //! (MULTI, EXEC, DISCARD, and the atomic visibility of MSET and EXEC), [`slow_sync`] (writes
-//! waiting on a held journal sync delay no other connection).
+//! waiting on a held journal sync delay no other connection), [`pubsub`] (pub/sub in RESP2 and
+//! RESP3, CLIENT LIST/INFO/KILL, Sentinel's failover block, a subscriber that does not read).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -17,6 +18,7 @@ mod engine;
 mod interop;
 mod lifecycle;
 mod limits;
+mod pubsub;
 mod replication;
 mod slow_sync;
 mod transactions;

@@ -1,9 +1,14 @@
 //! Commands: the table of what the server understands, and dispatch.
 //!
 //! Each family has its file: `keys` (GET, SET, DEL, EXISTS, MGET, MSET, DBSIZE, SCAN, RANGE),
-//! `server` (PING, ECHO, INFO, COMMAND, CONFIG, SELECT, QUIT, SHUTDOWN), `conn` (HELLO,
-//! AUTH, CLIENT) and `tx` (MULTI, EXEC, DISCARD). A command runs synchronously against the
-//! store through `Data`; the reply is a [`Frame`].
+//! `server` (PING, ECHO, INFO, COMMAND, CONFIG, SELECT, QUIT, SHUTDOWN, SCRIPT), `conn`
+//! (HELLO, AUTH, CLIENT, RESET), `pubsub` (SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE,
+//! PUBLISH, PUBSUB) and `tx` (MULTI, EXEC, DISCARD). A command runs synchronously against the
+//! store through `Data`; the reply is a [`Frame`] (the subscribe family answers one frame per
+//! channel or pattern named).
+//!
+//! A RESP2 connection subscribed to anything accepts only the subscribe family, PING, QUIT
+//! and RESET, as in Redis; in RESP3 every command runs, the messages arriving as push frames.
 //!
 //! Two ways in: `fast` runs a command on the async runtime's worker threads and refuses
 //! (`None`) whatever might wait on the disk or on a lock held long — a GET that misses the
@@ -14,15 +19,18 @@
 
 mod conn;
 mod keys;
+mod pubsub;
 mod repl;
 mod server;
 mod tx;
 
 pub(crate) use keys::{hit_or_miss, storage};
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::Shared;
+use super::clients::Client;
 use crate::key::Key;
 use crate::resp::{Frame, Proto};
 use crate::{Commit, PendingRead, Result, Store};
@@ -44,6 +52,10 @@ pub struct Session {
     pub lib_ver: Option<Vec<u8>>,
     /// The transaction being queued after `MULTI`, if any.
     pub multi: Option<Queued>,
+    /// The connection's entry in the client registry (none for a session without one).
+    pub(crate) client: Option<Arc<Client>>,
+    /// The last command run or queued, as `CLIENT LIST` shows it (`get`, `client|list`).
+    pub(crate) last_cmd: String,
     /// The port a replica says it listens on (`REPLCONF listening-port`).
     pub replica_port: Option<u16>,
     /// A replica's `PSYNC`: the connection is handed to replication.
@@ -60,6 +72,25 @@ pub struct Psync {
     pub replid: String,
     /// The first offset it wants, or -1.
     pub offset: i64,
+}
+
+impl Session {
+    /// Whether the connection is subscribed to any channel or pattern.
+    pub(crate) fn subscribed(&self) -> bool {
+        self.client.as_ref().is_some_and(|c| c.subscribed())
+    }
+
+    /// Mirrors what `CLIENT LIST` shows of this session into its registry entry.
+    pub(crate) fn observe(&self) {
+        if let Some(c) = &self.client {
+            c.observe(
+                self.name.as_deref(),
+                &self.last_cmd,
+                self.multi.as_ref().map(|q| q.commands.len()),
+                self.proto,
+            );
+        }
+    }
 }
 
 /// Commands queued by `MULTI` for `EXEC`.
@@ -176,6 +207,22 @@ pub(crate) enum Reply {
     Read(Box<PendingRead>),
     /// A `WAIT` to answer once enough replicas acknowledged the offset (or the time ran out).
     Wait(u64, usize, Option<std::time::Duration>),
+    /// Several frames, sent one after the other (`SUBSCRIBE a b` answers one per channel).
+    Frames(Vec<Frame>),
+}
+
+impl Reply {
+    /// The reply as one frame (an element of `EXEC`'s array).
+    pub(crate) fn into_frame(self) -> Frame {
+        match self {
+            Reply::Frame(f) => f,
+            Reply::Value(v) => Frame::Bulk(v.to_vec()),
+            Reply::Frames(v) => Frame::Array(v),
+            Reply::Read(_) | Reply::Wait(..) => {
+                Frame::err("ERR internal error: a reply was not made")
+            }
+        }
+    }
 }
 
 /// What the connection does after sending the reply.
@@ -234,6 +281,7 @@ const RO: &[&str] = &["readonly", "fast"];
 const FAST: &[&str] = &["fast"];
 const NOAUTH: &[&str] = &["noauth", "fast"];
 const ADMIN: &[&str] = &["admin"];
+const PUBSUB: &[&str] = &["pubsub", "noscript", "loading", "stale"];
 
 /// Every command, in the order `INFO commandstats` lists them.
 pub(crate) const COMMANDS: &[Spec] = &[
@@ -268,7 +316,54 @@ pub(crate) const COMMANDS: &[Spec] = &[
     spec("psync", -3, ADMIN, (0, 0, 0), repl::psync),
     spec("bgsave", -1, ADMIN, (0, 0, 0), repl::bgsave),
     spec("lastsave", 1, FAST, (0, 0, 0), repl::lastsave),
+    spec("subscribe", -2, PUBSUB, (0, 0, 0), pubsub::subscribe),
+    spec("unsubscribe", -1, PUBSUB, (0, 0, 0), pubsub::unsubscribe),
+    spec("psubscribe", -2, PUBSUB, (0, 0, 0), pubsub::psubscribe),
+    spec("punsubscribe", -1, PUBSUB, (0, 0, 0), pubsub::punsubscribe),
+    spec(
+        "publish",
+        3,
+        &["pubsub", "fast"],
+        (0, 0, 0),
+        pubsub::publish,
+    ),
+    spec("pubsub", -2, PUBSUB, (0, 0, 0), pubsub::pubsub),
+    spec("script", -2, &["noscript"], (0, 0, 0), server::script),
+    spec("reset", 1, NOAUTH, (0, 0, 0), conn::reset),
 ];
+
+/// Commands with subcommands: `CLIENT LIST` shows them as `client|list`.
+const CONTAINERS: &[&str] = &["client", "command", "config", "pubsub", "script"];
+
+/// What a RESP2 connection subscribed to anything may still run (as in Redis).
+const WHILE_SUBSCRIBED: &[&str] = &[
+    "subscribe",
+    "unsubscribe",
+    "psubscribe",
+    "punsubscribe",
+    "ping",
+    "quit",
+    "reset",
+];
+
+/// A command's name as Redis shows it: `get`, or `client|list` for a subcommand.
+fn full_name(i: usize, argv: &[Vec<u8>], out: &mut String) {
+    let name = COMMANDS[i].name;
+    out.clear();
+    out.push_str(name);
+    if CONTAINERS.contains(&name)
+        && let Some(sub) = argv.get(1)
+    {
+        out.push('|');
+        let sub = sub.get(..32).unwrap_or(sub);
+        out.extend(
+            String::from_utf8_lossy(sub)
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .map(|c| c.to_ascii_lowercase()),
+        );
+    }
+}
 
 /// The index of a command in [`COMMANDS`] by its (case-insensitive) name.
 fn find(name: &[u8]) -> Option<usize> {
@@ -307,6 +402,17 @@ fn check(
             "READONLY You can't write against a read only replica.",
         ));
     }
+    if session.proto == Proto::Resp2
+        && session.subscribed()
+        && !WHILE_SUBSCRIBED.contains(&spec.name)
+    {
+        let mut name = String::new();
+        full_name(i, argv, &mut name);
+        return Err(Frame::err(format!(
+            "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
+             RESET are allowed in this context"
+        )));
+    }
     Ok(i)
 }
 
@@ -322,14 +428,19 @@ fn count(shared: &Shared, i: usize, started: Instant, reply: &Frame) {
 fn queue(session: &mut Session, i: usize, argv: &[Vec<u8>]) -> Option<Frame> {
     let name = COMMANDS[i].name;
     let q = session.multi.as_mut()?;
-    if matches!(name, "exec" | "discard" | "multi" | "quit") {
+    if matches!(name, "exec" | "discard" | "multi" | "quit" | "reset") {
         return None;
     }
     if !tx::QUEUEABLE.contains(&name) {
         q.refused = true;
+        let allowed: Vec<&str> = tx::QUEUEABLE
+            .iter()
+            .copied()
+            .filter(|n| find(n.as_bytes()).is_some())
+            .collect();
         return Some(Frame::err(format!(
             "ERR '{name}' cannot run inside a toykv transaction (only {})",
-            tx::QUEUEABLE.join(", ").to_uppercase()
+            allowed.join(", ").to_uppercase()
         )));
     }
     q.commands.push(argv.to_vec());
@@ -342,7 +453,7 @@ pub(crate) fn execute(
     session: &mut Session,
     argv: &[Vec<u8>],
     effects: &mut Effects,
-) -> (Frame, Flow) {
+) -> (Reply, Flow) {
     let store = shared.store();
     let mut data = Direct {
         store: &store,
@@ -357,18 +468,19 @@ pub(crate) fn run(
     session: &mut Session,
     argv: &[Vec<u8>],
     data: &mut dyn Data,
-) -> (Frame, Flow) {
+) -> (Reply, Flow) {
     let i = match check(shared, session, argv) {
         Ok(i) => i,
         Err(e) => {
             if let Some(q) = session.multi.as_mut() {
                 q.refused = true;
             }
-            return (e, Flow::Next);
+            return (Reply::Frame(e), Flow::Next);
         }
     };
+    full_name(i, argv, &mut session.last_cmd);
     if let Some(reply) = queue(session, i, argv) {
-        return (reply, Flow::Next);
+        return (Reply::Frame(reply), Flow::Next);
     }
     let started = Instant::now();
     let mut ctx = Ctx {
@@ -379,6 +491,12 @@ pub(crate) fn run(
     };
     let (reply, flow) = (COMMANDS[i].run)(&mut ctx);
     count(shared, i, started, &reply);
+    let reply = match reply {
+        Frame::Array(frames) if pubsub::SEVERAL.contains(&COMMANDS[i].name) => {
+            Reply::Frames(frames)
+        }
+        f => Reply::Frame(f),
+    };
     (reply, flow)
 }
 
@@ -400,6 +518,7 @@ pub(crate) fn fast(
             return Some((Reply::Frame(e), Flow::Next));
         }
     };
+    full_name(i, argv, &mut session.last_cmd);
     if let Some(reply) = queue(session, i, argv) {
         return Some((Reply::Frame(reply), Flow::Next));
     }
@@ -419,15 +538,12 @@ pub(crate) fn fast(
         {
             return None;
         }
-        _ => {
-            let (frame, flow) = execute(shared, session, argv, effects);
-            return Some((Reply::Frame(frame), flow));
-        }
+        _ => return Some(execute(shared, session, argv, effects)),
     };
     match &reply {
         Reply::Frame(f) => count(shared, i, started, f),
         Reply::Value(_) => count(shared, i, started, &Frame::Null),
-        Reply::Read(_) | Reply::Wait(..) => {}
+        Reply::Read(_) | Reply::Wait(..) | Reply::Frames(_) => {}
     }
     Some((reply, Flow::Next))
 }

@@ -1,18 +1,33 @@
-//! Server commands: PING, ECHO, INFO, COMMAND, CONFIG GET, SELECT, QUIT and SHUTDOWN.
+//! Server commands: PING, ECHO, INFO, COMMAND, CONFIG GET, SELECT, QUIT, SHUTDOWN and
+//! SCRIPT (toykv runs no scripts: `SCRIPT KILL` answers that none is running, as Sentinel
+//! expects of a server that is not busy).
 
 use std::fmt::Write as _;
 
 use super::{COMMANDS, Ctx, Flow, int, word};
-use crate::resp::Frame;
+use crate::resp::{Frame, Proto};
+use crate::server::clients::Type;
 use crate::server::glob;
 use crate::server::repl::Role;
 use crate::server::stats::get;
 
+/// `PING [message]`; in RESP2 while subscribed, `["pong", message]` (an empty message if
+/// none), as Redis answers there.
 pub(super) fn ping(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
-    let reply = match ctx.args {
-        [] => Frame::Simple("PONG".into()),
-        [msg] => Frame::Bulk(msg.clone()),
-        _ => Frame::err("ERR wrong number of arguments for 'ping' command"),
+    if let [_, _, ..] = ctx.args {
+        return (
+            Frame::err("ERR wrong number of arguments for 'ping' command"),
+            Flow::Next,
+        );
+    }
+    let reply = if ctx.session.proto == Proto::Resp2 && ctx.session.subscribed() {
+        let msg = ctx.args.first().cloned().unwrap_or_default();
+        Frame::Array(vec![Frame::Bulk(b"pong".to_vec()), Frame::Bulk(msg)])
+    } else {
+        match ctx.args.first() {
+            None => Frame::Simple("PONG".into()),
+            Some(msg) => Frame::Bulk(msg.clone()),
+        }
     };
     (reply, Flow::Next)
 }
@@ -222,6 +237,7 @@ pub(super) fn info(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
                 );
                 line("maxclients", &sh.config.max_clients);
                 line("blocked_clients", &0);
+                line("pubsub_clients", &sh.registry.count(Type::Pubsub));
             }
             "persistence" => {
                 let st = engine.get_or_insert_with(|| sh.store().stats());
@@ -252,6 +268,8 @@ pub(super) fn info(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
                 line("keyspace_hits", &get(&s.hits));
                 line("keyspace_misses", &get(&s.misses));
                 line("total_error_replies_protocol", &get(&s.protocol_errors));
+                line("pubsub_channels", &sh.pubsub.numchannels());
+                line("pubsub_patterns", &sh.pubsub.numpat());
                 sh.repl.stats(&mut out);
             }
             "commandstats" => {
@@ -313,4 +331,46 @@ pub(super) fn info(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
         }
     }
     (Frame::Verbatim("txt".into(), out.into_bytes()), Flow::Next)
+}
+
+/// `SCRIPT KILL|FLUSH|EXISTS|HELP`: toykv has no scripting, so no script ever runs (KILL:
+/// `-NOTBUSY`), the script cache is always empty (FLUSH: nothing to do; EXISTS: 0 for every
+/// sha1), and `SCRIPT LOAD` is refused.
+pub(super) fn script(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
+    let sub = word(&ctx.args[0]);
+    let rest = &ctx.args[1..];
+    let reply = match (sub.as_str(), rest) {
+        ("kill", []) => Frame::err("NOTBUSY No scripts in execution right now."),
+        ("flush", []) => Frame::ok(),
+        ("flush", [mode]) => match word(mode).as_str() {
+            "sync" | "async" => Frame::ok(),
+            _ => Frame::err("ERR SCRIPT FLUSH only support SYNC|ASYNC option"),
+        },
+        ("exists", [_, ..]) => Frame::Array(rest.iter().map(|_| Frame::Integer(0)).collect()),
+        ("load", [_]) => Frame::err("ERR toykv does not run scripts (no EVAL, no script cache)"),
+        ("help", []) => Frame::Array(
+            [
+                "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "EXISTS <sha1> [<sha1> ...]",
+                "    Return 0 for each: toykv keeps no scripts.",
+                "FLUSH [ASYNC|SYNC]",
+                "    Nothing to flush: toykv keeps no scripts.",
+                "KILL",
+                "    No script ever runs in toykv: always -NOTBUSY.",
+                "HELP",
+                "    Prints this help.",
+            ]
+            .into_iter()
+            .map(|l| Frame::Simple(l.into()))
+            .collect(),
+        ),
+        ("kill" | "flush" | "exists" | "load" | "help", _) => Frame::err(format!(
+            "ERR wrong number of arguments for 'script|{sub}' command"
+        )),
+        _ => Frame::err(format!(
+            "ERR unknown subcommand '{}'. Try SCRIPT HELP.",
+            String::from_utf8_lossy(&ctx.args[0])
+        )),
+    };
+    (reply, Flow::Next)
 }

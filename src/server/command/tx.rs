@@ -7,6 +7,9 @@
 //! no other command interleaves with it; its commands read through the transaction's own
 //! writes, and those writes are applied at the end as one atomic batch — visible, durable
 //! and crash-safe together, with one journal commit under durability `always`.
+//!
+//! Commands that touch no keys (CLIENT, CONFIG, PUBLISH, SCRIPT, SLAVEOF/REPLICAOF) queue too and simply run at `EXEC`; an error from one is an
+//! element of `EXEC`'s array, never `EXECABORT` (Sentinel's failover block depends on it).
 
 use std::collections::HashMap;
 
@@ -15,8 +18,14 @@ use crate::key::Key;
 use crate::resp::Frame;
 use crate::{Batch, Result, Store};
 
-/// Commands a transaction may queue.
+/// Commands a transaction may queue. Those that touch no keys (CLIENT, CONFIG, PUBLISH,
+/// SCRIPT, SLAVEOF…) simply run at `EXEC`, in order, and an error from one is an element of
+/// `EXEC`'s array like any reply (Sentinel's failover queues `SLAVEOF`, `CONFIG REWRITE` and
+/// `CLIENT KILL` and tolerates their errors, but not `EXECABORT`). A name here with no
+/// command in the table is refused as unknown when queued, like any unknown command; so
+/// `slaveof` and `replicaof` are listed ahead of their commands.
 pub(crate) const QUEUEABLE: &[&str] = &[
+    // Keys, and no-ops.
     "set",
     "get",
     "del",
@@ -25,8 +34,14 @@ pub(crate) const QUEUEABLE: &[&str] = &[
     "exists",
     "ping",
     "echo",
-    "replicaof",
+    // Administration.
+    "client",
+    "config",
+    "publish",
+    "script",
+    // Replication.
     "slaveof",
+    "replicaof",
 ];
 
 pub(super) fn multi(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
@@ -59,10 +74,13 @@ pub(super) fn exec(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
         batch: Batch::new(),
     };
     let mut replies = Vec::with_capacity(queued.commands.len());
+    // `CLIENT LIST` shows `exec` for this connection, not the last command queued.
+    let cmd = std::mem::take(&mut ctx.session.last_cmd);
     for argv in &queued.commands {
         let (reply, _) = run(ctx.shared, ctx.session, argv, &mut view);
-        replies.push(reply);
+        replies.push(reply.into_frame());
     }
+    ctx.session.last_cmd = cmd;
     // The writes, all at once: if they cannot be applied, none was.
     let batch = view.batch;
     match ctx.data.apply(&batch) {

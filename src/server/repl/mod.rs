@@ -341,6 +341,22 @@ impl Repl {
         }
     }
 
+    /// Drops the replicas at `addr` (`ip:port`, the port they listen on), or all of them
+    /// (`CLIENT KILL TYPE replica`); how many. They reconnect and continue.
+    pub(crate) fn drop_replicas(&self, addr: Option<&str>) -> usize {
+        let mut s = self.state.lock();
+        let mut n = 0;
+        for r in s.replicas.values_mut() {
+            if !r.dropped && addr.is_none_or(|a| a == format!("{}:{}", r.ip, r.port)) {
+                r.dropped = true;
+                n += 1;
+            }
+        }
+        drop(s);
+        self.grew.notify_all();
+        n
+    }
+
     /// The link of `epoch` went down.
     fn link_down(&self, epoch: u64) {
         let mut s = self.state.lock();
