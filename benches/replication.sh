@@ -64,7 +64,24 @@ rm -rf "$DIR/m" "$DIR/r" "$DIR/r.sync"
 
 echo "== 3. SET -P 16 without and with a replica ($SETS SETs over 1 M keys, 100-byte values, $ROUNDS rounds)"
 bench_set() { redis-benchmark -p "$1" -t set -n "$SETS" -r 1000000 -P 16 -d 100 -q 2>/dev/null | tr '\r' '\n' | grep -o 'SET: [0-9.]*' | tail -1 | awk '{print $2}'; }
-ALONE=(); WITH=(); LAGS=(); BYTELAGS=()
+ALONE=(); WITH=(); LAGS=(); BYTELAGS=(); RALONE=(); RWITH=()
+# redis-server, the same load on the same machine: how much a replica costs Redis here.
+redis_round() {
+    rm -rf "$DIR/rm" "$DIR/rr"; mkdir -p "$DIR/rm" "$DIR/rr"
+    local mp rp mpid rpid a w
+    mp=$(free_port); rp=$(free_port)
+    redis-server --port "$mp" --dir "$DIR/rm" --save '' --appendonly no >"$DIR/rm.log" 2>&1 &
+    mpid=$!
+    wait_port "$mp"
+    a=$(bench_set "$mp")
+    redis-server --port "$rp" --dir "$DIR/rr" --save '' --appendonly no --replicaof 127.0.0.1 "$mp" >"$DIR/rr.log" 2>&1 &
+    rpid=$!
+    for _ in $(seq 1 600); do linked "$rp" 2>/dev/null && break; sleep 0.1; done
+    w=$(bench_set "$mp")
+    kill -9 "$rpid" "$mpid" 2>/dev/null || true
+    RALONE+=("$a"); RWITH+=("$w")
+    echo "round $round (redis-server): alone $a SET/s, with a replica $w SET/s"
+}
 for round in $(seq 1 "$ROUNDS"); do
     rm -rf "$DIR/m" "$DIR/r" "$DIR/r.sync"
     MP=$(free_port); RP=$(free_port)
@@ -87,6 +104,7 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "round $round: alone $a SET/s, with a replica $w SET/s; replica lag max $lag ms ($bl bytes); $(sed -n 's/^samples://p' "$DIR/lag.txt") samples"
     kill -9 "$RPID" "$MPID" 2>/dev/null || true; PIDS=()
     sleep 0.5
+    if command -v redis-server >/dev/null; then redis_round; sleep 0.5; fi
 done
 MA=$(printf '%s\n' "${ALONE[@]}" | median)
 MW=$(printf '%s\n' "${WITH[@]}" | median)
@@ -99,3 +117,9 @@ printf '| full sync of %s keys | %.0f MB/s (%.0f %% of the disk), %.1f s |\n' "$
 echo "| SET -P 16, no replica (median of $ROUNDS) | $MA /s |"
 printf '| SET -P 16, one replica (median of %s) | %s /s (%.1f %%) |\n' "$ROUNDS" "$MW" "$(echo "100 * ($MW - $MA) / $MA" | bc -l)"
 echo "| replica lag under that load (max over rounds, marker every 100 ms) | $ML ms |"
+if ((${#RALONE[@]})); then
+    RA=$(printf '%s\n' "${RALONE[@]}" | median)
+    RW=$(printf '%s\n' "${RWITH[@]}" | median)
+    echo "| redis-server SET -P 16, no replica (median) | $RA /s |"
+    printf '| redis-server SET -P 16, one replica (median) | %s /s (%.1f %%) |\n' "$RW" "$(echo "100 * ($RW - $RA) / $RA" | bc -l)"
+fi

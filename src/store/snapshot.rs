@@ -40,6 +40,7 @@ use super::Store;
 use super::shard::Capture;
 use super::values;
 
+
 /// A consistent copy of a store, ready to be written as a stream; garbage collection stays
 /// paused until it is dropped.
 #[derive(Debug)]
@@ -249,44 +250,73 @@ impl Snapshot<'_> {
     }
 
     /// Writes the stream to `out`: exactly [`len`](Self::len) bytes. Value sections are read
-    /// with direct reads, a whole section at a time.
-    pub fn write_to(&self, out: &mut dyn Write) -> Result<u64> {
+    /// with direct reads, a whole section at a time, by a second thread that stays up to
+    /// [`AHEAD`] pieces ahead of the writes to `out`: the disk and the receiver work at once.
+    pub fn write_to(&self, out: &mut (dyn Write + Send)) -> Result<u64> {
         let dir = &self.store.dir;
-        let put = |out: &mut dyn Write, b: &[u8]| {
-            out.write_all(b).ctx("write the snapshot of", dir.as_path())
-        };
+        let (tx, rx) = crossbeam_channel::bounded::<Out>(AHEAD);
+        std::thread::scope(|s| {
+            let reading = s.spawn(move || self.produce(&tx));
+            let mut wrote = Ok(());
+            for piece in rx.iter() {
+                let r = match &piece {
+                    Out::Own(b) => out.write_all(b),
+                    Out::Shared(b, at, end) => out.write_all(&b.bytes()[*at..*end]),
+                };
+                if let Err(e) = r {
+                    wrote = Err(Error::io("write the snapshot of", dir.as_path(), e));
+                    break;
+                }
+            }
+            // Unblocks the reader if the writes stopped early.
+            drop(rx);
+            let read = Error::joined(reading.join(), "reading a snapshot");
+            read.and(wrote)
+        })?;
+        out.flush().ctx("write the snapshot of", dir.as_path())?;
+        Ok(self.len())
+    }
+
+    /// Reads the files and sends the stream's pieces, in order, to `tx`; stops early (with
+    /// no error) when the writer hung up.
+    fn produce(&self, tx: &crossbeam_channel::Sender<Out>) -> Result<()> {
+        let send = |o: Out| tx.send(o).is_ok();
         let files = self.files.len() as u32;
-        put(out, &fmt::head(files))?;
+        if !send(Out::Own(fmt::head(files).to_vec())) {
+            return Ok(());
+        }
         let mut buf = Vec::new();
         for f in &self.files {
             let len = f.parts.iter().map(Part::len).sum();
-            put(out, &fmt::file_header(&f.path, len))?;
+            if !send(Out::Own(fmt::file_header(&f.path, len))) {
+                return Ok(());
+            }
             for part in &f.parts {
-                match part {
-                    Part::Bytes(b) => data(out, b, &put)?,
+                let going = match part {
+                    Part::Bytes(b) => data(b, &send),
                     Part::Zeros(n) => {
                         let mut left = *n;
-                        while left > 0 {
+                        let mut going = true;
+                        while left > 0 && going {
                             let now = left.min(u64::from(u32::MAX)) as u32;
-                            put(out, &fmt::chunk_header(ZEROS, now, 0))?;
+                            going = send(Out::Own(fmt::chunk_header(ZEROS, now, 0).to_vec()));
                             left -= u64::from(now);
                         }
+                        going
                     }
                     Part::Records { path, len } => {
-                        let file = self
-                            .store
-                            .vfs
-                            .open(path, Mode::default())
-                            .ctx("open", path)?;
+                        let file = self.store.vfs.open(path, Mode::default()).ctx("open", path)?;
                         let mut at = 0;
-                        while at < *len {
+                        let mut going = true;
+                        while at < *len && going {
                             let now = (*len - at).min(CHUNK as u64) as usize;
                             buf.resize(now, 0);
                             let off = KEYS_DATA_AT as u64 + at;
                             file.read_at(&mut buf, off).ctx("read key records", path)?;
-                            data(out, &buf, &put)?;
+                            going = data(&buf, &send);
                             at += now as u64;
                         }
+                        going
                     }
                     Part::Section {
                         shard,
@@ -298,15 +328,26 @@ impl Snapshot<'_> {
                             Some(f) => f.clone(),
                             None => self.store.shards[*shard].written(*n)?,
                         };
-                        let section = values::read_all(&path, &*file, *slots)?;
-                        data(out, section.bytes(), &put)?;
+                        let section = Arc::new(values::read_all(&path, &*file, *slots)?);
+                        let mut going = true;
+                        let mut at = 0;
+                        while at < section.len() && going {
+                            let end = (at + CHUNK).min(section.len());
+                            let c = &section.bytes()[at..end];
+                            going = send(Out::Own(fmt::data_header(c).to_vec()))
+                                && send(Out::Shared(section.clone(), at, end));
+                            at = end;
+                        }
+                        going
                     }
+                };
+                if !going {
+                    return Ok(());
                 }
             }
         }
-        put(out, &fmt::tail(files))?;
-        out.flush().ctx("write the snapshot of", dir.as_path())?;
-        Ok(self.len())
+        send(Out::Own(fmt::tail(files).to_vec()));
+        Ok(())
     }
 
     /// Writes the copy into the new directory `dest` (see [`Store::backup`]).
@@ -355,20 +396,22 @@ impl Drop for Snapshot<'_> {
     }
 }
 
-/// Writes `b` as data chunks.
-fn data(
-    out: &mut dyn Write,
-    b: &[u8],
-    put: &impl Fn(&mut dyn Write, &[u8]) -> Result<()>,
-) -> Result<()> {
-    for c in b.chunks(CHUNK) {
-        put(
-            out,
-            &fmt::chunk_header(DATA, c.len() as u32, crc32c::crc32c(c)),
-        )?;
-        put(out, c)?;
-    }
-    Ok(())
+/// Pieces of the stream the reading thread may hold ready ahead of the writes: with whole
+/// value sections (16 MiB by default, in 4 MiB chunks, two pieces each) about three sections.
+const AHEAD: usize = 24;
+
+/// A piece of the stream on its way from the reading thread to the writer.
+enum Out {
+    /// Bytes of its own (headers, key records, small files).
+    Own(Vec<u8>),
+    /// A range of a value section read whole.
+    Shared(Arc<crate::io::AlignedBuf>, usize, usize),
+}
+
+/// Sends `b` as data chunks; whether the writer still takes them.
+fn data(b: &[u8], send: &impl Fn(Out) -> bool) -> bool {
+    b.chunks(CHUNK)
+        .all(|c| send(Out::Own(fmt::data_header(c).to_vec())) && send(Out::Own(c.to_vec())))
 }
 
 /// Reads a snapshot stream from `input` (which came from `from`, for errors) and writes its
@@ -377,6 +420,40 @@ fn data(
 /// `dest` as a store (recovery checks it) or renames it into place; a stream that fails part
 /// way leaves a directory to remove.
 pub fn restore(vfs: &dyn Vfs, input: &mut dyn Read, dest: &Path, from: &str) -> Result<u64> {
+    // Files are synced by a second thread while the next ones arrive; up to SYNC_AHEAD wait.
+    let (tx, rx) = crossbeam_channel::bounded::<(PathBuf, Arc<dyn FileIo>)>(SYNC_AHEAD);
+    std::thread::scope(|s| {
+        let syncing = s.spawn(move || -> Result<()> {
+            for (path, file) in rx.iter() {
+                file.sync().ctx("fdatasync", &path)?;
+            }
+            Ok(())
+        });
+        let read = write_files(vfs, input, dest, from, &tx);
+        drop(tx);
+        let synced = Error::joined(syncing.join(), "syncing a restored snapshot");
+        let (n, dirs) = read?;
+        synced?;
+        // Every file is synced before the directories that name them.
+        for d in dirs.iter().rev() {
+            vfs.sync_dir(d).ctx("fsync", d)?;
+        }
+        Ok(n)
+    })
+}
+
+/// Files a restore has written but not yet synced, at most.
+const SYNC_AHEAD: usize = 16;
+
+/// [`restore`]'s reading and writing; each file written is handed to `synced` to be synced,
+/// the directories are synced here once every file was.
+fn write_files(
+    vfs: &dyn Vfs,
+    input: &mut dyn Read,
+    dest: &Path,
+    from: &str,
+    synced: &crossbeam_channel::Sender<(PathBuf, Arc<dyn FileIo>)>,
+) -> Result<(u64, Vec<PathBuf>)> {
     let mut r = Counted {
         input,
         at: 0,
@@ -395,7 +472,9 @@ pub fn restore(vfs: &dyn Vfs, input: &mut dyn Read, dest: &Path, from: &str) -> 
     let files = fmt::decode_head(&head).map_err(|w| r.bad(w))?;
     let mut dirs = vec![dest.to_path_buf()];
     let mut seen = std::collections::HashSet::new();
-    let mut buf = Vec::new();
+    // Aligned, so that chunks at aligned offsets (whole pages: all of a value section's) are
+    // written with direct writes, bypassing the page cache.
+    let mut buf = crate::io::AlignedBuf::new(CHUNK, PAGE);
     for _ in 0..files {
         let mut n = [0u8; 2];
         r.read(&mut n)?;
@@ -429,6 +508,17 @@ pub fn restore(vfs: &dyn Vfs, input: &mut dyn Read, dest: &Path, from: &str) -> 
         if len > 0 {
             file.allocate(len).ctx("allocate", &path)?;
         }
+        // A second handle for direct writes, where the file system takes them.
+        let direct = vfs
+            .open(
+                &path,
+                Mode {
+                    create: false,
+                    write: true,
+                    direct: true,
+                },
+            )
+            .ok();
         let mut at = 0u64;
         while at < len {
             let mut h = [0u8; CHUNK_HEADER_LEN];
@@ -439,24 +529,35 @@ pub fn restore(vfs: &dyn Vfs, input: &mut dyn Read, dest: &Path, from: &str) -> 
                 return Err(r.bad(what));
             }
             if c.kind == DATA {
-                buf.resize(c.len as usize, 0);
-                r.read(&mut buf)?;
-                if crc32c::crc32c(&buf) != c.crc {
+                let data = &mut buf.bytes_mut()[..c.len as usize];
+                r.read(data)?;
+                if crc32c::crc32c(data) != c.crc {
                     return Err(r.bad(format!("a chunk of {name} fails its checksum")));
                 }
-                file.write_at(&buf, at).ctx("write", &path)?;
+                let through = match &direct {
+                    Some(d) if aligned(d.align(), at, data.len()) => d,
+                    _ => &file,
+                };
+                through.write_at(data, at).ctx("write", &path)?;
             }
             at += u64::from(c.len);
         }
-        file.sync().ctx("fdatasync", &path)?;
+        if synced.send((path.clone(), file)).is_err() {
+            // The syncing thread stopped at an error: `restore` returns it.
+            return Ok((r.at, dirs));
+        }
     }
     let mut tail = [0u8; HEAD_LEN];
     r.read(&mut tail)?;
     fmt::check_tail(&tail, files).map_err(|w| r.bad(w))?;
-    for d in dirs.iter().rev() {
-        vfs.sync_dir(d).ctx("fsync", d)?;
-    }
-    Ok(r.at)
+    Ok((r.at, dirs))
+}
+
+/// Whether a write of `len` bytes at `at` from an [`crate::io::AlignedBuf`] of page alignment
+/// meets `a`.
+fn aligned(a: crate::io::Align, at: u64, len: usize) -> bool {
+    let o = a.offset.max(1);
+    a.mem <= PAGE && at.is_multiple_of(o as u64) && len.is_multiple_of(o)
 }
 
 /// A reader that counts what it read, for errors that say where.

@@ -83,7 +83,16 @@ impl Backlog {
         }
         let at = (from - self.start) as usize;
         let n = max.min(self.bytes.len() - at);
-        Some(self.bytes.range(at..at + n).copied().collect())
+        let (a, b) = self.bytes.as_slices();
+        let mut out = Vec::with_capacity(n);
+        if at < a.len() {
+            let end = (at + n).min(a.len());
+            out.extend_from_slice(&a[at..end]);
+            out.extend_from_slice(&b[..n - (end - at)]);
+        } else {
+            out.extend_from_slice(&b[at - a.len()..at - a.len() + n]);
+        }
+        Some(out)
     }
 }
 
@@ -109,6 +118,32 @@ mod tests {
         b.trim(Some(105));
         assert_eq!(b.start(), 104);
         assert_eq!(b.read(104, 2).as_deref(), Some(&b"ef"[..]));
+    }
+
+    #[test]
+    fn reads_match_a_model_across_the_ring_wrapping() {
+        let mut b = Backlog::new(0, 100);
+        let mut model: Vec<u8> = Vec::new();
+        let mut next = 0u8;
+        for round in 0..200usize {
+            let chunk: Vec<u8> = (0..(round * 7) % 61)
+                .map(|_| {
+                    next = next.wrapping_add(1);
+                    next
+                })
+                .collect();
+            b.push(&chunk);
+            model.extend_from_slice(&chunk);
+            b.trim(None);
+            let start = b.start() as usize;
+            assert_eq!(b.end() as usize, model.len());
+            for from in [start, start + 1, (start + model.len()) / 2, model.len()] {
+                let from = from.min(model.len());
+                let got = b.read(from as u64, 37).unwrap();
+                let end = (from + 37).min(model.len());
+                assert_eq!(got, model[from..end], "round {round} from {from}");
+            }
+        }
     }
 
     #[test]

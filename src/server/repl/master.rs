@@ -19,7 +19,7 @@ use crate::resp::{Limits, parse_command};
 use crate::server::Shared;
 
 /// Most bytes of the stream sent in one write.
-const SEND_MAX: usize = 1 << 20;
+const SEND_MAX: usize = 256 << 10;
 
 impl Repl {
     /// Decides how to answer `PSYNC replid want` from replica `id`: a continuation

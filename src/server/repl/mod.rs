@@ -594,12 +594,12 @@ impl State {
 
 impl Feed for Repl {
     fn change(&self, change: Change<'_>) {
-        if !self.active.load(Ordering::Acquire) {
+        // A replica streams what its master sent, byte for byte (see `replica`).
+        if !self.active.load(Ordering::Acquire) || self.replica.load(Ordering::Relaxed) {
             return;
         }
         let mut s = self.state.lock();
         if s.role != Role::Master {
-            // A replica streams what its master sent, byte for byte (see `replica`).
             return;
         }
         let show = |k: crate::Key| self.key_mode.show(k);

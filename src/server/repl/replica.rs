@@ -4,11 +4,12 @@
 //!
 //! # A full sync never leaves a half-copied store
 //!
-//! The snapshot is written into `DIR.sync`, a directory beside the data directory, and
-//! synced; it is then opened once as a store (recovery checks it) and closed. Only then,
-//! with the server's gate held exclusively (no command runs), is the store halted, the two
-//! directories exchanged in one atomic `renameat2(RENAME_EXCHANGE)`, the new one opened and
-//! swapped in, and the old data (now `DIR.sync`) removed. A kill at any moment leaves `DIR`
+//! The snapshot is written into `DIR.sync`, a directory beside the data directory, every
+//! chunk checked against its CRC and every file and directory synced. Only then, with the
+//! server's gate held exclusively (no command runs), is the store halted, the two directories
+//! exchanged in one atomic `renameat2(RENAME_EXCHANGE)`, the new one opened (recovery checks
+//! it; should it refuse the copy, the directories are exchanged back and the old store
+//! reopened) and swapped in, and the old data (now `DIR.sync`) removed. A kill at any moment leaves `DIR`
 //! a whole store, the old or the new; a leftover `DIR.sync` is removed at start
 //! ([`clean_leftovers`]). Until the swap the replica serves its old data.
 //!
@@ -157,28 +158,48 @@ struct Bulk<'a> {
 
 impl Read for Bulk<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        if self.left == 0 {
+        if self.left == 0 || out.is_empty() {
             return Ok(0);
         }
+        let want = out.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let have = self.conn.buf.len() - self.conn.at;
+        if have > 0 {
+            let n = have.min(want);
+            out[..n].copy_from_slice(&self.conn.buf[self.conn.at..self.conn.at + n]);
+            self.conn.at += n;
+            self.left -= n as u64;
+            return Ok(n);
+        }
+        // Nothing buffered: straight from the socket into the caller's buffer.
         loop {
-            let have = self.conn.buf.len() - self.conn.at;
-            if have > 0 {
-                let n = have.min(out.len()).min(self.left as usize);
-                out[..n].copy_from_slice(&self.conn.buf[self.conn.at..self.conn.at + n]);
-                self.conn.at += n;
-                self.left -= n as u64;
-                return Ok(n);
-            }
-            match self.conn.fill() {
-                Ok(true) => self.idle = Instant::now(),
-                Ok(false) if self.idle.elapsed() > LINK_TIMEOUT => {
+            match self.conn.socket.read(&mut out[..want]) {
+                Ok(0) => {
                     return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "the master sent nothing for a minute",
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the master closed the connection",
                     ));
                 }
-                Ok(false) => {}
-                Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, e)),
+                Ok(n) => {
+                    self.left -= n as u64;
+                    self.idle = Instant::now();
+                    return Ok(n);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    if self.idle.elapsed() > LINK_TIMEOUT {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the master sent nothing for a minute",
+                        ));
+                    }
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -289,11 +310,7 @@ fn full_sync(
     if bulk.left != 0 {
         return Err(format!("the snapshot ended {} bytes early", bulk.left));
     }
-    // Opened once as a store: recovery checks the copy before it replaces anything.
     let options = shared.config.store_options.clone();
-    Store::open_with(&tmp, options.clone())
-        .and_then(Store::close)
-        .map_err(|e| format!("the copy does not open: {e}"))?;
     crate::kill::point("replica-before-swap");
     swap(shared, &tmp, options)?;
     shared.repl.synced(epoch, replid, offset);
