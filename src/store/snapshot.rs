@@ -420,20 +420,39 @@ fn data(b: &[u8], send: &impl Fn(Out) -> bool) -> bool {
 /// `dest` as a store (recovery checks it) or renames it into place; a stream that fails part
 /// way leaves a directory to remove.
 pub fn restore(vfs: &dyn Vfs, input: &mut dyn Read, dest: &Path, from: &str) -> Result<u64> {
-    // Files are synced by a second thread while the next ones arrive; up to SYNC_AHEAD wait.
-    let (tx, rx) = crossbeam_channel::bounded::<(PathBuf, Arc<dyn FileIo>)>(SYNC_AHEAD);
+    // A second thread writes and syncs while the next chunks arrive: the reader takes a free
+    // buffer, fills and checks it, and hands it over; the writer gives it back once written.
+    let (jobs, todo) = crossbeam_channel::bounded::<Job>(BUFFERS);
+    let (free, take) = crossbeam_channel::bounded::<crate::io::AlignedBuf>(BUFFERS);
+    for _ in 0..BUFFERS {
+        // Aligned, so that chunks at aligned offsets (whole pages: all of a value section's)
+        // are written with direct writes, bypassing the page cache.
+        let _ = free.send(crate::io::AlignedBuf::new(CHUNK, PAGE));
+    }
     std::thread::scope(|s| {
-        let syncing = s.spawn(move || -> Result<()> {
-            for (path, file) in rx.iter() {
-                file.sync().ctx("fdatasync", &path)?;
+        let writing = s.spawn(move || -> Result<()> {
+            for job in todo.iter() {
+                match job {
+                    Job::Write {
+                        file,
+                        path,
+                        at,
+                        buf,
+                        len,
+                    } => {
+                        file.write_at(&buf.bytes()[..len], at).ctx("write", &path)?;
+                        let _ = free.send(buf);
+                    }
+                    Job::Sync { file, path } => file.sync().ctx("fdatasync", &path)?,
+                }
             }
             Ok(())
         });
-        let read = write_files(vfs, input, dest, from, &tx);
-        drop(tx);
-        let synced = Error::joined(syncing.join(), "syncing a restored snapshot");
+        let read = write_files(vfs, input, dest, from, &jobs, &take);
+        drop(jobs);
+        let wrote = Error::joined(writing.join(), "writing a restored snapshot");
         let (n, dirs) = read?;
-        synced?;
+        wrote?;
         // Every file is synced before the directories that name them.
         for d in dirs.iter().rev() {
             vfs.sync_dir(d).ctx("fsync", d)?;
@@ -442,17 +461,35 @@ pub fn restore(vfs: &dyn Vfs, input: &mut dyn Read, dest: &Path, from: &str) -> 
     })
 }
 
-/// Files a restore has written but not yet synced, at most.
-const SYNC_AHEAD: usize = 16;
+/// Chunk buffers of a restore: one being filled from the stream while the others are
+/// written.
+const BUFFERS: usize = 4;
 
-/// [`restore`]'s reading and writing; each file written is handed to `synced` to be synced,
-/// the directories are synced here once every file was.
+/// What [`restore`]'s writing thread does.
+enum Job {
+    /// Writes the first `len` bytes of `buf` at `at`, then frees `buf`.
+    Write {
+        file: Arc<dyn FileIo>,
+        path: PathBuf,
+        at: u64,
+        buf: crate::io::AlignedBuf,
+        len: usize,
+    },
+    /// Syncs a file whose chunks were all written.
+    Sync { file: Arc<dyn FileIo>, path: PathBuf },
+}
+
+/// [`restore`]'s reading: checks the stream, makes the files and directories, and hands
+/// each chunk (then each file, to sync) to the writing thread through `jobs`, taking buffers
+/// from `free`. Returns the bytes read and the directories made (to sync). Stops early (with
+/// no error) when the writing thread stopped: `restore` returns its error.
 fn write_files(
     vfs: &dyn Vfs,
     input: &mut dyn Read,
     dest: &Path,
     from: &str,
-    synced: &crossbeam_channel::Sender<(PathBuf, Arc<dyn FileIo>)>,
+    jobs: &crossbeam_channel::Sender<Job>,
+    free: &crossbeam_channel::Receiver<crate::io::AlignedBuf>,
 ) -> Result<(u64, Vec<PathBuf>)> {
     let mut r = Counted {
         input,
@@ -472,9 +509,6 @@ fn write_files(
     let files = fmt::decode_head(&head).map_err(|w| r.bad(w))?;
     let mut dirs = vec![dest.to_path_buf()];
     let mut seen = std::collections::HashSet::new();
-    // Aligned, so that chunks at aligned offsets (whole pages: all of a value section's) are
-    // written with direct writes, bypassing the page cache.
-    let mut buf = crate::io::AlignedBuf::new(CHUNK, PAGE);
     for _ in 0..files {
         let mut n = [0u8; 2];
         r.read(&mut n)?;
@@ -529,21 +563,33 @@ fn write_files(
                 return Err(r.bad(what));
             }
             if c.kind == DATA {
-                let data = &mut buf.bytes_mut()[..c.len as usize];
+                let Ok(mut buf) = free.recv() else {
+                    return Ok((r.at, dirs));
+                };
+                let len = c.len as usize;
+                let data = &mut buf.bytes_mut()[..len];
                 r.read(data)?;
                 if crc32c::crc32c(data) != c.crc {
                     return Err(r.bad(format!("a chunk of {name} fails its checksum")));
                 }
                 let through = match &direct {
-                    Some(d) if aligned(d.align(), at, data.len()) => d,
-                    _ => &file,
+                    Some(d) if aligned(d.align(), at, len) => d.clone(),
+                    _ => file.clone(),
                 };
-                through.write_at(data, at).ctx("write", &path)?;
+                let job = Job::Write {
+                    file: through,
+                    path: path.clone(),
+                    at,
+                    buf,
+                    len,
+                };
+                if jobs.send(job).is_err() {
+                    return Ok((r.at, dirs));
+                }
             }
             at += u64::from(c.len);
         }
-        if synced.send((path.clone(), file)).is_err() {
-            // The syncing thread stopped at an error: `restore` returns it.
+        if jobs.send(Job::Sync { file, path }).is_err() {
             return Ok((r.at, dirs));
         }
     }
