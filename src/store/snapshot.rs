@@ -40,7 +40,6 @@ use super::Store;
 use super::shard::Capture;
 use super::values;
 
-
 /// A consistent copy of a store, ready to be written as a stream; garbage collection stays
 /// paused until it is dropped.
 #[derive(Debug)]
@@ -95,7 +94,7 @@ impl Part {
 }
 
 impl Store {
-    /// A consistent copy of the store now (see the [module](self) doc), and what `at`
+    /// A consistent copy of the store now (see `docs/FORMAT.md`, "The snapshot stream"), and what `at`
     /// returned: `at` runs while every shard is held, so it sees no write in flight. Garbage
     /// collection pauses until the snapshot is dropped (puts are not held back meanwhile, so
     /// value files may grow past their usual bound while it lives). Memory: a copy of each
@@ -251,7 +250,7 @@ impl Snapshot<'_> {
 
     /// Writes the stream to `out`: exactly [`len`](Self::len) bytes. Value sections are read
     /// with direct reads, a whole section at a time, by a second thread that stays up to
-    /// [`AHEAD`] pieces ahead of the writes to `out`: the disk and the receiver work at once.
+    /// a few sections ahead of the writes to `out`: the disk and the receiver work at once.
     pub fn write_to(&self, out: &mut (dyn Write + Send)) -> Result<u64> {
         let dir = &self.store.dir;
         let (tx, rx) = crossbeam_channel::bounded::<Out>(AHEAD);
@@ -305,7 +304,11 @@ impl Snapshot<'_> {
                         going
                     }
                     Part::Records { path, len } => {
-                        let file = self.store.vfs.open(path, Mode::default()).ctx("open", path)?;
+                        let file = self
+                            .store
+                            .vfs
+                            .open(path, Mode::default())
+                            .ctx("open", path)?;
                         let mut at = 0;
                         let mut going = true;
                         while at < *len && going {
@@ -476,7 +479,10 @@ enum Job {
         len: usize,
     },
     /// Syncs a file whose chunks were all written.
-    Sync { file: Arc<dyn FileIo>, path: PathBuf },
+    Sync {
+        file: Arc<dyn FileIo>,
+        path: PathBuf,
+    },
 }
 
 /// [`restore`]'s reading: checks the stream, makes the files and directories, and hands

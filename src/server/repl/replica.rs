@@ -161,7 +161,9 @@ impl Read for Bulk<'_> {
         if self.left == 0 || out.is_empty() {
             return Ok(0);
         }
-        let want = out.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let want = out
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         let have = self.conn.buf.len() - self.conn.at;
         if have > 0 {
             let n = have.min(want);
