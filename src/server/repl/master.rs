@@ -18,6 +18,9 @@ use super::{ACK_EVERY, Attached, LINK_TIMEOUT, PING_EVERY, Psync, Repl, Role};
 use crate::resp::{Limits, parse_command};
 use crate::server::Shared;
 
+/// How long a sender woken by a write waits for more before it sends.
+const GATHER: Duration = Duration::from_micros(100);
+
 /// Most bytes of the stream sent in one write.
 const SEND_MAX: usize = 256 << 10;
 
@@ -117,6 +120,10 @@ impl Repl {
             if self.grew.wait_for(&mut s, ACK_EVERY).timed_out() {
                 return Some(Vec::new());
             }
+            // Woken by a write: let the writes of the moment gather (the pipelines being
+            // applied now) so that one send carries them, instead of one wake-up and one
+            // send per write.
+            parking_lot::MutexGuard::unlocked(&mut s, || std::thread::sleep(GATHER));
         }
     }
 }
