@@ -2,9 +2,10 @@
 # Replication benchmarks (issue 15's targets), on loopback:
 #   1. full sync of N keys (default 10 M) against the disk's sequential read rate (fio);
 #   2. SET at -P 16 (redis-benchmark) on a master without a replica and with one attached,
-#      alternated ROUNDS times (default 3), medians;
-#   3. the replica's lag under that load: a marker key written to the master every 100 ms with
-#      the time, read back from the replica (redis-py), and the byte lag from INFO.
+#      both over the same 1 M keys filled by a first run, ROUNDS times (default 3), medians;
+#   3. the replica's lag under that load (in a run of its own): a marker key written to the
+#      master every 100 ms, read back from the replica (redis-py), and the byte lag from INFO.
+#   redis-server master and replica get the same SET load in each round, for comparison.
 # Usage: bash benches/replication.sh [N]   (BENCH_DIR=... puts the data elsewhere; needs fio,
 # redis-benchmark, python3 with redis). Prints a Markdown summary at the end.
 set -euo pipefail
@@ -73,6 +74,7 @@ redis_round() {
     redis-server --port "$mp" --dir "$DIR/rm" --save '' --appendonly no >"$DIR/rm.log" 2>&1 &
     mpid=$!
     wait_port "$mp"
+    bench_set "$mp" >/dev/null
     a=$(bench_set "$mp")
     redis-server --port "$rp" --dir "$DIR/rr" --save '' --appendonly no --replicaof 127.0.0.1 "$mp" >"$DIR/rr.log" 2>&1 &
     rpid=$!
@@ -88,17 +90,21 @@ for round in $(seq 1 "$ROUNDS"); do
     $S --port "$MP" --dir "$DIR/m" --key-mode numeric >"$DIR/m.log" 2>&1 &
     MPID=$!; PIDS=($MPID)
     wait_port "$MP"
+    # A first run fills the 1 M keys, so that both measured runs overwrite them.
+    bench_set "$MP" >/dev/null
     a=$(bench_set "$MP")
     ALONE+=("$a")
     $S --port "$RP" --dir "$DIR/r" --key-mode numeric --replicaof "127.0.0.1 $MP" >"$DIR/r.log" 2>&1 &
     RPID=$!; PIDS+=($RPID)
     for _ in $(seq 1 600); do linked "$RP" 2>/dev/null && break; sleep 0.1; done
+    w=$(bench_set "$MP")
+    WITH+=("$w")
+    # The lag, in a run of its own: the sampler is a client too, and takes CPU from the rest.
     python3 benches/replication_lag.py "$MP" "$RP" >"$DIR/lag.txt" &
     LAGPID=$!
-    w=$(bench_set "$MP")
+    bench_set "$MP" >/dev/null
     kill -INT "$LAGPID" 2>/dev/null || true
     wait "$LAGPID" || true
-    WITH+=("$w")
     lag=$(sed -n 's/^max_lag_ms://p' "$DIR/lag.txt"); LAGS+=("$lag")
     bl=$(sed -n 's/^max_lag_bytes://p' "$DIR/lag.txt"); BYTELAGS+=("$bl")
     echo "round $round: alone $a SET/s, with a replica $w SET/s; replica lag max $lag ms ($bl bytes); $(sed -n 's/^samples://p' "$DIR/lag.txt") samples"
