@@ -207,12 +207,7 @@ impl PubSub {
             }
         };
         if let Some(subs) = inner.channels.get(channel) {
-            let mut body = Vec::with_capacity(channel.len() + payload.len() + 32);
-            body.extend_from_slice(b"3\r\n");
-            encode_bulk(b"message", &mut body);
-            encode_bulk(channel, &mut body);
-            encode_bulk(payload, &mut body);
-            let message = Pushed::new(body);
+            let message = message(&[b"message", channel, payload]);
             for client in subs.values() {
                 push(client, &message);
             }
@@ -222,13 +217,7 @@ impl PubSub {
             if !glob::matches(pattern, channel) {
                 continue;
             }
-            let mut body = Vec::with_capacity(pattern.len() + channel.len() + payload.len() + 40);
-            body.extend_from_slice(b"4\r\n");
-            encode_bulk(b"pmessage", &mut body);
-            encode_bulk(pattern, &mut body);
-            encode_bulk(channel, &mut body);
-            encode_bulk(payload, &mut body);
-            let message = Pushed::new(body);
+            let message = message(&[b"pmessage", pattern, channel, payload]);
             for client in subs.values() {
                 push(client, &message);
             }
@@ -269,6 +258,17 @@ impl PubSub {
     pub(crate) fn numchannels(&self) -> usize {
         self.inner.read().channels.len()
     }
+}
+
+/// A pushed message of `parts` (`message channel payload`, `pmessage pattern channel
+/// payload`), encoded once for every receiver.
+fn message(parts: &[&[u8]]) -> Pushed {
+    let mut body = Vec::with_capacity(parts.iter().map(|p| p.len() + 16).sum());
+    body.extend_from_slice(format!("{}\r\n", parts.len()).as_bytes());
+    for p in parts {
+        encode_bulk(p, &mut body);
+    }
+    Pushed::new(body)
 }
 
 #[cfg(test)]

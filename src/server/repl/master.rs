@@ -284,14 +284,7 @@ fn read_acks(repl: &Repl, mut socket: TcpStream, id: u64) {
                 heard = Instant::now();
                 buf.extend_from_slice(&chunk[..n]);
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
+            Err(e) if super::waited(&e) => {
                 if heard.elapsed() > LINK_TIMEOUT {
                     warn!(id, "replica silent for {LINK_TIMEOUT:?}; dropped");
                     break;

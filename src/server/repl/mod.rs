@@ -131,6 +131,18 @@ struct Link {
     last_io: Instant,
 }
 
+impl Link {
+    /// A link that came up now.
+    fn up() -> Link {
+        Link {
+            up: true,
+            since: Instant::now(),
+            syncing: false,
+            last_io: Instant::now(),
+        }
+    }
+}
+
 /// Counters of `INFO stats`.
 #[derive(Clone, Copy, Debug, Default)]
 struct Counts {
@@ -145,6 +157,13 @@ pub(crate) enum Psync {
     Continue { replid: String, from: u64 },
     /// `+FULLRESYNC`: a snapshot first.
     Full,
+}
+
+/// Whether a socket read failed only because its timeout passed (or a signal came): the
+/// links read with timeouts so that they can also keep time.
+pub(crate) fn waited(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
+    matches!(e.kind(), WouldBlock | TimedOut | Interrupted)
 }
 
 /// A new random id of 40 hex characters.
@@ -234,9 +253,7 @@ impl Repl {
         }
         s.link = Link {
             up: false,
-            since: Instant::now(),
-            syncing: false,
-            last_io: Instant::now(),
+            ..Link::up()
         };
         let epoch = s.epoch;
         drop(s);
@@ -387,12 +404,7 @@ impl Repl {
         s.offset = offset;
         s.backlog = Some(Backlog::new(offset, self.backlog_size));
         self.active.store(true, Ordering::Release);
-        s.link = Link {
-            up: true,
-            since: Instant::now(),
-            syncing: false,
-            last_io: Instant::now(),
-        };
+        s.link = Link::up();
     }
 
     /// The link of `epoch` is up after `+CONTINUE` (with the master's id, if it changed).
@@ -411,12 +423,7 @@ impl Repl {
             s.backlog = Some(Backlog::new(offset, self.backlog_size));
         }
         self.active.store(true, Ordering::Release);
-        s.link = Link {
-            up: true,
-            since: Instant::now(),
-            syncing: false,
-            last_io: Instant::now(),
-        };
+        s.link = Link::up();
     }
 
     /// The link of `epoch` applied `bytes` of the stream: they join this server's backlog.

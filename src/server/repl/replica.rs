@@ -100,16 +100,7 @@ impl Conn {
                 self.buf.extend_from_slice(&chunk[..n]);
                 Ok(true)
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(false)
-            }
+            Err(e) if super::waited(&e) => Ok(false),
             Err(e) => Err(format!("read: {e}")),
         }
     }
@@ -186,14 +177,7 @@ impl Read for Bulk<'_> {
                     self.idle = Instant::now();
                     return Ok(n);
                 }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::Interrupted
-                    ) =>
-                {
+                Err(e) if super::waited(&e) => {
                     if self.idle.elapsed() > LINK_TIMEOUT {
                         return Err(std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
