@@ -195,8 +195,10 @@ pub(crate) struct Registered {
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.shared.pubsub.forget(self.id);
+        // The registry first: once a subscriber is gone from pub/sub (NUMSUB), it is gone
+        // from CLIENT LIST too.
         self.shared.registry.remove(self.id);
+        self.shared.pubsub.forget(self.id);
     }
 }
 

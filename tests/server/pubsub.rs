@@ -398,7 +398,10 @@ fn client_kill_by_id_addr_and_the_old_form() {
         error(&me.call(&["CLIENT", "KILL", "ID", "abc"])),
         "ERR client-id should be greater than 0"
     );
-    // The server sees a connection's local address as its peer.
+    // The server sees a connection's local address as its peer. A reply first: the
+    // connection is registered once the server has started serving it.
+    assert_eq!(b.call(&["PING"]), Frame::Simple("PONG".into()));
+    assert_eq!(c.call(&["PING"]), Frame::Simple("PONG".into()));
     let b_addr = b.stream.local_addr().unwrap().to_string();
     assert_eq!(me.call(&["CLIENT", "KILL", "ADDR", &b_addr]), int(1));
     assert!(b.closed());

@@ -63,6 +63,9 @@ pub(crate) struct Repl {
     active: AtomicBool,
     /// Whether the role is replica (read on every write command, without the lock).
     replica: AtomicBool,
+    /// The role's epoch, as `State::epoch` (read by a link before each command it applies,
+    /// so that a link of an older role stops at once).
+    epoch: std::sync::atomic::AtomicU64,
     /// Signalled when the stream grows or the replicas change (senders wait on it).
     grew: Condvar,
     /// Signalled when a replica acknowledges an offset (`WAIT` waits on it).
@@ -213,6 +216,7 @@ impl Repl {
             }),
             active: AtomicBool::new(false),
             replica: AtomicBool::new(false),
+            epoch: std::sync::atomic::AtomicU64::new(0),
             grew: Condvar::new(),
             acked: tokio::sync::Notify::new(),
             key_mode,
@@ -233,7 +237,7 @@ impl Repl {
 
     /// The role's epoch.
     fn epoch(&self) -> u64 {
-        self.state.lock().epoch
+        self.epoch.load(Ordering::SeqCst)
     }
 
     /// Becomes a replica of `host:port` (`REPLICAOF host port`); returns the new epoch, for
@@ -246,6 +250,7 @@ impl Repl {
         }
         s.role = role;
         s.epoch += 1;
+        self.epoch.store(s.epoch, Ordering::SeqCst);
         self.replica.store(true, Ordering::Relaxed);
         // Replicas of this server sync again from the new master's data.
         for r in s.replicas.values_mut() {
@@ -270,6 +275,7 @@ impl Repl {
         }
         s.role = Role::Master;
         s.epoch += 1;
+        self.epoch.store(s.epoch, Ordering::SeqCst);
         self.replica.store(false, Ordering::Relaxed);
         let offset = s.offset();
         s.replid2 = std::mem::replace(&mut s.replid, new_id());
@@ -287,6 +293,7 @@ impl Repl {
     pub(crate) fn stop(&self) {
         let mut s = self.state.lock();
         s.epoch += 1;
+        self.epoch.store(s.epoch, Ordering::SeqCst);
         for r in s.replicas.values_mut() {
             r.dropped = true;
         }

@@ -373,6 +373,10 @@ fn stream(shared: &Arc<Shared>, c: &mut Conn, epoch: u64) -> Result<(), String> 
         loop {
             match parse_command(&c.buf[used..], &limits) {
                 Ok(Some((argv, n))) => {
+                    // A role change (REPLICAOF) stops this link before its next command.
+                    if shared.repl.epoch() != epoch {
+                        return Ok(());
+                    }
                     used += n;
                     getack |= apply(shared, &store, &argv, &mut batch, &mut commit)?;
                 }
