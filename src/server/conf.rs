@@ -109,7 +109,7 @@ mod tests {
 
     #[test]
     fn reads_and_rewrites_the_role_keeping_other_lines() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::testing::tempdir();
         let p = dir.path().join("toykv.conf");
         assert_eq!(read(&p).unwrap(), FileConf::default());
         std::fs::write(

@@ -89,8 +89,9 @@ struct Conn {
 impl Conn {
     /// Reads more into the buffer; `Ok(false)` on a read timeout.
     fn fill(&mut self) -> Result<bool, String> {
-        if self.at > 0 && self.at == self.buf.len() {
-            self.buf.clear();
+        // What was used goes: only an unfinished command stays (at most a request's size).
+        if self.at > 0 {
+            self.buf.drain(..self.at);
             self.at = 0;
         }
         let mut chunk = [0u8; 64 * 1024];
