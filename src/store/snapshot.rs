@@ -63,7 +63,11 @@ enum Part {
     /// Zeros.
     Zeros(u64),
     /// The first `len` bytes of records of a key section.
-    Records { path: PathBuf, len: u64 },
+    Records {
+        path: PathBuf,
+        file: Arc<dyn FileIo>,
+        len: u64,
+    },
     /// A whole value section of a shard; its file is awaited when `None` (a write-out was
     /// under way).
     Section {
@@ -132,7 +136,7 @@ impl Store {
             }
         }
         for (i, c) in captured.into_iter().enumerate() {
-            snap.plan_shard(i, c);
+            snap.plan_shard(i, c)?;
         }
         Ok((snap, t))
     }
@@ -154,7 +158,7 @@ impl Snapshot<'_> {
     }
 
     /// Plans the files of shard `i`.
-    fn plan_shard(&mut self, i: usize, c: Capture) {
+    fn plan_shard(&mut self, i: usize, c: Capture) -> Result<()> {
         let dir = shard_name(i as u32);
         let slots = u64::from(c.slots);
         for (n, path, f) in c.values {
@@ -189,9 +193,15 @@ impl Snapshot<'_> {
             page[..HEADER_LEN].copy_from_slice(&header.encode());
             let rest = keys_len(c.slots) - KEYS_DATA_AT as u64 - len;
             let path = c.dir.join(keys_name(n));
+            // Opened now: what the snapshot reads never depends on a path later.
+            let file = self
+                .store
+                .vfs
+                .open(&path, Mode::default())
+                .ctx("open", &path)?;
             let parts = vec![
                 Part::Bytes(page),
-                Part::Records { path, len },
+                Part::Records { path, file, len },
                 Part::Zeros(rest),
             ];
             self.add(format!("{dir}/{}", keys_name(n)), parts);
@@ -236,6 +246,7 @@ impl Snapshot<'_> {
             buffer_len(c.slots)
         );
         self.add(format!("{dir}/{BUFFER_NAME}"), parts);
+        Ok(())
     }
 
     /// Bytes the stream takes.
@@ -303,12 +314,7 @@ impl Snapshot<'_> {
                         }
                         going
                     }
-                    Part::Records { path, len } => {
-                        let file = self
-                            .store
-                            .vfs
-                            .open(path, Mode::default())
-                            .ctx("open", path)?;
+                    Part::Records { path, file, len } => {
                         let mut at = 0;
                         let mut going = true;
                         while at < *len && going {
