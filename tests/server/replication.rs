@@ -425,3 +425,37 @@ fn bgsave_under_writes_holds_every_write_acknowledged_before_it() {
     drop(copy);
     std::fs::remove_dir_all(&dest).unwrap();
 }
+
+#[test]
+fn a_replica_with_another_key_mode_is_refused() {
+    let m = TestServer::start(Config::default());
+    let r = replica_of(m.addr, |c| c.key_mode = toykv::keymode::KeyMode::Numeric);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!linked(&r), "a replica with another key mode linked");
+    assert_eq!(info(&m, "replication")["connected_slaves"], "0");
+    assert_eq!(info(&m, "stats")["sync_full"], "0");
+}
+
+#[test]
+fn a_failed_bgsave_is_reported_and_lastsave_stays() {
+    let m = TestServer::start(Config::default());
+    let mut c = m.connect();
+    assert_eq!(c.call(&["SET", "k", "v"]), Frame::Simple("OK".into()));
+    // A directory that exists already: the save must fail, not overwrite it.
+    let taken = super::tempdir();
+    let dest = taken.path().to_str().unwrap().to_string();
+    assert_eq!(
+        c.call(&["BGSAVE", "INTO", &dest]),
+        Frame::Simple("Background saving started".into())
+    );
+    eventually("the save ends", || {
+        info(&m, "persistence")["rdb_bgsave_in_progress"] == "0"
+    });
+    let p = info(&m, "persistence");
+    assert_eq!(p["rdb_last_bgsave_status"], "err");
+    assert_eq!(p["rdb_last_save_time"], "0");
+    assert_eq!(c.call(&["LASTSAVE"]), Frame::Integer(0));
+    assert!(std::fs::read_dir(taken.path()).unwrap().next().is_none());
+    // Bad arguments.
+    assert!(error(&c.call(&["BGSAVE", "NOW"])).contains("syntax"));
+}
