@@ -337,7 +337,7 @@ impl Snapshot<'_> {
                             Some(f) => f.clone(),
                             None => self.store.shards[*shard].written(*n)?,
                         };
-                        let section = Arc::new(values::read_all(&path, &*file, *slots)?);
+                        let section = Arc::new(read_section(&path, &*file, *n, *slots)?);
                         let mut going = true;
                         let mut at = 0;
                         while at < section.len() && going {
@@ -403,6 +403,49 @@ impl Drop for Snapshot<'_> {
             shard.unpin();
         }
     }
+}
+
+/// Value section `n` read whole; if that read fails (a bad sector, `EIO`), page by page,
+/// with zeros for the pages that cannot be read and a new header page if that one cannot:
+/// the copy then holds the same damage as the store (those values fail their checksums
+/// there too) instead of no copy at all. Fails only when no page can be read.
+fn read_section(
+    path: &Path,
+    file: &dyn FileIo,
+    n: u32,
+    slots: u32,
+) -> Result<crate::io::AlignedBuf> {
+    let whole = match values::read_all(path, file, slots) {
+        Ok(b) => return Ok(b),
+        Err(e) => e,
+    };
+    let len = values_len(slots) as usize;
+    let mut buf = crate::io::AlignedBuf::new(len, file.align().mem);
+    let mut lost = 0;
+    for at in (0..len).step_by(PAGE) {
+        let page = &mut buf.bytes_mut()[at..at + PAGE];
+        if file.read_at(page, at as u64).is_err() {
+            page.fill(0);
+            lost += 1;
+        }
+    }
+    if lost == len / PAGE {
+        return Err(whole);
+    }
+    if buf.bytes()[..HEADER_LEN].iter().all(|&b| b == 0) {
+        let header = Header {
+            kind: Kind::Values,
+            section_slots: slots,
+            section: n,
+        };
+        buf.bytes_mut()[..HEADER_LEN].copy_from_slice(&header.encode());
+    }
+    tracing::error!(
+        "{}: {lost} page(s) cannot be read ({whole}); the snapshot holds zeros there, so the \
+         values in them fail their checksums in the copy as they do here",
+        path.display()
+    );
+    Ok(buf)
 }
 
 /// Pieces of the stream the reading thread may hold ready ahead of the writes: with whole
