@@ -299,7 +299,7 @@ fn full_sync(
     }
     let options = shared.config.store_options.clone();
     crate::kill::point("replica-before-swap");
-    swap(shared, &tmp, options)?;
+    swap(shared, &tmp, options, epoch)?;
     shared.repl.synced(epoch, replid, offset);
     info!(
         bytes = read,
@@ -320,10 +320,20 @@ fn clean_leftovers_at(d: &Path) {
     }
 }
 
-/// Replaces the store with the copy in `tmp`, with the gate held exclusively.
-fn swap(shared: &Arc<Shared>, tmp: &Path, options: crate::Options) -> Result<(), String> {
+/// Replaces the store with the copy in `tmp`, with the gate held exclusively, unless the role
+/// changed (`REPLICAOF`) while the copy arrived: then the copy is left for removal.
+fn swap(
+    shared: &Arc<Shared>,
+    tmp: &Path,
+    options: crate::Options,
+    epoch: u64,
+) -> Result<(), String> {
     let dir = &shared.config.dir;
     let _gate = shared.gate.blocking_write();
+    if shared.repl.epoch() != epoch {
+        clean_leftovers(dir);
+        return Err("the role changed during the full sync; its copy is dropped".into());
+    }
     let old = shared.store();
     if let Err(e) = old.halt() {
         warn!("syncing the store a full sync replaces: {e}");
