@@ -459,3 +459,41 @@ fn a_failed_bgsave_is_reported_and_lastsave_stays() {
     // Bad arguments.
     assert!(error(&c.call(&["BGSAVE", "NOW"])).contains("syntax"));
 }
+
+#[test]
+fn a_promotion_during_a_full_sync_drops_the_copy() {
+    // A master with enough data that its full sync takes a while.
+    let dir = super::tempdir();
+    {
+        let store = toykv::Store::open_with(dir.path(), super::options()).unwrap();
+        let mut batch = toykv::Batch::new();
+        for k in 0..200_000u64 {
+            batch.put(k, value(k)).unwrap();
+            if batch.len() == 60 {
+                store.write(&batch).unwrap();
+                batch.clear();
+            }
+        }
+        store.close().unwrap();
+    }
+    let m = TestServer::start_in(dir, Config::default());
+    let r = replica_of(m.addr, |_| {});
+    eventually("the sync is under way", || {
+        let i = info(&r, "replication");
+        i["master_sync_in_progress"] == "1" || i["master_link_status"] == "up"
+    });
+    let mut c = r.connect();
+    assert_eq!(
+        c.call(&["REPLICAOF", "NO", "ONE"]),
+        Frame::Simple("OK".into())
+    );
+    let Frame::Integer(at_promotion) = c.call(&["DBSIZE"]) else {
+        panic!()
+    };
+    // Whatever the sync had done by then, nothing changes the promoted store afterwards:
+    // a copy still arriving is dropped, not swapped in.
+    std::thread::sleep(Duration::from_millis(3000));
+    assert_eq!(c.call(&["DBSIZE"]), Frame::Integer(at_promotion));
+    assert_eq!(info(&r, "replication")["role"], "master");
+    assert_eq!(c.call(&["SET", "mine", "1"]), Frame::Simple("OK".into()));
+}
