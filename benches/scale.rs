@@ -4,7 +4,8 @@
 //! overwrites, open time before and after).
 //!
 //! `cargo bench --bench scale` runs everything; `cargo bench --bench scale -- put` (or
-//! `latency`, `durability`, `cold`, `many`, `gc`) runs one part. Sizes shrink with `SCALE_QUICK=1`.
+//! `latency`, `durability`, `cold`, `many`, `gc`) runs one part; `-- huge` runs the 100 M-key
+//! scale run (only when named). Sizes shrink with `SCALE_QUICK=1`.
 //! Figures go to stdout, one line each, and into `BENCHMARKS.md` by hand.
 
 mod common;
@@ -400,6 +401,177 @@ fn gc() {
     let _ = std::fs::remove_dir_all(&dir2);
 }
 
+/// Resident anonymous memory of this process (heap: the index, the cache, buffers in
+/// flight), from `/proc/self/status`; file pages mapped from key sections are not in it.
+fn rss_anon() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Key `i` of the scale run: a bijection of `0..2^64`, so keys are random-looking and
+/// distinct.
+fn scattered(i: u64) -> u64 {
+    (i ^ 0x5DEE_CE66_D1CE_4E5B).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// The scale run (issue 16): `HUGE_KEYS` (default 100 M) random keys of 256-byte values,
+/// durability `none`, two writer threads; reopen; 10 % overwritten with collection on, then
+/// a full collection; reopen; `toykv check` (the library function the command runs). Writes
+/// the load rate over time to `target/bench-data/huge-load.csv` (plotted by
+/// `benches/scale_plot.py`) and removes the data at the end.
+fn huge() {
+    let n: u64 = std::env::var("HUGE_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick() { 2_000_000 } else { 100_000_000 });
+    let opts = || Options::new().durability(Durability::None);
+    let anon0 = rss_anon();
+    let (dir, store) = fresh("scale-huge", opts());
+    let store = Arc::new(store);
+    let done = AtomicU64::new(0);
+    let threads = 2u64;
+    let mut csv = String::from("seconds,keys,rate_per_s,rss_anon_bytes,index_bytes\n");
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (store, done) = (store.clone(), &done);
+            s.spawn(move || {
+                let (mut i, mut count) = (t, 0);
+                while i < n {
+                    store.put(scattered(i), VALUE).expect("put");
+                    i += threads;
+                    count += 1;
+                    if count == 65_536 {
+                        done.fetch_add(count, Ordering::Relaxed);
+                        count = 0;
+                    }
+                }
+                done.fetch_add(count, Ordering::Relaxed);
+            });
+        }
+        let (mut last, mut last_t) = (0u64, 0.0f64);
+        loop {
+            std::thread::sleep(Duration::from_secs(2).min(Duration::from_millis(n / 1000)));
+            let now = t0.elapsed().as_secs_f64();
+            let d = done.load(Ordering::Relaxed).min(n);
+            let rate = (d - last) as f64 / (now - last_t);
+            let index = store.stats().index_bytes;
+            csv.push_str(&format!("{now:.1},{d},{rate:.0},{},{index}\n", rss_anon()));
+            println!(
+                "huge load: {now:6.1} s {:6.1} M keys, {:.2} M puts/s, anon {:.2} GiB",
+                d as f64 / 1e6,
+                rate / 1e6,
+                rss_anon() as f64 / (1u64 << 30) as f64
+            );
+            (last, last_t) = (d, now);
+            if d >= n {
+                break;
+            }
+        }
+    });
+    let load = t0.elapsed().as_secs_f64();
+    let _ = std::fs::write(data_dir("huge-load.csv"), &csv);
+    let st = store.stats();
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    println!(
+        "huge load of {} keys: {:.1} s = {:.2} M puts/s; index {:.2} B/key ({:.2} GiB), resident anonymous memory {:.2} B/key ({:.2} GiB); disk {:.1} GiB ({:.2}x the values)",
+        st.keys,
+        load,
+        n as f64 / load / 1e6,
+        st.index_bytes as f64 / st.keys as f64,
+        gib(st.index_bytes),
+        (rss_anon() - anon0) as f64 / st.keys as f64,
+        gib(rss_anon() - anon0),
+        gib(dir_bytes(&dir)),
+        dir_bytes(&dir) as f64 / (n * 256) as f64
+    );
+    let Ok(store) = Arc::try_unwrap(store) else {
+        panic!("writers still hold the store");
+    };
+    store.close().expect("close");
+
+    let reopen = |what: &str| {
+        let anon = rss_anon();
+        let t = Instant::now();
+        let s = Store::open_with(&dir, opts()).expect("reopen");
+        let secs = t.elapsed().as_secs_f64();
+        let st = s.stats();
+        println!(
+            "huge reopen ({what}): {:.2} s for {} records = {:.1} M records/s; {} live keys; index {:.2} B/key, resident anonymous memory {:.2} B/key",
+            secs,
+            st.records,
+            st.records as f64 / secs / 1e6,
+            st.keys,
+            st.index_bytes as f64 / st.keys as f64,
+            rss_anon().saturating_sub(anon) as f64 / st.keys as f64
+        );
+        s
+    };
+    let s = reopen("after the load");
+
+    // 10 % overwritten, random keys among those loaded, collection on.
+    let over = n / 10;
+    let disk0 = dir_bytes(&dir);
+    let t = Instant::now();
+    std::thread::scope(|sc| {
+        for t in 0..threads {
+            let s = &s;
+            sc.spawn(move || {
+                let mut x = 0x2545_F491_4F6C_DD1Du64 ^ t;
+                for _ in 0..over / threads {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    s.put(scattered(x % n), VALUE).expect("put");
+                }
+            });
+        }
+    });
+    let secs = t.elapsed().as_secs_f64();
+    let st = s.stats();
+    println!(
+        "huge overwrite of {over} keys: {:.1} s = {:.2} M puts/s; disk {:.1} -> {:.1} GiB; collection moved {} values ({} sections)",
+        secs,
+        over as f64 / secs / 1e6,
+        gib(disk0),
+        gib(dir_bytes(&dir)),
+        st.gc_moved,
+        st.gc_sections
+    );
+    let before = dir_bytes(&dir);
+    let t = Instant::now();
+    s.gc().expect("gc");
+    let st = s.stats();
+    println!(
+        "huge full collection: {:.1} s; disk {:.1} -> {:.1} GiB; moved {} values in all, {} value sections removed; write amplification (values written / values put) {:.2}",
+        t.elapsed().as_secs_f64(),
+        gib(before),
+        gib(dir_bytes(&dir)),
+        st.gc_moved,
+        st.gc_sections,
+        (n + over + st.gc_moved) as f64 / (n + over) as f64
+    );
+    s.close().expect("close");
+    let s = reopen("after the overwrites and collection");
+    s.close().expect("close");
+    let t = Instant::now();
+    let report = toykv::admin::check(&dir).expect("check");
+    println!(
+        "huge check: {:.1} s, {}",
+        t.elapsed().as_secs_f64(),
+        if report.problems.is_empty() {
+            "no problem".to_string()
+        } else {
+            format!("{} problems: {:?}", report.problems.len(), report.problems)
+        }
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     let only: Vec<String> = std::env::args()
         .skip(1)
@@ -428,5 +600,9 @@ fn main() {
     }
     if run("gc") {
         gc();
+    }
+    // Not in a plain run: it takes about ten minutes and 33 GB of disk.
+    if only.iter().any(|o| o == "huge") {
+        huge();
     }
 }

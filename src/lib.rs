@@ -155,6 +155,12 @@ pub mod resp;
 #[cfg(feature = "server")]
 pub mod server;
 mod store;
+
+/// The in-memory index, reachable by `benches/index.rs` only: not part of the API.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::store::index::{Index, Log};
+}
 #[cfg(test)]
 mod testing;
 // The YCSB-style benchmark driver (`toykv bench`, the `peers` package); its docs: src/ycsb/mod.rs.

@@ -71,7 +71,7 @@ pub(crate) mod check;
 mod describe;
 mod feed;
 mod file;
-mod index;
+pub(crate) mod index;
 mod intent;
 mod journal;
 mod keys;

@@ -76,6 +76,8 @@ pub struct Stats {
     pub gc_set_aside: Vec<String>,
     /// Bytes of the store's files: value sections, key sections and buffers.
     pub disk_bytes: u64,
+    /// Heap bytes of the in-memory indexes (every shard's).
+    pub index_bytes: u64,
 }
 
 impl Store {
@@ -110,6 +112,7 @@ impl Store {
             gc_holds: 0,
             gc_set_aside: Vec::new(),
             disk_bytes: 0,
+            index_bytes: 0,
         };
         if let Some(j) = &self.journal {
             st.journal_commits = j.commits();

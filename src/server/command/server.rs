@@ -309,6 +309,7 @@ pub(super) fn info(ctx: &mut Ctx<'_>) -> (Frame, Flow) {
                 line("direct_io", &u8::from(st.direct_io));
                 line("read_path", &st.read_path);
                 line("live_keys", &st.keys);
+                line("index_bytes", &st.index_bytes);
                 line("key_records", &st.records);
                 line("value_slots_used", &st.slots_used);
                 line("value_sections", &st.value_sections);

@@ -325,6 +325,7 @@ impl Shard {
         let (i, c, n) = (&g.inner, g.cache.stats(), &g.inner.counters);
         let s = u64::from(i.slots);
         st.keys += i.index.len() as u64;
+        st.index_bytes += i.index.bytes() as u64;
         st.records += i.next_seq - u64::from(i.first) * s;
         st.slots_used += i.usage.live_values();
         st.value_sections += i.values.count() as u64;

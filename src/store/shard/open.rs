@@ -26,6 +26,7 @@ use crate::options::Options;
 use super::recover;
 use super::{Counters, Inner};
 use crate::store::buffer::Buffer;
+use crate::store::index::SPAN;
 use crate::store::keys::Section;
 use crate::store::usage::Usage;
 use crate::store::values::Values;
@@ -100,7 +101,12 @@ pub(super) fn open(dir: &Path, id: usize, options: &Options) -> Result<Inner> {
         vfs.sync_dir(dir).ctx("fsync", dir)?;
     }
 
-    let index = walk.log.build();
+    let Some(index) = walk.log.build() else {
+        return Err(Error::Full {
+            what: "key records from the oldest live one to the newest",
+            limit: SPAN,
+        });
+    };
     let mut usage = Usage::new(slots, first, walk.fills);
     usage.count(index.seqs());
     let mark = buffer.mark();

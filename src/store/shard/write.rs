@@ -13,6 +13,7 @@ use crate::error::{Context, Error, Result};
 use crate::format::{MAX_SLOTS, Op, Record};
 use crate::key::{Key, VALUE_MAX};
 
+use crate::store::index::SPAN;
 use crate::store::keys::Section;
 
 /// What a write step did.
@@ -90,6 +91,7 @@ impl Inner {
     /// Like [`locate`](Self::locate), creating the key section when `seq` starts a new one.
     pub(super) fn section_for(&mut self, seq: u64) -> Result<(usize, u32)> {
         let s = u64::from(self.slots);
+        within_span(seq, self.first, self.slots)?;
         let want = seq / s;
         let have = u64::from(self.first) + self.keys.len() as u64;
         if want == have {
@@ -220,9 +222,23 @@ fn lowest_free(limit: u64, taken: impl Fn(u32) -> bool) -> Option<u32> {
     (0..limit).map(|n| n as u32).find(|&n| !taken(n))
 }
 
+/// Every live record is in a key section from the first on: record `seq` may be written only
+/// while it is within the index's [`SPAN`] of the first section's first record (see
+/// `index`). Key compaction moves the first section's live records once the sections hold
+/// twice the live ones, so a shard meets this only past about 2^31 live keys.
+fn within_span(seq: u64, first: u32, slots: u32) -> Result<()> {
+    if seq.saturating_sub(u64::from(first) * u64::from(slots)) < SPAN {
+        return Ok(());
+    }
+    Err(Error::Full {
+        what: "key records from the first key section's first to the newest",
+        limit: SPAN,
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::lowest_free;
+    use super::*;
 
     #[test]
     fn section_numbers_run_out_with_none_not_a_wraparound() {
@@ -230,5 +246,15 @@ mod tests {
         assert_eq!(lowest_free(4, |n| n < 3), Some(3));
         assert_eq!(lowest_free(4, |_| true), None);
         assert_eq!(lowest_free(0, |_| false), None);
+    }
+
+    #[test]
+    fn records_past_the_span_of_the_first_section_are_refused() {
+        let first = 7u32;
+        let base = u64::from(first) * 16;
+        assert!(within_span(base, first, 16).is_ok());
+        assert!(within_span(base + SPAN - 1, first, 16).is_ok());
+        let e = within_span(base + SPAN, first, 16).unwrap_err();
+        assert!(matches!(e, Error::Full { limit: SPAN, .. }), "{e}");
     }
 }
