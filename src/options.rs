@@ -13,7 +13,7 @@ use crate::io::{Os, Vfs};
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 
 /// The share of the process's memory the default read cache takes: a quarter. The rest is
-/// for the index (about 40 bytes a key), the page cache of the memory-mapped key sections
+/// for the index (about 13 bytes a key), the page cache of the memory-mapped key sections
 /// (32 bytes a record) and write buffers (two sections' values per shard), the kernel's own
 /// caching, and the rest of the process (a server's connections and their buffers).
 pub const CACHE_FRACTION: usize = 4;
