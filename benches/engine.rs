@@ -8,9 +8,7 @@
 //! The open benchmark also prints the index's heap memory per live key, measured with a
 //! counting allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -19,32 +17,8 @@ use rand::{RngExt, SeedableRng};
 use toykv::{Options, Store};
 
 mod common;
+use common::counting::{self, Counting};
 use common::{SLOTS, VALUE, data_dir, filled, order};
-
-/// Counts live heap bytes, to measure the index.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator unchanged and only adds bookkeeping.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(p, l, new) }
-    }
-}
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
@@ -149,9 +123,9 @@ fn get(c: &mut Criterion) {
 
 /// Opens the store at `dir` once and prints heap bytes per live key (the index dominates).
 fn report_memory(dir: &Path, n: u64) {
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting::live();
     let store = Store::open(dir).unwrap();
-    let after = LIVE.load(Ordering::Relaxed);
+    let after = counting::live();
     assert_eq!(store.len() as u64, n);
     println!(
         "open {n} records: heap after open {:.1} MiB = {:.1} bytes per live key",

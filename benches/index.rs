@@ -17,39 +17,15 @@
 //! `cargo bench --bench index` runs 1 M and 10 M keys; `-- huge` adds 100 M keys for the
 //! index alone; `-- N` runs one size N.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Instant;
 
 use toykv::bench::{Index, Log};
+
+mod common;
+use common::counting::{self, Counting};
 use toykv::key::Key;
-
-/// Counts live heap bytes.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator unchanged and only adds bookkeeping.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(p, l, new) }
-    }
-}
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
@@ -252,7 +228,7 @@ fn per_op(n: u64, mut f: impl FnMut(u64)) -> f64 {
 
 fn run<M: Map>(n: u64) {
     const OPS: u64 = 1_000_000;
-    let (heap0, rss0) = (LIVE.load(Ordering::Relaxed), rss());
+    let (heap0, rss0) = (counting::live(), rss());
     let mut map = M::new();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let t = Instant::now();
@@ -260,7 +236,7 @@ fn run<M: Map>(n: u64) {
         map.insert(rng.next(), seq);
     }
     let fill = n as f64 / t.elapsed().as_secs_f64() / 1e6;
-    let heap = (LIVE.load(Ordering::Relaxed) - heap0) as f64 / n as f64;
+    let heap = (counting::live() - heap0) as f64 / n as f64;
     let resident = (rss() - rss0) as f64 / n as f64;
     let mut seq = n;
     let insert = per_op(OPS, |_| {
@@ -292,7 +268,7 @@ fn run<M: Map>(n: u64) {
 
 /// A log of `n` random puts, built into the index: records per second and bytes per key.
 fn build(n: u64) {
-    let (heap0, rss0) = (LIVE.load(Ordering::Relaxed), rss());
+    let (heap0, rss0) = (counting::live(), rss());
     let mut log = Log::with_capacity(n as usize);
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     for seq in 0..n {
@@ -303,7 +279,7 @@ fn build(n: u64) {
         return;
     };
     let secs = t.elapsed().as_secs_f64();
-    let heap = (LIVE.load(Ordering::Relaxed) - heap0) as f64 / n as f64;
+    let heap = (counting::live() - heap0) as f64 / n as f64;
     let resident = (rss() - rss0) as f64 / n as f64;
     println!(
         "| build from a log of {} random records | {:.0} ms = {:.1} M records/s | index heap {heap:.1} B/key, resident {resident:.1} B/key (with what the log's freed pages left) |",

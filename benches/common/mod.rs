@@ -1,6 +1,8 @@
 //! Shared set-up of the benchmarks.
 #![allow(dead_code)] // each benchmark uses a different part
 
+pub mod counting;
+
 use std::path::PathBuf;
 
 use toykv::Store;

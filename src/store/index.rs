@@ -740,6 +740,21 @@ mod tests {
         }
     }
 
+    /// A log of `(key, seq, delete)` records, and the map its replay leaves.
+    fn replay(ops: impl IntoIterator<Item = (u64, u64, bool)>) -> (Log, BTreeMap<u64, u64>) {
+        let (mut log, mut model) = (Log::default(), BTreeMap::new());
+        for (key, seq, del) in ops {
+            if del {
+                log.delete(Key::from(key), seq);
+                model.remove(&key);
+            } else {
+                log.put(Key::from(key), seq);
+                model.insert(key, seq);
+            }
+        }
+        (log, model)
+    }
+
     #[test]
     fn last_record_wins_and_deletes_drop() {
         let mut log = Log::default();
@@ -769,8 +784,7 @@ mod tests {
             x
         };
         for kind in 0..3 {
-            let mut log = Log::default();
-            let mut model = BTreeMap::new();
+            let mut ops = Vec::new();
             for seq in 0..200_000u64 {
                 let r = next();
                 let key = match kind {
@@ -779,14 +793,9 @@ mod tests {
                     _ if r % 2 == 0 => r % 1000,
                     _ => r | 1 << 63,
                 };
-                if r % 7 == 0 {
-                    log.delete(Key::from(key), seq);
-                    model.remove(&key);
-                } else {
-                    log.put(Key::from(key), seq);
-                    model.insert(key, seq);
-                }
+                ops.push((key, seq, r % 7 == 0));
             }
+            let (log, model) = replay(ops);
             let idx = log.build().unwrap();
             idx.verify();
             assert!(idx.iter().eq(model.into_iter()), "kind {kind}");
@@ -912,18 +921,7 @@ mod tests {
     proptest! {
         #[test]
         fn build_matches_replay(ops in proptest::collection::vec((0u64..20, any::<bool>()), 0..200)) {
-            let mut log = Log::default();
-            let mut model = BTreeMap::new();
-            for (seq, (k, del)) in ops.into_iter().enumerate() {
-                let seq = seq as u64;
-                if del {
-                    log.delete(Key::from(k), seq);
-                    model.remove(&k);
-                } else {
-                    log.put(Key::from(k), seq);
-                    model.insert(k, seq);
-                }
-            }
+            let (log, model) = replay(ops.into_iter().enumerate().map(|(s, (k, d))| (k, s as u64, d)));
             let idx = log.build().unwrap();
             idx.verify();
             prop_assert!(idx.iter().eq(model.into_iter()));
