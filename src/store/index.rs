@@ -3,14 +3,19 @@
 //! **Shape.** A B+tree whose leaves hold up to [`LEAF_MAX`] keys as two parallel arrays: the
 //! keys (`u64`, the key read big-endian, so integer order is byte order) and the low 32 bits
 //! of each record's sequence number. Inner nodes hold up to [`INNER_MAX`] children and the
-//! smallest key of every child but the first. Get, insert and remove are O(log n); a range
-//! walks the leaves in key order.
+//! smallest key of every child but the first, inline (one allocation a node, no box between
+//! levels). Get, insert and remove are O(log n); a range walks the leaves in key order. A
+//! search in a node guesses the place by interpolation between the node's bounds and loads a
+//! window of [`WINDOW`] keys around it at once (see [`search`]): on random keys, one memory
+//! round trip a level where a binary search would take several. Nodes shrink as keys go: a
+//! leaf under a quarter full joins a neighbour (or takes half of it), and so do inner nodes.
 //!
 //! **Size.** An entry costs 12 bytes, and a leaf's arrays grow in steps of an eighth of their
 //! length (not doubling), so they stay about 94 % full; a split leaves two halves that keep
 //! only what they hold. With the inner nodes (one key and one child per leaf) an index costs
 //! about 13 bytes per live key however it was filled (`cargo bench --bench index`,
-//! BENCHMARKS.md), against 18–26 for the `BTreeMap<u64, u64>` it replaced.
+//! BENCHMARKS.md), against 18 (bulk-built) to 27 (random inserts) for the
+//! `BTreeMap<u64, u64>` it replaced.
 //!
 //! **Sequence numbers in 32 bits.** The index keeps `top`, the highest sequence number it has
 //! been given, and stores `seq mod 2^32`; a stored value `s` reads back as the one number in
@@ -18,9 +23,10 @@
 //! [`SPAN`] records older than the newest: the shard refuses a record that would break it
 //! (`Error::Full`), and garbage collection moves old live records forward long before.
 //!
-//! **Build.** At open the log's records are radix-sorted by key (a stable sort, so among equal
-//! keys log order stays and the last record wins), deduplicated in place, and packed into
-//! leaves seven-eighths full, then the levels above them are built: O(n).
+//! **Build.** At open the log's records are sorted by key (stable, so among equal keys log
+//! order stays and the last record wins: one scatter into buckets by the top bits, then a
+//! radix sort of each bucket, see [`sort`]), deduplicated in place, and packed into leaves
+//! seven-eighths full, then the levels above them are built: O(n).
 
 use std::ops::Bound;
 
