@@ -313,12 +313,23 @@ fn an_existing_store_opens_with_its_own_section_size() {
     );
 }
 
-/// Bytes of the files under `dir`.
+/// Bytes of the files under `dir`. The background collector may remove a section between the
+/// listing and the look at its size: a file gone by then counts nothing.
 fn du(dir: &std::path::Path) -> u64 {
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     let mut total = 0;
-    for e in std::fs::read_dir(dir).unwrap() {
+    let list = match std::fs::read_dir(dir) {
+        Ok(list) => list,
+        Err(e) if gone(&e) => return 0,
+        Err(e) => panic!("listing {}: {e}", dir.display()),
+    };
+    for e in list {
         let e = e.unwrap();
-        let m = e.metadata().unwrap();
+        let m = match e.metadata() {
+            Ok(m) => m,
+            Err(err) if gone(&err) => continue,
+            Err(err) => panic!("size of {}: {err}", e.path().display()),
+        };
         total += if m.is_dir() { du(&e.path()) } else { m.len() };
     }
     total
