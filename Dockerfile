@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # toykv server image: a Rust build stage, then a slim Debian runtime with two binaries,
 #   /usr/local/bin/toykv-server  (examples/server.rs: the Redis-protocol server)
 #   /usr/local/bin/toykv-client  (examples/client.rs: used by the HEALTHCHECK: `client HOST:PORT ping`)
@@ -10,8 +9,9 @@
 # password it refuses to start (protected mode; PROTECTED_MODE=no turns that off). Every flag has
 # an environment variable (SERVER_PORT, BIND, DB_DIR, REQUIREPASS, PROTECTED_MODE, KEY_MODE,
 # MAX_CLIENTS, MAX_REQUEST, IDLE_TIMEOUT, DIRECT_IO, RUST_LOG); extra arguments after the image
-# name are passed to the server (e.g. --key-mode numeric). docs/SCALE-OUT.md has more, and
-# .ci/container.sh runs this file's entry command and health check natively in CI.
+# name are passed to the server (e.g. --key-mode numeric). docs/SCALE-OUT.md has more.
+# CI (.ci/container.sh) builds this file with `docker build` and runs the image; with no
+# registry, .ci/images.sh makes the two base images below locally first.
 
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src

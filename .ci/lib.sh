@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Helpers for the CI scripts that run real servers (container.sh, interop.sh, twemproxy.sh).
+# Helpers for the CI scripts that run real servers (interop.sh, twemproxy.sh, sentinel.sh).
 # Sourced, not run. Every server started here listens on loopback (or 0.0.0.0 where a script
 # says so), lives in a temp dir under target/, and is stopped by the EXIT trap, pass or fail.
 # Every wait is bounded.
