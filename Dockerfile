@@ -7,7 +7,7 @@
 #
 # REQUIREPASS must be given: the server listens on 0.0.0.0 in the container, and without a
 # password it refuses to start (protected mode; PROTECTED_MODE=no turns that off). Every flag has
-# an environment variable (SERVER_PORT, BIND, DB_DIR, REQUIREPASS, PROTECTED_MODE, KEY_MODE,
+# an environment variable (SERVER_PORT, BIND, DB_DIR, CONFIG_FILE, REQUIREPASS, PROTECTED_MODE, KEY_MODE,
 # MAX_CLIENTS, MAX_REQUEST, IDLE_TIMEOUT, DIRECT_IO, RUST_LOG); extra arguments after the image
 # name are passed to the server (e.g. --key-mode numeric). docs/SCALE-OUT.md has more.
 # CI (.ci/container.sh) builds this file with `docker build` and runs the image; with no
@@ -26,7 +26,10 @@ RUN groupadd --system --gid 10001 toykv \
     && chown 10001:10001 /data
 COPY --from=build /src/target/release/examples/server /usr/local/bin/toykv-server
 COPY --from=build /src/target/release/examples/client /usr/local/bin/toykv-client
-ENV DB_DIR=/data SERVER_PORT=8888 BIND=0.0.0.0
+# The store is a directory inside the volume, not the volume itself: a replica's full sync
+# writes the new copy beside it (/data/db.sync) and swaps the two with one rename, which needs
+# a writable parent on the same file system. The config file (roles set by Sentinel) is kept there too.
+ENV DB_DIR=/data/db CONFIG_FILE=/data/toykv.conf SERVER_PORT=8888 BIND=0.0.0.0
 USER 10001:10001
 VOLUME /data
 EXPOSE 8888

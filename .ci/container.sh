@@ -79,7 +79,7 @@ bash "$ROOT/.ci/images.sh"
 
 printf '\n-- docker build\n'
 t0=$SECONDS
-if timeout 1200 docker build -t "$IMAGE" "$ROOT" >"$TMP/build.log" 2>&1; then
+if timeout 1200 docker build --force-rm -t "$IMAGE" "$ROOT" >"$TMP/build.log" 2>&1; then
     say "built from the source tree as it is, crates fetched by the builder"
 else
     say "the build with the builder fetching crates failed; its last lines:"
@@ -94,7 +94,7 @@ else
         fail "cargo vendor failed: $(tail -n 5 "$TMP/vendor.log")"
     printf '[source.crates-io]\nreplace-with = "vendored"\n\n[source.vendored]\ndirectory = "vendor"\n' \
         >"$ctx/.cargo/config.toml"
-    timeout 1200 docker build -t "$IMAGE" "$ctx" >"$TMP/build.log" 2>&1 || {
+    timeout 1200 docker build --force-rm -t "$IMAGE" "$ctx" >"$TMP/build.log" 2>&1 || {
         tail -n 30 "$TMP/build.log" >&2
         fail "docker build failed"
     }
@@ -154,7 +154,7 @@ pid=$(docker inspect -f '{{.State.Pid}}' "$C")
 expect_eq "the server (pid $pid on the host) runs as uid 10001" 10001 \
     "$(awk '/^Uid:/ { print $2 }' "/proc/$pid/status")"
 expect_eq "... and is the container's PID 1" toykv-server "$(docker exec "$C" cat /proc/1/comm)"
-expect_eq "CONFIG GET dir (the volume)" $'dir\n/data' "$(cli "$H" "${A[@]}" config get dir)"
+expect_eq "CONFIG GET dir (in the volume)" $'dir\n/data/db' "$(cli "$H" "${A[@]}" config get dir)"
 info=$(cli "$H" "${A[@]}" info storage | tr -d '\r')
 say "in the container: $(grep -E '^(direct_io|read_path):' <<<"$info" | xargs)"
 # Values with every byte (CR, LF, NUL, ...), written through redis-py's byte-exact path.

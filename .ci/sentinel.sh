@@ -201,8 +201,8 @@ READY=$CI_TMP/writer.ready
 FAILOVER=$CI_TMP/failover.done
 ACKED=$CI_TMP/acked.json
 timeout 150 "$PY" "$ROOT/.ci/sentinel.py" write \
-    --sentinels "${SPORT[s1]},${SPORT[s2]},${SPORT[s3]}" --old-port "$PM" \
-    --out "$ACKED" --ready "$READY" --failover "$FAILOVER" --after-secs 5 --max-secs 120 \
+    --sentinels "${SPORT[s1]},${SPORT[s2]},${SPORT[s3]}" --old "$PM" \
+    --out "$ACKED" --ready "$READY" --done "$FAILOVER" --after-secs 5 --max-secs 120 \
     "${PY_AUTH[@]}" >"$CI_TMP/writer.log" 2>&1 &
 WPID=$!
 PIDS+=("$WPID")
@@ -266,7 +266,7 @@ CHECKS=$((CHECKS + 1))
 
 printf '\n-- 6. every acknowledged write on the new master, and on the other replica\n'
 verify() { # PORT LABEL WAIT-SECS
-    timeout $(($3 + 60)) "$PY" "$ROOT/.ci/sentinel.py" verify --port "$1" --label "$2" --wait "$3" \
+    timeout $(($3 + 60)) "$PY" "$ROOT/.ci/sentinel.py" verify --addr "$1" --label "$2" --wait "$3" \
         --acked "$ACKED" "${PY_AUTH[@]}" | sed 's/^/  /' ||
         fail "$2: verification failed (see above)"
     CHECKS=$((CHECKS + 2))
