@@ -143,10 +143,14 @@ printf '\n-- docker run -e REQUIREPASS=... -v VOLUME:/data\n'
 VOL=$TAG-data
 docker volume create "$VOL" >/dev/null
 C=$TAG-server
-docker run -d --name "$C" -v "$VOL:/data" -e REQUIREPASS="$PASS" "${HEALTH[@]}" "$IMAGE" >/dev/null
+docker run -d --name "$C" -p 127.0.0.1::8888 -v "$VOL:/data" -e REQUIREPASS="$PASS" "${HEALTH[@]}" \
+    "$IMAGE" >/dev/null
 wait_health "$C" 30
 ok "HEALTHCHECK: healthy"
 H=$(ip "$C")
+published=$(docker port "$C" 8888/tcp | head -n 1)
+expect_eq "redis-cli PING through the published port ($published)" PONG \
+    "$(timeout 20 redis-cli -h "${published%:*}" -p "${published##*:}" "${A[@]}" ping)"
 expect_eq "redis-cli PING with the password" PONG "$(cli "$H" "${A[@]}" ping)"
 expect_eq "PING without the password: NOAUTH" "NOAUTH Authentication required." "$(cli "$H" ping)"
 expect_match "wrong password: WRONGPASS" WRONGPASS "$(cli "$H" --no-auth-warning -a nope ping 2>&1)"
