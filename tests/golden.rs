@@ -12,6 +12,7 @@ use std::path::Path;
 use toykv::Key;
 use toykv::format::intent::{Span, encode_intent};
 use toykv::format::journal::{Frame, JournalHeader, encode_delete, encode_put};
+use toykv::format::position::{Position, ReplId};
 use toykv::format::record::value_crc;
 use toykv::format::snapshot as snap;
 use toykv::format::{
@@ -185,6 +186,15 @@ fn examples() -> Vec<Image> {
     snapshot.extend(b"bytes\n");
     snapshot.extend(snap::tail(1));
 
+    let position = Position {
+        replid: ReplId::parse("5f0c1d4e2b7a98c3e6d1f0a4b3c2d1e0f9a8b7c6").unwrap(),
+        offset: 5000,
+        replid2: ReplId::parse("0123456789abcdef0123456789abcdef01234567").unwrap(),
+        second_offset: Some(1001),
+        keys: 42,
+    }
+    .encode();
+
     let bank = bank_at(slots, 1);
     vec![
         Image::new("STORE header (2 shards)").at(0, &header(Kind::Store, 2), PAGE),
@@ -202,6 +212,8 @@ fn examples() -> Vec<Image> {
         Image::new("journal frame 0 (put of key 1, \"hello\")").at(2 * 4096, &frame_bytes, 0),
         Image::new("intent of batch 1 (puts of keys 1 and 2, shard 0)").at(0, &intent, 0),
         Image::new("snapshot stream of one file, KEYMODE").at(0, &snapshot, 0),
+        Image::new("replication position (offset 5000, second offset 1001, 42 keys)")
+            .at(0, &position, 0),
     ]
 }
 

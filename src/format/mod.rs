@@ -4,7 +4,8 @@
 //!
 //! A data directory holds `STORE` (a header page naming the shard count), the `LOCK` file, the
 //! [`journal`] of durability `always` (once used), the [`intent`] of atomic batches (once
-//! one ran) and one directory per shard, `shard-00` …
+//! one ran), the server's replication [`position`] (between a clean shutdown and the next
+//! start only) and one directory per shard, `shard-00` …
 //! `shard-ff`. A key belongs to shard [`shard_of`]`(key, shards)`. Each shard directory holds:
 //!
 //! | name | kind | layout |
@@ -28,14 +29,15 @@
 //! A bank carries its value section's header page right before its slots, so a full bank
 //! becomes a `.v` file with one aligned direct write of `[bank_at, bank_at + values_len)`.
 //!
-//! See [`header`] for the header page and sync marks, [`record`] for key records and
-//! [`journal`] for the journal;
+//! See [`header`] for the header page and sync marks, [`record`] for key records,
+//! [`journal`] for the journal and [`position`] for the replication position;
 //! `docs/FORMAT.md` has the same with a worked hex example.
 
 mod bytes;
 pub mod header;
 pub mod intent;
 pub mod journal;
+pub mod position;
 pub mod record;
 pub mod snapshot;
 

@@ -23,7 +23,8 @@ use crate::{Durability, Options, Store};
 /// Every setting can also come from the environment variable shown. Logs go to stderr;
 /// set their level with RUST_LOG (error, warn, info, debug, trace; default info).
 /// SIGINT, SIGTERM and the SHUTDOWN command stop it gracefully: no new connections, requests
-/// in flight finish, the store is synced, exit status 0.
+/// in flight finish, the store is synced, the replication position is kept in the data
+/// directory (REPLPOS, so that replicas continue partially after the restart), exit status 0.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "toykv-server", version)]
 pub struct Flags {

@@ -27,7 +27,10 @@
 //! - Security: a server listening on anything but loopback refuses to start without a password
 //!   unless protected mode is turned off, as Redis does. `AUTH` compares in constant time.
 //! - Shutdown (the future, or the `SHUTDOWN` command): stop accepting, let every connection
-//!   finish the commands it has read, sync the store, return.
+//!   finish the commands it has read, take the gate (nothing changes the store any more), let
+//!   a master's replicas acknowledge the whole stream, stop replication, sync the store, keep
+//!   the replication position in the data directory (`REPLPOS`, read and removed at the next
+//!   start; see `repl`), return.
 
 mod clients;
 pub mod command;
@@ -57,6 +60,12 @@ use stats::{CommandStats, Stats};
 
 /// How long shutdown waits for connections to finish before syncing anyway.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How long shutdown then waits for the gate (every command, and a replica's link, done):
+/// without it the store may still change, and no replication position is kept.
+const SHUTDOWN_GATE: Duration = Duration::from_secs(2);
+/// How long a master's shutdown waits for its replicas to acknowledge the whole stream, so
+/// that after its restart they continue partially from the position it keeps.
+const SHUTDOWN_ACKS: Duration = Duration::from_secs(2);
 
 /// Server settings.
 #[derive(Clone, Debug)]
@@ -251,8 +260,9 @@ impl Server {
     }
 
     /// Serves clients from `listener` until `shutdown` completes or a client sends
-    /// `SHUTDOWN`; then stops accepting, lets connections finish what they have read, and
-    /// syncs the store.
+    /// `SHUTDOWN`; then stops accepting, lets connections finish what they have read, syncs
+    /// the store and keeps the replication position (see the module doc). Starts from the
+    /// position a clean shutdown kept in `config.dir`, if any (read and removed first).
     pub async fn run(
         self,
         listener: TcpListener,
@@ -267,7 +277,14 @@ impl Server {
         config.port = addr.port();
         config.check_exposure(addr)?;
         repl::clean_leftovers(&config.dir);
-        let repl = Arc::new(repl::Repl::new(config.key_mode, config.backlog_bytes));
+        // Read and removed before any command runs or any write is applied: a crash from
+        // here on leaves no position to reuse.
+        let kept = repl::take_position(&config.dir, self.store.len() as u64);
+        let repl = Arc::new(repl::Repl::new(
+            config.key_mode,
+            config.backlog_bytes,
+            kept.as_ref(),
+        ));
         self.store.set_feed(repl.clone());
         let pubsub = pubsub::PubSub::new(config.pubsub_limit);
         let shared = Arc::new_cyclic(|this| Shared {
@@ -333,21 +350,83 @@ impl Server {
         }
         info!("shutting down: no new connections; finishing requests in flight");
         shared.stopping.store(true, Ordering::Relaxed);
-        shared.repl.stop();
         drop(listener);
         let _ = stop_tx.send(true);
         drop(done_tx);
         if tokio::time::timeout(DRAIN, done_rx.recv()).await.is_err() {
             warn!("connections still open after {DRAIN:?}; syncing anyway");
         }
+        // Held to the end: no command runs, and a replica's link applies nothing, from here.
+        let gate = tokio::time::timeout(SHUTDOWN_GATE, shared.gate.clone().write_owned())
+            .await
+            .ok();
+        if gate.is_none() {
+            warn!(
+                "commands still running after {SHUTDOWN_GATE:?}; the replication position is \
+                 not kept (replicas will need a full sync after the restart)"
+            );
+        } else {
+            settle_replicas(&shared).await;
+        }
+        shared.repl.stop();
+        let kept = gate
+            .as_ref()
+            .and_then(|_| shared.repl.keep(shared.store().len() as u64));
         // The sync waits on the disk: off the runtime's worker threads.
         let store = shared.store().clone();
-        tokio::task::spawn_blocking(move || store.sync())
-            .await
-            .map_err(|e| Error::Refused {
-                why: format!("the final sync panicked: {e}"),
-            })??;
+        let dir = shared.config.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            store.sync()?;
+            if let Some(p) = kept {
+                match repl::save_position(&dir, &p) {
+                    Ok(()) => info!(
+                        replid = %p.replid,
+                        offset = p.offset,
+                        "replication position kept for the restart"
+                    ),
+                    Err(e) => warn!(
+                        dir = %dir.display(),
+                        "cannot keep the replication position ({e}); replicas will need a \
+                         full sync after the restart"
+                    ),
+                }
+            }
+            Ok::<(), Error>(())
+        })
+        .await
+        .map_err(|e| Error::Refused {
+            why: format!("the final sync panicked: {e}"),
+        })??;
         info!("store synced; bye");
+        drop(gate);
         Ok(())
+    }
+}
+
+/// A master's shutdown, with the gate held (the stream grows no more): asks its replicas to
+/// acknowledge and waits up to [`SHUTDOWN_ACKS`] until each has the whole stream, so that
+/// after a restart they continue from the position kept (Redis waits the same way, up to
+/// its `shutdown-timeout`).
+async fn settle_replicas(shared: &Shared) {
+    let n = shared.repl.attached();
+    if n == 0 {
+        return;
+    }
+    let target = shared.repl.wait_target();
+    let got = shared.repl.wait(target, n, Some(SHUTDOWN_ACKS)).await;
+    if got < n {
+        warn!(
+            replicas = n,
+            acknowledged = got,
+            offset = target,
+            "not every replica acknowledged the whole stream within {SHUTDOWN_ACKS:?}; those \
+             behind will need a full sync after the restart"
+        );
+    } else {
+        info!(
+            replicas = n,
+            offset = target,
+            "replicas have the whole stream"
+        );
     }
 }

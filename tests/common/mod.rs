@@ -11,8 +11,9 @@ pub fn base() -> PathBuf {
 }
 
 /// A server running on a Tokio runtime of its own (2 workers) in a thread, over a listener
-/// bound to a free loopback port (tests never pick a port). Dropping it triggers the
-/// shutdown. Only with the `server` feature (which brings Tokio).
+/// bound to a free loopback port (tests never pick a port, but may bind again the port a
+/// stopped server had: [`Served::start_at`]). Dropping it triggers the shutdown. Only with
+/// the `server` feature (which brings Tokio).
 #[cfg(feature = "server")]
 #[allow(dead_code)]
 pub struct Served<T> {
@@ -35,6 +36,16 @@ impl<T: Send + 'static> Served<T> {
         F: FnOnce(tokio::net::TcpListener, Shutdown) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = T>,
     {
+        Self::start_at(0, serve)
+    }
+
+    /// As [`start`](Self::start), on loopback port `port` (0: a free one); a port still
+    /// taken (a stopped server's, not yet released) is tried again for up to 10 s.
+    pub fn start_at<F, Fut>(port: u16, serve: F) -> Served<T>
+    where
+        F: FnOnce(tokio::net::TcpListener, Shutdown) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T>,
+    {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (done_tx, done) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -45,7 +56,18 @@ impl<T: Send + 'static> Served<T> {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                let listener = loop {
+                    match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::AddrInUse
+                                && std::time::Instant::now() < deadline =>
+                        {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        }
+                        r => break r.unwrap(),
+                    }
+                };
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
                 let shutdown: Shutdown = Box::pin(async {
                     let _ = stopped.await;

@@ -17,6 +17,8 @@ use toykv::{Options, Store};
 use crate::{Client, TestServer, bulk};
 
 const CHILD_DIR: &str = "TOYKV_SERVER_CHILD";
+/// `HOST:PORT` of a master the child replicates from, if set.
+const CHILD_REPLICAOF: &str = "TOYKV_SERVER_CHILD_REPLICAOF";
 
 #[test]
 fn shutdown_command_stops_and_syncs() {
@@ -57,18 +59,33 @@ fn graceful_stop_finishes_requests_in_flight() {
     assert!(std::net::TcpStream::connect(s.addr).is_err());
 }
 
-/// The kill -9 child: serves the store in `TOYKV_SERVER_CHILD` on a free port and prints it.
+/// The kill -9 child: serves the store in `TOYKV_SERVER_CHILD` on a free port and prints it;
+/// a replica of `TOYKV_SERVER_CHILD_REPLICAOF` when that is set.
 pub fn child_main() {
     let Some(dir) = std::env::var_os(CHILD_DIR) else {
         return;
     };
-    let store = Arc::new(Store::open_with(&dir, Options::new().section_slots(64)).unwrap());
+    // The directory may still be held for a moment by a server the parent test just stopped.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let store = loop {
+        match Store::open_with(&dir, Options::new().section_slots(64)) {
+            Err(toykv::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => break Arc::new(r.unwrap()),
+        }
+    };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("PORT {}", listener.local_addr().unwrap().port());
+        let replicaof = std::env::var(CHILD_REPLICAOF).ok().map(|m| {
+            let (host, port) = m.rsplit_once(':').unwrap();
+            (host.to_string(), port.parse().unwrap())
+        });
         let config = Config {
             dir: dir.into(),
+            replicaof,
             ..Config::default()
         };
         Server::new(store, config)
@@ -79,9 +96,20 @@ pub fn child_main() {
 }
 
 fn spawn_child(dir: &std::path::Path) -> (Child, u16) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    spawn_child_of(dir, None)
+}
+
+/// A server child process over `dir`, a replica of `master` if given; its port.
+pub fn spawn_child_of(dir: &std::path::Path, master: Option<std::net::SocketAddr>) -> (Child, u16) {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
         .args(["--exact", "child_server", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, dir)
+        .env(CHILD_DIR, dir);
+    match master {
+        Some(m) => command.env(CHILD_REPLICAOF, m.to_string()),
+        None => command.env_remove(CHILD_REPLICAOF),
+    };
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

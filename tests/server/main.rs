@@ -8,7 +8,9 @@
 //! shards and GC flags, and the INFO fields of the engine's counters), [`transactions`]
 //! (MULTI, EXEC, DISCARD, and the atomic visibility of MSET and EXEC), [`slow_sync`] (writes
 //! waiting on a held journal sync delay no other connection), [`pubsub`] (pub/sub in RESP2 and
-//! RESP3, CLIENT LIST/INFO/KILL, Sentinel's failover block, a subscriber that does not read).
+//! RESP3, CLIENT LIST/INFO/KILL, Sentinel's failover block, a subscriber that does not read),
+//! [`replication`], [`restart`] (the replication position across graceful restarts, kill -9
+//! and damaged position files).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -20,6 +22,7 @@ mod lifecycle;
 mod limits;
 mod pubsub;
 mod replication;
+mod restart;
 mod slow_sync;
 mod transactions;
 mod wire;
@@ -81,10 +84,24 @@ impl TestServer {
     }
 
     /// Starts a server over the store in `dir`, opened with `options`.
-    pub fn start_with(dir: TempDir, options: Options, mut config: Config) -> TestServer {
+    pub fn start_with(dir: TempDir, options: Options, config: Config) -> TestServer {
+        Self::start_at(dir, options, 0, config)
+    }
+
+    /// Starts a server over the store in `dir`, opened with `options` (waiting up to 10 s
+    /// while a stopped server's threads still hold it), on loopback port `port` (0: any).
+    pub fn start_at(dir: TempDir, options: Options, port: u16, mut config: Config) -> TestServer {
         config.dir = dir.path().to_path_buf();
-        let store = Arc::new(Store::open_with(dir.path(), options).unwrap());
-        let served = common::Served::start(move |listener, shutdown| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let store = loop {
+            match Store::open_with(dir.path(), options.clone()) {
+                Err(toykv::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => break Arc::new(r.unwrap()),
+            }
+        };
+        let served = common::Served::start_at(port, move |listener, shutdown| {
             Server::new(store, config).run(listener, shutdown)
         });
         TestServer {
@@ -113,6 +130,12 @@ impl TestServer {
     pub fn stop(&mut self) -> toykv::Result<()> {
         self.served.shutdown();
         self.wait()
+    }
+
+    /// Stops the server gracefully and hands back its directory, to start another server on.
+    pub fn stop_keeping_dir(mut self) -> TempDir {
+        self.stop().unwrap();
+        std::mem::replace(&mut self.dir, tempdir())
     }
 }
 

@@ -16,8 +16,13 @@ use toykv::server::Config;
 
 use super::{TestServer, bulk, error};
 
-fn info(s: &TestServer, section: &str) -> BTreeMap<String, String> {
-    let mut c = s.connect();
+pub(super) fn info(s: &TestServer, section: &str) -> BTreeMap<String, String> {
+    info_at(s.addr, section)
+}
+
+/// `INFO section` of the server at `addr`, as fields.
+pub(super) fn info_at(addr: SocketAddr, section: &str) -> BTreeMap<String, String> {
+    let mut c = super::Client::connect(addr);
     let text = match c.call(&["INFO", section]) {
         Frame::Bulk(b) | Frame::Verbatim(_, b) => String::from_utf8(b).unwrap(),
         other => panic!("INFO: {other:?}"),
@@ -29,7 +34,7 @@ fn info(s: &TestServer, section: &str) -> BTreeMap<String, String> {
 }
 
 /// Polls `cond` for up to 20 s; panics with `what` if it never holds.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+pub(super) fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + Duration::from_secs(20);
     while Instant::now() < end {
         if cond() {
@@ -40,7 +45,7 @@ fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("timed out waiting for: {what}");
 }
 
-fn replica_of(master: SocketAddr, extra: impl FnOnce(&mut Config)) -> TestServer {
+pub(super) fn replica_of(master: SocketAddr, extra: impl FnOnce(&mut Config)) -> TestServer {
     let mut config = Config {
         replicaof: Some((master.ip().to_string(), master.port())),
         ..Config::default()
@@ -49,24 +54,29 @@ fn replica_of(master: SocketAddr, extra: impl FnOnce(&mut Config)) -> TestServer
     TestServer::start(config)
 }
 
-fn linked(r: &TestServer) -> bool {
+pub(super) fn linked(r: &TestServer) -> bool {
     info(r, "replication")
         .get("master_link_status")
         .map(String::as_str)
         == Some("up")
 }
 
-fn value(i: u64) -> Vec<u8> {
+pub(super) fn value(i: u64) -> Vec<u8> {
     (0..(i % 257)).map(|j| (i ^ j) as u8).collect()
 }
 
-fn key(i: u64) -> String {
+pub(super) fn key(i: u64) -> String {
     format!("k{i:07}")
 }
 
 /// Every key of `s`, with its value.
-fn contents(s: &TestServer) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let mut c = s.connect();
+pub(super) fn contents(s: &TestServer) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    contents_at(s.addr)
+}
+
+/// Every key of the server at `addr`, with its value.
+pub(super) fn contents_at(addr: SocketAddr) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut c = super::Client::connect(addr);
     let mut out = BTreeMap::new();
     let mut cursor = b"0".to_vec();
     loop {

@@ -8,6 +8,7 @@
 //! | [`backlog`] | the latest bytes of the stream, for partial resyncs |
 //! | [`master`] | serving one replica: `PSYNC` answered with a full sync (a [snapshot](crate::Store::snapshot) of the store) or `+CONTINUE`, then the stream; its `REPLCONF ACK`s |
 //! | [`replica`] | the link to the master: handshake, full sync into a new directory swapped in whole, the stream applied, ACKs |
+//! | [`position`] | the replication position kept across a clean restart (`REPLPOS`), so that replicas continue partially |
 //!
 //! # The stream
 //!
@@ -21,7 +22,18 @@
 //! when a `WAIT` needs an answer. A replica appends what it applied to its own backlog, byte
 //! for byte, so that after a failover the others continue from the promoted one.
 //!
-//! The backlog exists from the first replica on (until then writes cost nothing here).
+//! The backlog exists from the first replica on (until then writes cost nothing here), or
+//! from the start when the server starts from a position a clean shutdown kept (see
+//! [`position`]): others know that replication id, so every write must count.
+//!
+//! # A clean restart keeps the position
+//!
+//! A graceful shutdown writes the replication id, offset and second id into the data
+//! directory once nothing can change the store any more (see [`position`]); the next start
+//! reads and removes the file and starts from that position: as a replica, its first `PSYNC`
+//! asks for `replid offset+1`; as a master, its backlog starts (empty) at that offset, so a
+//! replica that asks for exactly `offset+1` continues. A master waits (briefly) at shutdown
+//! for its replicas to acknowledge the whole stream, so that they are at that offset.
 //!
 //! # Threads
 //!
@@ -31,6 +43,7 @@
 
 mod backlog;
 mod master;
+mod position;
 mod replica;
 
 use std::collections::BTreeMap;
@@ -40,12 +53,14 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::format::position::{Position, ReplId};
 use crate::keymode::KeyMode;
 use crate::resp::{Frame, encode_command};
 use crate::{Change, Feed};
 use backlog::Backlog;
 
 pub(crate) use master::serve as serve_replica;
+pub(crate) use position::{save as save_position, take as take_position};
 pub(crate) use replica::{clean_leftovers, start as start_link};
 
 /// A master puts a `PING` in an idle stream this often, so replicas know the link lives.
@@ -106,6 +121,9 @@ struct State {
     getack: u64,
     /// When the stream last grew.
     grown: Instant,
+    /// Set when a full sync's swap failed half-way: the store may no longer be what the
+    /// offset says, so no position is kept at shutdown.
+    lost: bool,
 }
 
 /// A replica attached to this master.
@@ -190,18 +208,29 @@ pub(crate) fn new_id() -> String {
 }
 
 impl Repl {
-    /// The state of a server starting with `role`.
-    pub(crate) fn new(key_mode: KeyMode, backlog_size: usize) -> Repl {
+    /// The state of a server starting (as a master; see [`follow`](Self::follow)) with a new
+    /// replication id, or from `kept`, the position a clean shutdown saved: then the backlog
+    /// exists from the start, empty at that offset.
+    pub(crate) fn new(key_mode: KeyMode, backlog_size: usize, kept: Option<&Position>) -> Repl {
         let now = Instant::now();
+        let (replid, replid2, second_offset, offset) = match kept {
+            Some(p) => (
+                p.replid.to_string(),
+                p.replid2.to_string(),
+                p.second_offset,
+                p.offset,
+            ),
+            None => (new_id(), "0".repeat(40), None, 0),
+        };
         Repl {
             state: Mutex::new(State {
                 role: Role::Master,
                 epoch: 0,
-                replid: new_id(),
-                replid2: "0".repeat(40),
-                second_offset: None,
-                offset: 0,
-                backlog: None,
+                replid,
+                replid2,
+                second_offset,
+                offset,
+                backlog: kept.map(|_| Backlog::new(offset, backlog_size)),
                 scratch: Vec::new(),
                 replicas: BTreeMap::new(),
                 link: Link {
@@ -211,10 +240,11 @@ impl Repl {
                     last_io: now,
                 },
                 counts: Counts::default(),
-                getack: 0,
+                getack: offset,
                 grown: now,
+                lost: false,
             }),
-            active: AtomicBool::new(false),
+            active: AtomicBool::new(kept.is_some()),
             replica: AtomicBool::new(false),
             epoch: std::sync::atomic::AtomicU64::new(0),
             grew: Condvar::new(),
@@ -306,6 +336,38 @@ impl Repl {
     pub(crate) fn position(&self) -> (String, u64) {
         let s = self.state.lock();
         (s.replid.clone(), s.offset())
+    }
+
+    /// The position to keep across a restart, for a store of `keys` keys: `None` when the
+    /// offset means nothing (no backlog: a master that never had a replica does not count
+    /// its writes), or a full sync's swap failed half-way. The caller makes sure nothing
+    /// changes the store meanwhile (the gate, held exclusively, after [`stop`](Self::stop)).
+    pub(crate) fn keep(&self, keys: u64) -> Option<Position> {
+        let s = self.state.lock();
+        if s.backlog.is_none() || s.lost {
+            return None;
+        }
+        Some(Position {
+            replid: ReplId::parse(&s.replid)?,
+            offset: s.offset(),
+            replid2: ReplId::parse(&s.replid2)?,
+            second_offset: s.second_offset,
+            keys,
+        })
+    }
+
+    /// A full sync's swap failed after the store was halted: keep no position.
+    fn lost(&self) {
+        self.state.lock().lost = true;
+    }
+
+    /// The replicas attached to this master (none on a replica).
+    pub(crate) fn attached(&self) -> usize {
+        let s = self.state.lock();
+        if s.role != Role::Master {
+            return 0;
+        }
+        s.replicas.values().filter(|r| !r.dropped).count()
     }
 
     /// Makes the backlog exist (a replica attaches): from now on every write is streamed.

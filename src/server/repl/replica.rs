@@ -11,15 +11,20 @@
 //! it; should it refuse the copy, the directories are exchanged back and the old store
 //! reopened) and swapped in, and the old data (now `DIR.sync`) removed. A kill at any moment leaves `DIR`
 //! a whole store, the old or the new; a leftover `DIR.sync` is removed at start
-//! ([`clean_leftovers`]). Until the swap the replica serves its old data.
+//! ([`clean_leftovers`]). Until the swap the replica serves its old data. The new position
+//! (the master's id and the snapshot's offset) is taken before the gate is released.
 //!
 //! # Applying the stream
 //!
 //! `SET`, `DEL` and `MULTI`…`EXEC` (applied as one atomic batch) go to the store; `PING` and
 //! `SELECT` do nothing; `REPLCONF GETACK` asks for an acknowledgement. What arrived in one
 //! read is applied, waited for as the store's durability says, appended to this server's
-//! backlog byte for byte, and then acknowledged (`REPLCONF ACK offset`, at least every
-//! [`ACK_EVERY`]): an offset a replica acknowledges is applied and durable there.
+//! backlog byte for byte (all three with the server's gate held shared, so that a shutdown
+//! sees the store exactly at this server's offset), and then acknowledged
+//! (`REPLCONF ACK offset`, at least every [`ACK_EVERY`]): an offset a replica acknowledges
+//! is applied and durable there. The bytes of a `MULTI`…`EXEC` count only once its `EXEC`
+//! is applied (as in Redis): the offset never falls inside a transaction, so a link that
+//! breaks in the middle of one (or a restart) asks for it again from its `MULTI`.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -299,8 +304,7 @@ fn full_sync(
     }
     let options = shared.config.store_options.clone();
     crate::kill::point("replica-before-swap");
-    swap(shared, &tmp, options, epoch)?;
-    shared.repl.synced(epoch, replid, offset);
+    swap(shared, &tmp, options, epoch, replid, offset)?;
     info!(
         bytes = read,
         secs = started.elapsed().as_secs_f64(),
@@ -320,13 +324,18 @@ fn clean_leftovers_at(d: &Path) {
     }
 }
 
-/// Replaces the store with the copy in `tmp`, with the gate held exclusively, unless the role
-/// changed (`REPLICAOF`) while the copy arrived: then the copy is left for removal.
+/// Replaces the store with the copy in `tmp`, as of `offset` of the master's `replid`, with
+/// the gate held exclusively, unless the role changed (`REPLICAOF`, or the server shuts
+/// down) while the copy arrived: then the copy is left for removal. The new position is
+/// taken under the gate too, so that a shutdown (which takes the gate) never sees the new
+/// data with the old position.
 fn swap(
     shared: &Arc<Shared>,
     tmp: &Path,
     options: crate::Options,
     epoch: u64,
+    replid: &str,
+    offset: u64,
 ) -> Result<(), String> {
     let dir = &shared.config.dir;
     let _gate = shared.gate.blocking_write();
@@ -345,6 +354,7 @@ fn swap(
             let new = Arc::new(new);
             new.set_feed(shared.repl.clone());
             shared.set_store(new);
+            shared.repl.synced(epoch, replid, offset);
             Ok(())
         }
         Err(e) => {
@@ -355,6 +365,9 @@ fn swap(
                 s.set_feed(shared.repl.clone());
                 shared.set_store(s);
             });
+            if back.is_err() || reopened.is_err() {
+                shared.repl.lost();
+            }
             Err(format!(
                 "the synced copy does not open in place ({e}); old data back: {:?}, reopened: {:?}",
                 back.err(),
@@ -371,36 +384,60 @@ fn stream(shared: &Arc<Shared>, c: &mut Conn, epoch: u64) -> Result<(), String> 
         ..Limits::default()
     };
     let mut batch: Option<Batch> = None;
+    // The stream's bytes from the `MULTI` of the batch being received: counted (in the
+    // offset, the backlog, the ACKs) only once its `EXEC` applied it, as Redis does, so that
+    // the offset never falls inside a transaction the store does not hold.
+    let mut open: Vec<u8> = Vec::new();
     let mut last_ack: Option<Instant> = None;
     let mut heard = Instant::now();
     loop {
         if shared.repl.epoch() != epoch {
             return Ok(());
         }
-        let store = shared.store();
-        let mut used = c.at;
-        let mut commit = Commit::default();
         let mut getack = false;
-        loop {
-            match parse_command(&c.buf[used..], &limits) {
-                Ok(Some((argv, n))) => {
-                    // A role change (REPLICAOF) stops this link before its next command.
-                    if shared.repl.epoch() != epoch {
-                        return Ok(());
-                    }
-                    used += n;
-                    getack |= apply(shared, &store, &argv, &mut batch, &mut commit)?;
-                }
-                Ok(None) => break,
-                Err(e) => return Err(format!("protocol error in the stream: {e}")),
+        if c.buf.len() > c.at {
+            // What is applied and what this server's offset counts change together, under
+            // the gate: a shutdown, which takes it exclusively, sees the store exactly at the
+            // offset (see `position`).
+            let _gate = shared.gate.blocking_read();
+            if shared.repl.epoch() != epoch {
+                return Ok(());
             }
-        }
-        if used > c.at {
-            store
-                .wait(commit)
-                .map_err(|e| format!("the store failed: {e}"))?;
-            shared.repl.applied(epoch, &c.buf[c.at..used]);
-            c.at = used;
+            let store = shared.store();
+            let mut used = c.at;
+            // Where the last command after which no batch was open ends: the store holds
+            // everything before it.
+            let mut whole = c.at;
+            let mut commit = Commit::default();
+            loop {
+                match parse_command(&c.buf[used..], &limits) {
+                    Ok(Some((argv, n))) => {
+                        // A role change (REPLICAOF) stops this link before its next command.
+                        if shared.repl.epoch() != epoch {
+                            return Ok(());
+                        }
+                        used += n;
+                        getack |= apply(shared, &store, &argv, &mut batch, &mut commit)?;
+                        if batch.is_none() {
+                            whole = used;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Err(format!("protocol error in the stream: {e}")),
+                }
+            }
+            if used > c.at {
+                store
+                    .wait(commit)
+                    .map_err(|e| format!("the store failed: {e}"))?;
+                if whole > c.at {
+                    open.extend_from_slice(&c.buf[c.at..whole]);
+                    shared.repl.applied(epoch, &open);
+                    open.clear();
+                }
+                open.extend_from_slice(&c.buf[whole..used]);
+                c.at = used;
+            }
         }
         if getack || last_ack.is_none_or(|t| t.elapsed() >= ACK_EVERY) {
             let (_, offset) = shared.repl.position();
