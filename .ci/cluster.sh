@@ -228,8 +228,11 @@ R=${NAMEOF[$OLD]}
 writer B b
 full0=$(field "$NEW" stats sync_full)
 part0=$(field "$NEW" stats sync_partial_ok)
+t0=$(date +%s%N)
 timeout 30 docker stop -t 10 "$(container "$R")" >/dev/null
-expect_eq "docker stop $R: exit status 0" 0 "$(docker inspect -f '{{.State.ExitCode}}' "$(container "$R")")"
+ms=$((($(date +%s%N) - t0) / 1000000))
+expect_eq "docker stop $R: exit status 0 (in $ms ms; the grace period is 10 s)" 0 \
+    "$(docker inspect -f '{{.State.ExitCode}}' "$(container "$R")")"
 sleep "$STOP_FOR"
 docker start "$(container "$R")" >/dev/null
 t0=$SECONDS
@@ -264,6 +267,7 @@ for n in master replica1 replica2; do
 done
 wait_for 90 "the cluster comes back" healthy
 ok "back $((SECONDS - t0))s after the restarts: $STATE"
+say "master ${NAMEOF[$MASTER]} since its restart: sync_full $(field "$MASTER" stats sync_full), sync_partial_ok $(field "$MASTER" stats sync_partial_ok)"
 writer_end C
 wait_for 60 "the cluster settles" healthy
 verify "$MASTER" "master ${NAMEOF[$MASTER]}" 0 A B C
