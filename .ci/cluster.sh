@@ -28,20 +28,12 @@ GW=$NET.1
 SENTINELS=("$NET.21:26379" "$NET.22:26379" "$NET.23:26379")
 STOP_FOR=${STOP_FOR:-30} # seconds the replica's container stays stopped in case B
 started=$SECONDS
-CHECKS=0
 TMP=$(mktemp -d "$ROOT/target/ci-tmp.cluster.XXXXXX")
 export REQUIREPASS=$PASS TOYKV_IMAGE=$IMAGE
 DC=(docker-compose -p "$PROJECT" -f "$ROOT/docs/compose.yaml")
 
-say() { printf '  %s\n' "$*"; }
-ok() {
-    CHECKS=$((CHECKS + 1))
-    printf '  ok  %s\n' "$*"
-}
-fail() {
-    printf '  FAIL %s\n' "$*" >&2
-    exit 1
-}
+# shellcheck source=.ci/checks.sh
+source "$ROOT/.ci/checks.sh"
 WPID=
 cleanup() {
     local rc=$?
@@ -58,9 +50,7 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
-for c in docker docker-compose nsenter iptables redis-cli timeout; do
-    command -v "$c" >/dev/null || fail "'$c' is not installed"
-done
+need docker docker-compose nsenter iptables redis-cli timeout
 docker image inspect "$IMAGE" >/dev/null 2>&1 || fail "no image $IMAGE: .ci/container.sh builds it"
 bash "$ROOT/.ci/images.sh" >/dev/null # redis:7.0-bookworm, for the sentinels
 PY=$ROOT/target/ci-venv/bin/python
@@ -79,16 +69,6 @@ field() {
 # master_of SENTINEL-ADDR: the master's address according to that sentinel.
 master_of() {
     { q "${1%:*}" "${1#*:}" sentinel get-master-addr-by-name mymaster || true; } | paste -sd: -
-}
-STATE=
-wait_for() { # SECS WHAT CHECK [ARGS...]
-    local secs=$1 what=$2 t0=$SECONDS
-    shift 2
-    STATE=
-    until "$@"; do
-        ((SECONDS - t0 < secs)) || fail "$what: not within ${secs}s (last seen: ${STATE:-nothing})"
-        sleep 0.3
-    done
 }
 declare -A IPOF=([master]=$NET.11 [replica1]=$NET.12 [replica2]=$NET.13)
 declare -A NAMEOF=([$NET.11]=master [$NET.12]=replica1 [$NET.13]=replica2)
@@ -201,7 +181,6 @@ new_master() { agreed && [[ "$MASTER" != "$OLD" ]]; }
 wait_for 60 "the sentinels promote a replica" new_master
 NEW=$MASTER
 ok "the sentinels promoted ${NAMEOF[$NEW]} ($NEW) $((SECONDS - t0))s after the cut"
-expect_eq() { if [[ "$2" == "$3" ]]; then ok "$1"; else fail "$1: expected '$2', got '$3'"; fi; }
 expect_eq "the cut-off old master still says it is master" master "$(field "$OLD" replication role)"
 writer_end A
 in_master -D INPUT -j TOYKV_CUT

@@ -20,25 +20,11 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 IMAGE=${IMAGE:-toykv:ci}
 GRACE=10 # docker stop's grace period (its default), seconds
 started=$SECONDS
-CHECKS=0
 TMP=$(mktemp -d "$ROOT/target/ci-tmp.container.XXXXXX")
 TAG=toykv-ci-$$ # prefix of every container and volume made here
 
-say() { printf '  %s\n' "$*"; }
-ok() {
-    CHECKS=$((CHECKS + 1))
-    printf '  ok  %s\n' "$*"
-}
-fail() {
-    printf '  FAIL %s\n' "$*" >&2
-    exit 1
-}
-expect_eq() {
-    if [[ "$2" == "$3" ]]; then ok "$1"; else fail "$1: expected $(printf '%q' "$2"), got $(printf '%q' "$3")"; fi
-}
-expect_match() {
-    if grep -Eq -- "$2" <<<"$3"; then ok "$1"; else fail "$1: expected to match /$2/, got $(printf '%q' "$3")"; fi
-}
+# shellcheck source=.ci/checks.sh
+source "$ROOT/.ci/checks.sh"
 cleanup() {
     local rc=$? c
     for c in $(docker ps -aq --filter "name=^$TAG-"); do
@@ -54,9 +40,7 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
-for c in docker redis-cli python3 timeout; do
-    command -v "$c" >/dev/null || fail "'$c' is not installed (.ci/run installs it)"
-done
+need docker redis-cli python3 timeout
 
 printf '\n-- hadolint\n'
 VENV=$ROOT/target/ci-venv

@@ -5,6 +5,8 @@
 # Every wait is bounded.
 
 set -euo pipefail
+# shellcheck source=.ci/checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SERVER_BIN=${TOYKV_SERVER:-$ROOT/target/release/examples/server}
@@ -21,43 +23,7 @@ chmod 755 "$CI_TMP"
 
 PIDS=() # every background process this script started
 declare -A SPID SPORT # server name -> pid, port
-CHECKS=0
 EXIT_RC=
-
-say() { printf '  %s\n' "$*"; }
-ok() {
-    CHECKS=$((CHECKS + 1))
-    printf '  ok  %s\n' "$*"
-}
-fail() {
-    printf '  FAIL %s\n' "$*" >&2
-    exit 1
-}
-
-# expect_eq WHAT EXPECTED ACTUAL
-expect_eq() {
-    if [[ "$2" == "$3" ]]; then
-        ok "$1"
-    else
-        fail "$1: expected $(printf '%q' "$2"), got $(printf '%q' "$3")"
-    fi
-}
-
-# expect_match WHAT EXTENDED-REGEX ACTUAL
-expect_match() {
-    if grep -Eq -- "$2" <<<"$3"; then
-        ok "$1"
-    else
-        fail "$1: expected to match /$2/, got $(printf '%q' "$3")"
-    fi
-}
-
-need() {
-    local c
-    for c in "$@"; do
-        command -v "$c" >/dev/null || fail "'$c' is not installed (.ci/run installs it)"
-    done
-}
 
 # A TCP port nothing listens on, outside the usual ephemeral range (32768-60999) so that no
 # client socket takes it meanwhile. start_server retries if it is taken anyway.

@@ -81,19 +81,6 @@ sentinel_master_port() {
     { q "$1" sentinel get-master-addr-by-name mymaster || true; } | sed -n 2p
 }
 
-# wait_for SECS WHAT CHECK [ARGS...]: CHECK every 0.2 s until it succeeds; after SECS fails with
-# WHAT and the state CHECK last described in $STATE.
-STATE=
-wait_for() {
-    local secs=$1 what=$2 t0=$SECONDS
-    shift 2
-    STATE=
-    until "$@"; do
-        ((SECONDS - t0 < secs)) || fail "$what: not within ${secs}s (last seen: ${STATE:-nothing})"
-        sleep 0.2
-    done
-}
-
 USED_PORTS=" "
 new_port() {
     local p _
