@@ -40,7 +40,12 @@
 //!   ends in the same state);
 //! - with durability `always`, this happens after the journal's replay, and not at all when
 //!   the replay met the batch's end entry ([`BATCH`](super::journal::BATCH)) with its `id`:
-//!   the journal then holds the batch whole, and later writes to its keys after it.
+//!   the journal then holds the batch whole, and later writes to its keys after it;
+//! - when the replay applied anything (and did not meet that end entry), every shard takes
+//!   its entries of the batch again, not only those whose log ends short: the replay put the
+//!   epoch's entries, all from before the batch, over what the shards held, so a shard that
+//!   held its whole part may hold older values of its keys again. This happens before the
+//!   shards are synced and the journal's next epoch starts.
 
 use super::bytes::{u32_at, u64_at};
 

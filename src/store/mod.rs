@@ -641,6 +641,14 @@ fn apply_op(shards: &[Shard], dir: &Path, op: JournalOp<'_>) -> Result<()> {
 
 /// Brings the shards, opened, up to date with what sits above them: replays the journal and
 /// finishes the last atomic batch if a crash cut it short (open and `check` share this).
+///
+/// The batch is finished after the replay, and before the shards are synced and the journal's
+/// next epoch starts (so that a crash part way does all of it again). Where nothing was
+/// replayed, only the shards whose log ends before their part of it take its entries again.
+/// After a replay, every shard does: the replay applied the epoch's entries over what the
+/// shards held, and those entries all come before the batch (it was cut short, so its end
+/// entry never reached the journal, nor did anything after it), so a shard that held its
+/// whole part of the batch may hold older values of its keys again.
 fn recover(
     dir: &Path,
     options: &Options,
@@ -672,22 +680,37 @@ fn recover(
         }
         None => None,
     };
-    let mut whole = false;
+    let whole = std::cell::Cell::new(false);
+    let mut finished = false;
     let (journal, journal_torn) = journal::open(
         dir,
         options,
         found,
         |op| {
             if let (JournalOp::Batch(id), Some((f, _))) = (op, &unfinished) {
-                whole |= id == f.id;
+                whole.set(whole.get() || id == f.id);
             }
             apply_op(shards, dir, op)
         },
-        || shards.iter().try_for_each(Shard::sync),
+        |replayed| {
+            if let Some((f, short)) = unfinished.as_ref().filter(|_| !whole.get()) {
+                let every: Vec<u32>;
+                let redo = if replayed {
+                    every = (0..shards.len() as u32).collect();
+                    &every
+                } else {
+                    short
+                };
+                batch::finish(shards, dir, &f.payload, redo)?;
+                finished = true;
+            }
+            if replayed || finished {
+                shards.iter().try_for_each(Shard::sync)?;
+            }
+            Ok(())
+        },
     )?;
-    if let Some((f, short)) = unfinished.filter(|_| !whole) {
-        batch::finish(shards, dir, &f.payload, &short)?;
-        shards.iter().try_for_each(Shard::sync)?;
+    if finished {
         intent.clear()?;
     }
     Ok((journal, journal_torn, intent))

@@ -2,6 +2,12 @@
 //! of one batch over the same keys and dies at a random moment or at the `batch-half` kill
 //! point (its intent written, half its entries applied). The parent reopens the store: every
 //! key holds the same generation, the last acknowledged one or the one in flight.
+//!
+//! A batch puts the keys of the shard that has fewer of them first, so that at `batch-half`
+//! that shard has its whole part and the other only some of its own; and at `always` the
+//! journal is large enough to keep several batches as commits (not checkpoints), so that a
+//! child killed in its second batch or later leaves the batch before in the journal: open
+//! replays it under the cut batch, which must still come back whole in both shards.
 
 use std::path::Path;
 
@@ -12,11 +18,27 @@ use toykv::{Batch, Durability};
 use crate::child::{env_u64, say};
 use crate::parent::{base_seed, create, workdir};
 use crate::running::{Plan, Role, Running};
-use crate::{ENV_MAX_OPS, open};
+use crate::{ENV_MAX_OPS, open, open_with, options};
 
 /// Keys in each batch: with two 1024-slot shards, each batch puts about half of them into
 /// each shard, so a batch now and then moves on to the other bank part way.
 const KEYS: u64 = 600;
+/// Shards of the store.
+const SHARDS: u32 = 2;
+/// The child's journal (made by its first open at `always`): a batch of [`KEYS`] is about
+/// 90 KiB of entries, so about ten batches commit before a checkpoint empties it.
+const JOURNAL_BYTES: u64 = 1 << 20;
+
+/// The keys in the order a batch puts them: those of the shard that holds fewer first (so
+/// that at half the batch it holds its whole part), then the others, each in key order.
+fn batch_order() -> Vec<u64> {
+    let shard = |k: u64| toykv::format::shard_of(k.to_be_bytes(), SHARDS);
+    let mut keys: Vec<u64> = (0..KEYS).collect();
+    let first = (0..KEYS).filter(|&k| shard(k) == 0).count() as u64;
+    let smaller = u32::from(first * 2 > KEYS);
+    keys.sort_by_key(|&k| (shard(k) != smaller, k));
+    keys
+}
 
 /// The environment variable that makes the library child write batches.
 pub(crate) const ENV_BATCHES: &str = "TOYKV_CRASH_BATCHES";
@@ -40,11 +62,13 @@ fn generation(key: u64, v: &[u8]) -> u64 {
 /// operation `n`.
 pub(crate) fn write(dir: &Path) {
     let max = env_u64(ENV_MAX_OPS);
-    let store = open(dir).unwrap_or_else(|e| panic!("child: open {}: {e}", dir.display()));
+    let store = open_with(dir, options().journal_bytes(JOURNAL_BYTES))
+        .unwrap_or_else(|e| panic!("child: open {}: {e}", dir.display()));
     say(format_args!("O"));
+    let keys = batch_order();
     for n in 0..max {
         let mut batch = Batch::new();
-        for key in 0..KEYS {
+        for &key in &keys {
             batch.put(key, value(key, n + 1)).expect("value fits");
         }
         store
@@ -63,7 +87,7 @@ pub(crate) fn all_or_nothing(durability: Durability, rounds: usize) -> usize {
     let mut rng = StdRng::seed_from_u64(base);
     let tmp = workdir();
     let dir = tmp.path().join("data");
-    create(&dir, 1024, 2);
+    create(&dir, 1024, SHARDS);
     let mut stored = 0u64;
     let mut fired = 0;
     for round in 0..rounds {

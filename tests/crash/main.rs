@@ -97,9 +97,14 @@ fn options() -> Options {
 /// this process closes holds a copy of its descriptor (and with it the lock) until its
 /// `exec`, a few milliseconds. A store that stays locked is a real failure.
 fn open(dir: &Path) -> toykv::Result<toykv::Store> {
+    open_with(dir, options())
+}
+
+/// [`open`] with `options`.
+fn open_with(dir: &Path, options: Options) -> toykv::Result<toykv::Store> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
-        match toykv::Store::open_with(dir, options()) {
+        match toykv::Store::open_with(dir, options.clone()) {
             Err(toykv::Error::Locked { .. }) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }

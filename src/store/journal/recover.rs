@@ -4,9 +4,10 @@
 //!
 //! Replay runs before the store's background threads start, so a bank that fills is written
 //! out in line. The journal knows nothing of shards: the store passes what applies an entry
-//! and what syncs every shard. It applies every entry of the current epoch in order (per key the last one
-//! wins, whatever the shards already held), syncs every shard, and only then starts the next
-//! epoch: a crash before that replays the same entries again, to the same end.
+//! and what settles the shards afterwards. It applies every entry of the current epoch in
+//! order (per key the last one wins, whatever the shards already held), lets the store finish
+//! the last atomic batch if a crash cut it short and sync every shard, and only then starts
+//! the next epoch: a crash before that replays the same entries again, to the same end.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -90,24 +91,29 @@ pub(crate) fn find(dir: &Path, options: &Options, fresh: bool) -> Result<Option<
     Ok(found)
 }
 
-/// Opens the journal [`find`] found once the shards are open: replays what it holds, syncs
-/// the shards and starts the next epoch; keeps it, made if missing, for durability `always`.
+/// Opens the journal [`find`] found once the shards are open: replays what it holds, lets
+/// the store `settle` the shards (told whether anything was replayed: it finishes a batch a
+/// crash cut short and syncs the shards), and only then starts the next epoch; keeps it, made
+/// if missing, for durability `always`. A crash before the next epoch's header replays the
+/// same entries again, and the store settles again, to the same end.
 pub(crate) fn open(
     dir: &Path,
     options: &Options,
     found: Option<Found>,
     apply: impl FnMut(JournalOp<'_>) -> Result<()>,
-    sync: impl Fn() -> Result<()>,
+    settle: impl FnOnce(bool) -> Result<()>,
 ) -> Result<(Option<Journal>, Option<Torn>)> {
     let mut torn = None;
+    let mut replayed = false;
     if let Some(f) = &found {
         if f.frames > 0 {
             replay(&f.entries, &f.path, apply)?;
             crate::kill::point("replayed");
-            sync()?;
+            replayed = true;
         }
         torn.clone_from(&f.torn);
     }
+    settle(replayed)?;
     let always = options.durability == Durability::Always;
     let journal = match found {
         Some(f) => Some(Journal::resume(f)?).filter(|_| always),
