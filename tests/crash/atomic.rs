@@ -565,14 +565,22 @@ pub(crate) fn all_or_nothing(batch: Batch, durability: Durability, rounds: usize
             Kill::Stream { delay_us } => thread::sleep(Duration::from_micros(delay_us)),
             Kill::InFlight { delay_us, .. } => {
                 if rx.recv_timeout(IO_TIMEOUT * 2).is_err() {
-                    // The client ended before its last batch: it says why below.
-                    child.kill();
-                    let out = client.join().expect("client thread");
-                    panic!(
-                        "{what}: the client stopped at generation {}: {}",
-                        out.sent,
-                        out.wrong.as_deref().unwrap_or("its connection failed")
-                    );
+                    // The client ended before its last batch (it says why), or hangs; the
+                    // failure shows the server child's stderr too (why it refused or died).
+                    let why = if client.is_finished() {
+                        let out = client.join().expect("client thread");
+                        format!(
+                            "the client stopped at generation {}: {}",
+                            out.sent,
+                            out.wrong.as_deref().unwrap_or("its connection failed")
+                        )
+                    } else {
+                        format!(
+                            "the client did not reach its last batch in {:?}",
+                            IO_TIMEOUT * 2
+                        )
+                    };
+                    child.fail(&why);
                 }
                 thread::sleep(Duration::from_micros(delay_us));
             }

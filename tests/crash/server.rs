@@ -40,6 +40,7 @@ pub(crate) fn serve(dir: &Path) {
         let (host, port) = master.split_once(' ').expect("child: HOST PORT");
         flags.replicaof = Some((host.to_string(), port.parse().expect("child: port")));
     }
+    await_unlocked(dir);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -72,6 +73,25 @@ pub(crate) fn serve(dir: &Path) {
             Err(e) => panic!("child: server task: {e}"),
         }
     });
+}
+
+/// Waits, for up to two seconds, until no process holds the lock of the store in `dir` (the
+/// server opens it without retrying). The parent closed its store before spawning this
+/// child, but a child another test thread was spawning at that moment holds a copy of its
+/// descriptor, and with it the lock, until its `exec` (see [`crate::open`]); once free, the
+/// lock stays free, since nothing forks from the parent's closed store any more. A lock held
+/// longer is left for the server to report.
+fn await_unlocked(dir: &Path) {
+    let Ok(file) = std::fs::File::open(dir.join(toykv::format::LOCK_NAME)) else {
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
+        if Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Runs operations of sequence `seed` against the server on `port` until the connection
