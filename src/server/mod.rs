@@ -277,6 +277,9 @@ impl Server {
         config.port = addr.port();
         config.check_exposure(addr)?;
         repl::clean_leftovers(&config.dir);
+        if let Err(why) = repl::check_room(&config.dir) {
+            warn!("this server cannot become a replica: {why}");
+        }
         // Read and removed before any command runs or any write is applied: a crash from
         // here on leaves no position to reuse.
         let kept = repl::take_position(&config.dir, self.store.len() as u64);

@@ -61,7 +61,7 @@ use backlog::Backlog;
 
 pub(crate) use master::serve as serve_replica;
 pub(crate) use position::{save as save_position, take as take_position};
-pub(crate) use replica::{clean_leftovers, start as start_link};
+pub(crate) use replica::{check_room, clean_leftovers, start as start_link};
 
 /// A master puts a `PING` in an idle stream this often, so replicas know the link lives.
 pub(crate) const PING_EVERY: Duration = Duration::from_secs(10);

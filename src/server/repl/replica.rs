@@ -29,6 +29,7 @@
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -318,6 +319,40 @@ fn full_sync(
     Ok(())
 }
 
+/// Whether a full sync can be received into `dir`: its copy is written beside it
+/// ([`sync_dir`]) and swapped in with one rename, so `dir` must not be a mount point (a
+/// volume's root in a container) and its parent must take a new directory. Checked at start,
+/// so that the problem is named long before a master sends a copy. Creates and removes the
+/// sync directory once.
+pub(crate) fn check_room(dir: &Path) -> Result<(), String> {
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let dev = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.dev())
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    if dev(dir)? != dev(parent)? {
+        return Err(format!(
+            "{} is a mount point: a full sync writes its copy beside it and swaps the two with \
+             one rename, which cannot cross file systems; use a directory inside it",
+            dir.display()
+        ));
+    }
+    let d = sync_dir(dir);
+    std::fs::create_dir(&d).map_err(|e| {
+        format!(
+            "a full sync cannot write its copy beside the data directory: create {}: {e}",
+            d.display()
+        )
+    })?;
+    std::fs::remove_dir(&d).map_err(|e| format!("remove {}: {e}", d.display()))
+}
+
 fn clean_leftovers_at(d: &Path) {
     if let Err(e) = std::fs::remove_dir_all(d) {
         warn!(dir = %d.display(), "cannot remove the data a full sync replaced: {e}");
@@ -507,4 +542,34 @@ fn apply(
         _ => warn!(command = %name, "the replication stream holds a command toykv does not apply"),
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_with_a_writable_parent_has_room_for_a_full_sync() {
+        let d = crate::testing::tempdir();
+        let dir = d.path().join("db");
+        std::fs::create_dir(&dir).unwrap();
+        assert_eq!(check_room(&dir), Ok(()));
+        assert!(!sync_dir(&dir).exists(), "the probe is removed");
+    }
+
+    #[test]
+    fn a_mount_point_has_no_room_for_a_full_sync() {
+        // /proc is a mount point on every Linux system: the check refuses it before it
+        // creates anything.
+        let why = check_room(Path::new("/proc")).unwrap_err();
+        assert!(why.contains("/proc is a mount point"), "{why}");
+        assert!(!Path::new("/proc.sync").exists());
+    }
+
+    #[test]
+    fn a_missing_directory_is_named() {
+        let d = crate::testing::tempdir();
+        let why = check_room(&d.path().join("absent")).unwrap_err();
+        assert!(why.contains("absent"), "{why}");
+    }
 }
