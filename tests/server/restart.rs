@@ -69,15 +69,22 @@ fn linked_at(addr: SocketAddr) -> bool {
         .is_some_and(|s| s == "up")
 }
 
-#[test]
-fn a_replica_stopped_gracefully_continues_partially_after_its_restart() {
-    let m = TestServer::start(Config::default());
+/// A replica of `m` that received 300 keys and was then stopped gracefully: its directory,
+/// holding the position it kept.
+fn stopped_replica(m: &TestServer) -> tempfile::TempDir {
     let r = replica_of(m.addr, |_| {});
     eventually("link up", || linked(&r));
     write(m.addr, 0..300, 0);
     wait_for(m.addr, 1);
     let dir = r.stop_keeping_dir();
     assert!(kept(dir.path()), "a graceful stop keeps the position");
+    dir
+}
+
+#[test]
+fn a_replica_stopped_gracefully_continues_partially_after_its_restart() {
+    let m = TestServer::start(Config::default());
+    let dir = stopped_replica(&m);
     let before = info(&m, "stats");
     // The master goes on taking writes (new keys and overwrites) while the replica is down.
     write(m.addr, 200..1200, 1);
@@ -158,12 +165,7 @@ fn a_master_that_never_had_a_replica_keeps_no_position() {
 #[test]
 fn a_replica_killed_hard_does_a_full_sync_after_its_restart() {
     let m = TestServer::start(Config::default());
-    let r = replica_of(m.addr, |_| {});
-    eventually("link up", || linked(&r));
-    write(m.addr, 0..300, 0);
-    wait_for(m.addr, 1);
-    let dir = r.stop_keeping_dir();
-    assert!(kept(dir.path()));
+    let dir = stopped_replica(&m);
     // A child process starts from the kept position (and removes it), then is killed.
     let before = info(&m, "stats");
     let (mut child, port) = super::lifecycle::spawn_child_of(dir.path(), Some(m.addr));
