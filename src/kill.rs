@@ -37,6 +37,7 @@
 //! | point | where |
 //! |---|---|
 //! | `batch-half` | a batch's intent is written and half its entries applied |
+//! | `batch-applied` | a batch is applied whole and its entries are pending in the journal, before any commit |
 //!
 //! `tests/crash` uses every point.
 
@@ -81,7 +82,7 @@ mod armed {
     ];
 
     /// The kill points of atomic batches.
-    pub const BATCH_POINTS: [&str; 1] = ["batch-half"];
+    pub const BATCH_POINTS: [&str; 2] = ["batch-half", "batch-applied"];
 
     struct Armed {
         point: String,

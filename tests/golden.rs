@@ -11,7 +11,7 @@ use std::path::Path;
 
 use toykv::Key;
 use toykv::format::intent::{Span, encode_intent};
-use toykv::format::journal::{Frame, JournalHeader, encode_delete, encode_put};
+use toykv::format::journal::{Frame, JournalHeader, encode_batch, encode_delete, encode_put};
 use toykv::format::position::{Position, ReplId};
 use toykv::format::record::value_crc;
 use toykv::format::snapshot as snap;
@@ -151,13 +151,15 @@ fn examples() -> Vec<Image> {
         len: 64 << 10,
         epoch: 1,
     };
+    // The epoch's first frame starts with its mark (no batch yet: 0), then the put.
     let mut payload = Vec::new();
+    encode_batch(&mut payload, 0);
     encode_put(&mut payload, 1u64.to_be_bytes(), b"hello");
     let frame = Frame {
         len: payload.len() as u32,
         epoch: 1,
         number: 0,
-        count: 1,
+        count: 2,
     };
     let mut frame_bytes = vec![0u8; frame.blocks() as usize * 4096];
     frame.encode(&payload, &mut frame_bytes);
@@ -209,7 +211,11 @@ fn examples() -> Vec<Image> {
             &journal.encode(),
             4096,
         ),
-        Image::new("journal frame 0 (put of key 1, \"hello\")").at(2 * 4096, &frame_bytes, 0),
+        Image::new("journal frame 0 (the epoch's mark, put of key 1, \"hello\")").at(
+            2 * 4096,
+            &frame_bytes,
+            0,
+        ),
         Image::new("intent of batch 1 (puts of keys 1 and 2, shard 0)").at(0, &intent, 0),
         Image::new("snapshot stream of one file, KEYMODE").at(0, &snapshot, 0),
         Image::new("replication position (offset 5000, second offset 1001, 42 keys)")

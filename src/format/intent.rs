@@ -27,7 +27,9 @@
 //! # Invariants and recovery
 //!
 //! A batch holds the lock of every shard it changes from before it writes its intent until
-//! it has applied every entry, and writes no shard before its intent is written. Its records
+//! it has applied every entry, and writes no shard before its intent is written. With
+//! durability `always` it first waits, under the store's batch lock, until the batch before it
+//! is durable: at most one batch, the one whose intent is on disk, is applied and not durable. Its records
 //! in shard `s` are numbers `first .. first + count` of that shard's log (a delete of a key
 //! that does not exist writes no record, and the batch counts only records). So at open, with
 //! each shard's log recovered:
@@ -39,13 +41,19 @@
 //!   it, so open applies that shard's entries of the batch again, in order (applying one twice
 //!   ends in the same state);
 //! - with durability `always`, this happens after the journal's replay, and not at all when
-//!   the replay met the batch's end entry ([`BATCH`](super::journal::BATCH)) with its `id`:
-//!   the journal then holds the batch whole, and later writes to its keys after it;
-//! - when the replay applied anything (and did not meet that end entry), every shard takes
-//!   its entries of the batch again, not only those whose log ends short: the replay put the
-//!   epoch's entries, all from before the batch, over what the shards held, so a shard that
-//!   held its whole part may hold older values of its keys again. This happens before the
-//!   shards are synced and the journal's next epoch starts.
+//!   the replay met the batch's end entry ([`BATCH`](super::journal::BATCH)) with its `id`,
+//!   or the epoch's mark (the end entry that starts the epoch's first frame) at or past it:
+//!   the batch is durable whole, and the epoch's writes to its keys come after it;
+//! - when the replay applied anything else, every shard takes its entries of the batch again,
+//!   not only those whose log ends short: the epoch starts with a mark before the batch, so
+//!   the batch never reached the journal and every replayed entry comes before it; the replay
+//!   may have put older values of some of its keys back while keys the epoch never wrote kept
+//!   the batch's. It is the only batch not durable, so no other can be half undone. (An epoch
+//!   with no mark, from an older build, cannot tell a batch older than the epoch from one not
+//!   durable: there only a shard that ends short makes every shard take the batch again.)
+//!   This happens before the shards are synced and the journal's next epoch starts; the
+//!   shards are synced even when nothing changed, since the next epoch's mark says the batch
+//!   is durable in them.
 
 use super::bytes::{u32_at, u64_at};
 

@@ -47,7 +47,11 @@
 //! operation byte ([`PUT`] or [`DELETE`]), the 8-byte key and, for a put, the value's length
 //! (`u16`) and its bytes; or [`BATCH`] and a batch's 8-byte number (little-endian), which
 //! follows the entries of an atomic batch (see [`intent`](super::intent)): replay applies
-//! nothing for it, it tells open that the batch of that number is in the journal whole.
+//! nothing for it, it tells open that the batch of that number is in the journal whole. The
+//! first frame of every epoch starts with such an entry, the epoch's *mark*: the number of the
+//! last batch whose entries a commit took before the epoch began (0: none), durable in the
+//! shards by the checkpoint (or open) that started the epoch. Open tells from it whether the
+//! batch of the intent was durable before the epoch or never reached the journal.
 //!
 //! # Invariants and recovery
 //!

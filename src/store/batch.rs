@@ -6,7 +6,9 @@
 //! [intent](super::intent), applies every entry and, with a journal, appends its entries and
 //! its end entry to the journal's pending bytes in one go. So readers see all of it or none,
 //! a journal commit takes all of it or none, and a crash part way is finished at open (see
-//! [`crate::format::intent`]).
+//! [`crate::format::intent`]). With a journal, a batch first waits (under the batch lock)
+//! until the batch before it is durable, so that the only batch a crash can leave applied
+//! and not durable is the one in the intent, which open applies again after a replay.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -177,9 +179,11 @@ impl Store {
         Ok(applied.deleted)
     }
 
-    /// Applies `batch` atomically without waiting for the journal: the batch is visible and
+    /// Applies `batch` atomically without waiting for its own commit: the batch is visible and
     /// survives a crash of the process when this returns; pass [`Applied::commit`] to
-    /// [`wait`](Self::wait) for power loss (durability `always`). May wait for a bank's
+    /// [`wait`](Self::wait) for power loss (durability `always`). With durability `always`
+    /// it first waits until the batch applied before it is durable (one journal flush at
+    /// most), so that a crash never leaves two batches applied and not durable. May wait for a bank's
     /// write-out when the batch's values do not fit in the write buffer. A batch may put at
     /// most one bank's worth of values (a section's slots) into one shard
     /// ([`Error::BatchTooLarge`]).
@@ -214,6 +218,12 @@ impl Store {
         let involved: Vec<usize> = (0..n).filter(|&i| touched[i]).collect();
         let mut intent = self.intent.lock();
         intent.writable()?;
+        // With a journal, the batch before this one must be durable before this one changes a
+        // shard: then at most one batch is applied and not durable, the one whose intent open
+        // finds, and open can apply it again after a replay (see [`crate::format::intent`]).
+        if let Some(j) = &self.journal {
+            j.wait(intent.ticket, &|| self.sync_shards())?;
+        }
         let mut held: Vec<Held<'_>> = loop {
             let mut held = Vec::with_capacity(involved.len());
             let mut short = None;
@@ -297,6 +307,8 @@ impl Store {
             .journal
             .as_ref()
             .map_or(0, |j| j.batch(&batch.entries, batch.count, id));
+        intent.ticket = ticket;
+        crate::kill::point("batch-applied");
         if let Some(f) = self.feed() {
             f.change(super::Change::Batch(batch));
         }
@@ -676,5 +688,125 @@ mod tests {
         let mut want = vec![2; 40];
         want[3] = 3;
         assert_eq!(generations(&s), want);
+    }
+
+    /// Options of the tests below: two shards, durability `always`.
+    fn always(journal: u64) -> Options {
+        Options::new()
+            .section_slots(1024)
+            .shards(2)
+            .gc(false)
+            .durability(Durability::Always)
+            .journal_bytes(journal)
+    }
+
+    /// The generation a value of [`gen_value`] says (0: absent).
+    fn generation(s: &Store, k: u64) -> u64 {
+        s.get(k)
+            .unwrap()
+            .map_or(0, |v| u64::from_le_bytes(v[..8].try_into().unwrap()))
+    }
+
+    /// Two keys, one in each shard of a two-shard store.
+    fn split_keys() -> (u64, u64) {
+        let shard = |k: u64| shard_of(k.to_be_bytes(), 2);
+        let a = 1;
+        let b = (2u64..).find(|&k| shard(k) != shard(a)).unwrap();
+        (a, b)
+    }
+
+    /// With durability `always`: batch 1 puts `a` and is committed; batch 2 puts `a` and `b`,
+    /// is applied whole and never committed; the process dies. The replay puts batch 1's `a`
+    /// back, which left `b` alone with batch 2's value; open must apply batch 2 again on top.
+    #[test]
+    fn a_batch_applied_but_not_committed_stays_whole_over_the_replay() {
+        let d = tempdir();
+        let (a, b) = split_keys();
+        let s = Store::open_with(d.path(), always(1 << 20)).unwrap();
+        let mut batch = Batch::new();
+        batch.put(a, gen_value(1)).unwrap();
+        s.write(&batch).unwrap();
+        let mut batch = Batch::new();
+        batch.put(a, gen_value(2)).unwrap();
+        batch.put(b, gen_value(2)).unwrap();
+        let applied = s.apply(&batch).unwrap();
+        assert!(!applied.commit.is_none());
+        // The process dies (dropping the store neither commits nor checkpoints).
+        drop(s);
+        let s = Store::open_with(d.path(), always(1 << 20)).unwrap();
+        let gens = [generation(&s, a), generation(&s, b)];
+        assert!(gens == [1, 0] || gens == [2, 2], "half a batch: {gens:?}");
+        // Later writes stay after another reopen: the batch is not applied again over them.
+        s.put(b, gen_value(3)).unwrap();
+        drop(s);
+        let s = Store::open_with(d.path(), always(1 << 20)).unwrap();
+        assert_eq!(generation(&s, b), 3);
+    }
+
+    /// Two batches applied without waiting: the second waits until the first is durable
+    /// before it changes a shard, so a crash leaves at most one batch not durable (the one
+    /// open finds in the intent), and the replay can half undo neither.
+    #[test]
+    fn only_the_last_batch_is_ever_applied_and_not_durable() {
+        let d = tempdir();
+        let (a, b) = split_keys();
+        let c = (b + 1..).find(|&k| k != a).unwrap();
+        let s = Store::open_with(d.path(), always(1 << 20)).unwrap();
+        let mut batch = Batch::new();
+        batch.put(a, gen_value(1)).unwrap();
+        s.write(&batch).unwrap();
+        let mut batch = Batch::new();
+        batch.put(a, gen_value(2)).unwrap();
+        batch.put(b, gen_value(2)).unwrap();
+        let _ = s.apply(&batch).unwrap();
+        let mut batch = Batch::new();
+        batch.put(c, gen_value(3)).unwrap();
+        let _ = s.apply(&batch).unwrap();
+        drop(s);
+        let s = Store::open_with(d.path(), always(1 << 20)).unwrap();
+        let gens = [generation(&s, a), generation(&s, b), generation(&s, c)];
+        assert!(
+            [[1, 0, 0], [2, 2, 0], [2, 2, 3]].contains(&gens),
+            "a batch came back half: {gens:?}"
+        );
+    }
+
+    /// The intent of a batch made durable before the journal's epoch (by a checkpoint, or by
+    /// a commit that did not fit and checkpointed) is never applied again over the epoch's
+    /// acknowledged writes to its keys.
+    #[test]
+    fn a_durable_batch_is_not_applied_again_over_later_writes() {
+        let d = tempdir();
+        let (a, b) = split_keys();
+        // 64 KiB: a batch of 300 values of 200 bytes does not fit, and checkpoints.
+        let options = || always(64 << 10);
+        for (round, big) in [false, true].into_iter().enumerate() {
+            let g = 2 * round as u64;
+            let s = Store::open_with(d.path(), options()).unwrap();
+            let mut batch = Batch::new();
+            batch.put(a, gen_value(g + 1)).unwrap();
+            batch.put(b, gen_value(g + 1)).unwrap();
+            if big {
+                for k in 1000..1300u64 {
+                    batch.put(k, [7u8; 200]).unwrap();
+                }
+            }
+            let checkpoints = s.stats().journal_checkpoints;
+            s.write(&batch).unwrap();
+            if big {
+                assert_eq!(s.stats().journal_checkpoints, checkpoints + 1);
+            } else {
+                s.sync().unwrap();
+            }
+            s.put(a, gen_value(g + 2)).unwrap();
+            // The process dies: the journal's epoch holds the put, the intent the batch.
+            drop(s);
+            let s = Store::open_with(d.path(), options()).unwrap();
+            assert_eq!(
+                [generation(&s, a), generation(&s, b)],
+                [g + 2, g + 1],
+                "big batch: {big}"
+            );
+        }
     }
 }

@@ -30,6 +30,9 @@ pub(crate) struct IntentFile {
     next: u64,
     /// Why batches are refused, once one failed after its intent was written.
     failed: Option<String>,
+    /// The journal ticket of the last batch applied since open (0: none): with a journal, the
+    /// next batch waits until it is durable before writing its intent.
+    pub(crate) ticket: u64,
     buf: Vec<u8>,
 }
 
@@ -82,9 +85,15 @@ impl IntentFile {
             sync,
             next,
             failed: None,
+            ticket: 0,
             buf: Vec::new(),
         };
         Ok((intent, found))
+    }
+
+    /// The number of the last batch whose intent was written (0: none known).
+    pub(crate) fn last(&self) -> u64 {
+        self.next - 1
     }
 
     /// Refuses batches once one failed after its intent was written.

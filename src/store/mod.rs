@@ -45,7 +45,9 @@
 //!
 //! # Atomic batches
 //! [`Store::apply`] holds every shard a [`Batch`] writes to while it applies it, after writing
-//! its [`intent`]; open finishes a batch a crash cut short (see [`crate::format::intent`]).
+//! its [`intent`]; with a journal it first waits until the batch before is durable. Open
+//! finishes a batch a crash cut short, and applies again, after a replay, the batch that never
+//! reached the journal (see [`crate::format::intent`]).
 //!
 //! # Reads
 //! A get finds the record number in the index, reads the record from the mapped key section,
@@ -640,15 +642,22 @@ fn apply_op(shards: &[Shard], dir: &Path, op: JournalOp<'_>) -> Result<()> {
 }
 
 /// Brings the shards, opened, up to date with what sits above them: replays the journal and
-/// finishes the last atomic batch if a crash cut it short (open and `check` share this).
+/// applies the last atomic batch again where it must (open and `check` share this; the rule
+/// is [`crate::format::intent`]'s).
 ///
-/// The batch is finished after the replay, and before the shards are synced and the journal's
-/// next epoch starts (so that a crash part way does all of it again). Where nothing was
-/// replayed, only the shards whose log ends before their part of it take its entries again.
-/// After a replay, every shard does: the replay applied the epoch's entries over what the
-/// shards held, and those entries all come before the batch (it was cut short, so its end
-/// entry never reached the journal, nor did anything after it), so a shard that held its
-/// whole part of the batch may hold older values of its keys again.
+/// The batch is applied after the replay, and before the shards are synced and the journal's
+/// next epoch starts (so that a crash part way does all of it again):
+///
+/// - not at all when the replay met its end entry, or an epoch mark at or past its number:
+///   it is durable whole, and anything the epoch holds after it is newer;
+/// - in every shard when the replay applied anything else: with the epoch marked (its first
+///   frame starts with a mark, as this build writes), the batch never reached the journal, so
+///   every replayed entry comes before it and may have put older values of its keys back
+///   (only one batch at a time is applied and not durable, so no other batch can be half
+///   undone); an unmarked epoch (an older build's journal) cannot tell, so it is only done
+///   there when a shard's log ends short of the batch, as before;
+/// - else only in the shards whose log ends before their part of it (cut short, or a power
+///   loss took their tail).
 fn recover(
     dir: &Path,
     options: &Options,
@@ -660,10 +669,10 @@ fn recover(
     intent::IntentFile,
 )> {
     let always = options.durability == Durability::Always;
-    let (mut intent, unfinished) = intent::IntentFile::open(options.vfs.clone(), dir, always)?;
+    let (mut intent, last) = intent::IntentFile::open(options.vfs.clone(), dir, always)?;
     // The shards whose log ends before their part of the last batch (it was cut short),
     // judged on the logs as recovered, before the journal adds to them.
-    let unfinished = match unfinished {
+    let last = match last {
         Some(f) => {
             let mut short = Vec::new();
             for s in &f.spans {
@@ -676,35 +685,45 @@ fn recover(
                     short.push(s.shard);
                 }
             }
-            (!short.is_empty()).then_some((f, short))
+            Some((f, short))
         }
         None => None,
     };
     let whole = std::cell::Cell::new(false);
+    // Whether the first entry replayed is an epoch mark (None: nothing replayed yet).
+    let marked = std::cell::Cell::new(None);
     let mut finished = false;
     let (journal, journal_torn) = journal::open(
         dir,
         options,
         found,
+        intent.last(),
         |op| {
-            if let (JournalOp::Batch(id), Some((f, _))) = (op, &unfinished) {
-                whole.set(whole.get() || id == f.id);
+            if marked.get().is_none() {
+                marked.set(Some(matches!(op, JournalOp::Batch(_))));
+            }
+            if let (JournalOp::Batch(id), Some((f, _))) = (op, &last) {
+                whole.set(whole.get() || id >= f.id);
             }
             apply_op(shards, dir, op)
         },
         |replayed| {
-            if let Some((f, short)) = unfinished.as_ref().filter(|_| !whole.get()) {
+            if let Some((f, short)) = last.as_ref().filter(|_| !whole.get()) {
                 let every: Vec<u32>;
-                let redo = if replayed {
+                let redo = if replayed && (marked.get() == Some(true) || !short.is_empty()) {
                     every = (0..shards.len() as u32).collect();
-                    &every
+                    &every[..]
                 } else {
-                    short
+                    &short[..]
                 };
-                batch::finish(shards, dir, &f.payload, redo)?;
-                finished = true;
+                if !redo.is_empty() {
+                    batch::finish(shards, dir, &f.payload, redo)?;
+                    finished = true;
+                }
             }
-            if replayed || finished {
+            // Synced also when nothing changed but a batch is on record: the next epoch's
+            // mark says it is durable in the shards.
+            if replayed || finished || last.is_some() {
                 shards.iter().try_for_each(Shard::sync)?;
             }
             Ok(())

@@ -1,13 +1,17 @@
-//! Atomic batches of the library under kill -9: a child writes generation after generation
-//! of one batch over the same keys and dies at a random moment or at the `batch-half` kill
-//! point (its intent written, half its entries applied). The parent reopens the store: every
-//! key holds the same generation, the last acknowledged one or the one in flight.
+//! Atomic batches of the library under kill -9: a child writes batch after batch, each
+//! putting its generation over a part of the keys that overlaps the batches before it, and
+//! dies at a random moment, at the `batch-half` kill point (its intent written, half its
+//! entries applied) or at `batch-applied` (applied whole, its entries pending in the journal,
+//! not committed). The parent reopens the store: it must hold exactly what the batches
+//! acknowledged wrote, with the batch in flight applied whole or not at all.
 //!
 //! A batch puts the keys of the shard that has fewer of them first, so that at `batch-half`
 //! that shard has its whole part and the other only some of its own; and at `always` the
 //! journal is large enough to keep several batches as commits (not checkpoints), so that a
-//! child killed in its second batch or later leaves the batch before in the journal: open
-//! replays it under the cut batch, which must still come back whole in both shards.
+//! child killed in its second batch or later leaves the batches before in the journal: open
+//! replays them under the batch in flight, which puts some keys those batches wrote and some
+//! that no batch of the epoch did. It must still come back whole (or not at all), in both
+//! shards.
 
 use std::path::Path;
 
@@ -40,6 +44,16 @@ fn batch_order() -> Vec<u64> {
     keys
 }
 
+/// Residues of keys modulo which batches choose theirs.
+const PARTS: u64 = 5;
+
+/// Whether batch `n` puts `key`: two fifths of the keys, moving by one fifth each batch, so
+/// that batch `n` shares a fifth with batch `n - 1`, and batches 1 to 3 each put a fifth
+/// that no batch before them did.
+fn puts(n: u64, key: u64) -> bool {
+    (key + n) % PARTS < 2
+}
+
 /// The environment variable that makes the library child write batches.
 pub(crate) const ENV_BATCHES: &str = "TOYKV_CRASH_BATCHES";
 
@@ -58,8 +72,8 @@ fn generation(key: u64, v: &[u8]) -> u64 {
     g
 }
 
-/// The child: batch `n` writes generation `n + 1` over every key and is acknowledged as
-/// operation `n`.
+/// The child: batch `n` writes generation `n + 1` over the keys [`puts`] gives it and is
+/// acknowledged as operation `n`.
 pub(crate) fn write(dir: &Path) {
     let max = env_u64(ENV_MAX_OPS);
     let store = open_with(dir, options().journal_bytes(JOURNAL_BYTES))
@@ -68,7 +82,7 @@ pub(crate) fn write(dir: &Path) {
     let keys = batch_order();
     for n in 0..max {
         let mut batch = Batch::new();
-        for &key in &keys {
+        for &key in keys.iter().filter(|&&k| puts(n, k)) {
             batch.put(key, value(key, n + 1)).expect("value fits");
         }
         store
@@ -80,6 +94,19 @@ pub(crate) fn write(dir: &Path) {
     crate::child::linger();
 }
 
+/// The generations of every key after a child's batches `0..n`, over `before`.
+fn after(before: &[u64], n: u64) -> Vec<u64> {
+    let mut gens = before.to_vec();
+    for b in 0..n {
+        for (k, g) in (0..KEYS).zip(&mut gens) {
+            if puts(b, k) {
+                *g = b + 1;
+            }
+        }
+    }
+    gens
+}
+
 /// Kills children writing batches at `durability`, `rounds` times; returns how often the
 /// kill point fired.
 pub(crate) fn all_or_nothing(durability: Durability, rounds: usize) -> usize {
@@ -88,20 +115,25 @@ pub(crate) fn all_or_nothing(durability: Durability, rounds: usize) -> usize {
     let tmp = workdir();
     let dir = tmp.path().join("data");
     create(&dir, 1024, SHARDS);
-    let mut stored = 0u64;
+    // Each key's generation as the last round left it.
+    let mut stored = vec![0u64; KEYS as usize];
     let mut fired = 0;
     for round in 0..rounds {
         let what = format!("batches at {durability}, round {round} (base seed {base})");
-        let plan = if round % 2 == 0 {
-            Plan::Point {
+        let plan = match round % 3 {
+            0 => Plan::Point {
                 point: "batch-half",
                 nth: rng.random_range(1..=4),
-            }
-        } else {
-            Plan::Acks {
+            },
+            // From the second batch on: the batches before it are in the journal's epoch.
+            1 => Plan::Point {
+                point: "batch-applied",
+                nth: rng.random_range(2..=4),
+            },
+            _ => Plan::Acks {
                 n: rng.random_range(0..=3),
                 delay_us: rng.random_range(0..=5_000),
-            }
+            },
         };
         let mut child = Running::spawn_with(
             &dir,
@@ -123,23 +155,26 @@ pub(crate) fn all_or_nothing(durability: Durability, rounds: usize) -> usize {
                 Err(e) => panic!("{what}: key {k}: {e}"),
             })
             .collect();
-        let g = gens[0];
-        assert!(
-            gens.iter().all(|&x| x == g),
-            "{what}: keys hold different generations: {:?}",
-            gens.iter()
-                .fold(std::collections::BTreeMap::new(), |mut m, &x| {
-                    *m.entry(x).or_insert(0) += 1;
-                    m
-                })
-        );
         // Generations restart at 1 in every child: batch n of this child writes n + 1.
-        let lowest = if acked == 0 { stored } else { acked };
-        assert!(
-            g == lowest || g == acked + 1,
-            "{what}: generation {g}, with {acked} batches acknowledged (before: {stored})"
-        );
-        stored = g;
+        let (without, with) = (after(&stored, acked), after(&stored, acked + 1));
+        if gens != without && gens != with {
+            let differ = |want: &[u64]| {
+                (0..KEYS)
+                    .zip(want)
+                    .filter(|&(k, &g)| gens[k as usize] != g)
+                    .map(|(k, &g)| (k, g, gens[k as usize]))
+                    .take(8)
+                    .collect::<Vec<_>>()
+            };
+            panic!(
+                "{what}: {acked} batches acknowledged; the keys are neither as they were after \
+                 them nor after the one in flight too. (key, wanted, found) without it: {:?}; \
+                 with it: {:?}",
+                differ(&without),
+                differ(&with)
+            );
+        }
+        stored = gens;
         store
             .close()
             .unwrap_or_else(|e| panic!("{what}: close: {e}"));

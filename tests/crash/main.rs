@@ -344,8 +344,9 @@ fn kill9_server_multi_exec_of_1000_is_all_or_nothing_always() {
     batches(atomic::Batch::Multi, toykv::Durability::Always);
 }
 
-/// Atomic batches of the library under kill -9, at `none` and at `always`: every key holds
-/// one generation, the last acknowledged or the one in flight; the `batch-half` point fires.
+/// Atomic batches of the library under kill -9, at `none` and at `always`: the keys hold what
+/// the acknowledged batches wrote, with the one in flight whole or not at all; the batch kill
+/// points fire.
 #[test]
 fn kill9_library_batches_are_all_or_nothing() {
     let rounds = rounds(400) / 20;
@@ -353,7 +354,7 @@ fn kill9_library_batches_are_all_or_nothing() {
         let fired = batches::all_or_nothing(durability, rounds.max(2));
         assert!(
             fired > 0,
-            "the batch-half kill point never fired at {durability}"
+            "the batch kill points never fired at {durability}"
         );
     }
 }

@@ -15,6 +15,10 @@
 //!   entry is appended only after its operation is applied) and the next epoch's header is
 //!   written, which empties the journal.
 //!
+//! The first frame of each epoch starts with the epoch's mark, the end entry of the last
+//! atomic batch a commit took before the epoch began (see [`crate::format::journal`]): open
+//! tells from it whether the batch of the intent was durable before the epoch.
+//!
 //! The shards' own files are synced only by checkpoints, write-outs and garbage collection,
 //! as with durability `none`; what a power loss takes from them, replay gives back. A failed
 //! write or sync of the journal poisons it: the kernel may have dropped what it held, so
@@ -38,8 +42,8 @@ use parking_lot::{Condvar, Mutex};
 use crate::error::{Context, Error, Result};
 use crate::format::TMP_SUFFIX;
 use crate::format::journal::{
-    BLOCK, FRAME_HEADER_LEN, FRAMES_AT, Frame, JOURNAL_NAME, JournalHeader, PAYLOAD_MAX,
-    encode_batch, encode_delete, encode_put, split,
+    BLOCK, DELETE_LEN, FRAME_HEADER_LEN, FRAMES_AT, Frame, JOURNAL_NAME, JournalHeader,
+    PAYLOAD_MAX, encode_batch, encode_delete, encode_put, split,
 };
 use crate::io::{AlignedBuf, FileIo, Mode, Vfs};
 use crate::key::Key;
@@ -49,6 +53,9 @@ pub(crate) use recover::{Torn, find, open};
 
 /// The longest a leader waits for the writers of the last commit to come back.
 const GATHER: Duration = Duration::from_micros(100);
+
+/// Bytes of an epoch's mark (a batch end entry).
+const MARK_LEN: usize = DELETE_LEN;
 
 /// Bytes of zeros written at a time while making a journal.
 const CHUNK: usize = 1 << 20;
@@ -103,6 +110,8 @@ struct Pending {
     bytes: Vec<u8>,
     /// Tickets handed out.
     issued: u64,
+    /// The number of the last atomic batch whose entries were appended (0: none).
+    batch: u64,
 }
 
 #[derive(Debug, Default)]
@@ -125,11 +134,24 @@ struct Writer {
     /// Tickets taken by the last commit, and how many that was.
     taken: u64,
     last: u64,
+    /// The number of the last atomic batch whose end entry a commit took (0: none).
+    taken_batch: u64,
+    /// The epoch's mark: the last batch whose end entry was taken before the epoch began,
+    /// durable in the shards. The epoch's first frame starts with its end entry (see
+    /// [`crate::format::journal`]).
+    covered: u64,
 }
 
 impl Journal {
-    /// Makes a new journal of `len` bytes in `dir` (see the format's creation order).
-    pub(crate) fn create(vfs: &dyn Vfs, dir: &Path, len: u64, direct: bool) -> Result<Journal> {
+    /// Makes a new journal of `len` bytes in `dir` (see the format's creation order); batches
+    /// up to number `covered` are durable in the shards.
+    pub(crate) fn create(
+        vfs: &dyn Vfs,
+        dir: &Path,
+        len: u64,
+        direct: bool,
+        covered: u64,
+    ) -> Result<Journal> {
         let path = dir.join(JOURNAL_NAME);
         let tmp = dir.join(format!("{JOURNAL_NAME}{TMP_SUFFIX}"));
         let mode = Mode {
@@ -159,15 +181,15 @@ impl Journal {
                 },
             )
             .ctx("open", &path)?;
-        Ok(Journal::new(file, path, header))
+        Ok(Journal::new(file, path, header, covered))
     }
 
     /// Continues a recovered journal whose entries were replayed and synced into the shards:
     /// starts the next epoch, so that they never replay again over later writes. Even when
     /// no frame was read: a commit of several frames torn by power loss can leave a later
     /// frame of the epoch behind its lost first one, and new commits of the same epoch would
-    /// lead replay back to it.
-    pub(super) fn resume(found: Found) -> Result<Journal> {
+    /// lead replay back to it. Batches up to number `covered` are durable in the shards.
+    pub(super) fn resume(found: Found, covered: u64) -> Result<Journal> {
         let Found {
             file, path, header, ..
         } = found;
@@ -176,15 +198,18 @@ impl Journal {
             ..header
         };
         write_header(&*file, &path, next)?;
-        Ok(Journal::new(file, path, next))
+        Ok(Journal::new(file, path, next, covered))
     }
 
-    fn new(file: Arc<dyn FileIo>, path: PathBuf, header: JournalHeader) -> Journal {
+    fn new(file: Arc<dyn FileIo>, path: PathBuf, header: JournalHeader, covered: u64) -> Journal {
         Journal {
             path,
             file,
             len: header.len,
-            pending: Mutex::new(Pending::default()),
+            pending: Mutex::new(Pending {
+                batch: covered,
+                ..Pending::default()
+            }),
             state: Mutex::new(Turn::default()),
             done: Condvar::new(),
             writer: Mutex::new(Writer {
@@ -195,6 +220,8 @@ impl Journal {
                 spare: Vec::new(),
                 taken: 0,
                 last: 0,
+                taken_batch: covered,
+                covered,
             }),
             broken: AtomicBool::new(false),
             commits: AtomicU64::new(0),
@@ -319,6 +346,7 @@ impl Journal {
         p.bytes.extend_from_slice(entries);
         encode_batch(&mut p.bytes, id);
         p.issued += u64::from(count) + 1;
+        p.batch = p.batch.max(id);
         p.issued
     }
 
@@ -392,6 +420,7 @@ impl Writer {
         let (bytes, upto) = {
             let mut p = j.pending.lock();
             let bytes = std::mem::replace(&mut p.bytes, std::mem::take(&mut self.spare));
+            self.taken_batch = self.taken_batch.max(p.batch);
             (bytes, p.issued)
         };
         let r = self.write(j, sync, &bytes);
@@ -406,6 +435,18 @@ impl Writer {
         if bytes.is_empty() {
             return Ok(());
         }
+        // The epoch's first frame starts with its mark: the end entry of the last batch taken
+        // before the epoch began (see the format's recovery).
+        let marked;
+        let bytes = if self.number == 0 {
+            let mut b = Vec::with_capacity(MARK_LEN + bytes.len());
+            encode_batch(&mut b, self.covered);
+            b.extend_from_slice(bytes);
+            marked = b;
+            &marked[..]
+        } else {
+            bytes
+        };
         let max = PAYLOAD_MAX.min((j.len - FRAMES_AT) as usize - FRAME_HEADER_LEN);
         let pieces = split(bytes, max)
             .map_err(|why| Error::internal(&j.path, format!("pending journal entries: {why}")))?;
@@ -446,6 +487,8 @@ impl Writer {
     }
 
     fn checkpoint(&mut self, j: &Journal, sync: &dyn Fn() -> Result<()>) -> Result<()> {
+        // Every batch taken so far is applied whole: the sync makes it durable in the shards.
+        let covered = self.taken_batch;
         sync()?;
         crate::kill::point("checkpoint");
         let next = JournalHeader {
@@ -456,6 +499,7 @@ impl Writer {
         self.epoch = next.epoch;
         self.number = 0;
         self.at = FRAMES_AT;
+        self.covered = covered;
         j.checkpoints.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -95,11 +95,13 @@ pub(crate) fn find(dir: &Path, options: &Options, fresh: bool) -> Result<Option<
 /// the store `settle` the shards (told whether anything was replayed: it finishes a batch a
 /// crash cut short and syncs the shards), and only then starts the next epoch; keeps it, made
 /// if missing, for durability `always`. A crash before the next epoch's header replays the
-/// same entries again, and the store settles again, to the same end.
+/// same entries again, and the store settles again, to the same end. Batches up to number
+/// `covered` are durable in the shards once settled: the next epoch's mark.
 pub(crate) fn open(
     dir: &Path,
     options: &Options,
     found: Option<Found>,
+    covered: u64,
     apply: impl FnMut(JournalOp<'_>) -> Result<()>,
     settle: impl FnOnce(bool) -> Result<()>,
 ) -> Result<(Option<Journal>, Option<Torn>)> {
@@ -116,12 +118,13 @@ pub(crate) fn open(
     settle(replayed)?;
     let always = options.durability == Durability::Always;
     let journal = match found {
-        Some(f) => Some(Journal::resume(f)?).filter(|_| always),
+        Some(f) => Some(Journal::resume(f, covered)?).filter(|_| always),
         None if always => Some(Journal::create(
             &*options.vfs,
             dir,
             options.journal_bytes,
             options.direct_io,
+            covered,
         )?),
         None => None,
     };
