@@ -222,7 +222,7 @@ impl Store {
         // shard: then at most one batch is applied and not durable, the one whose intent open
         // finds, and open can apply it again after a replay (see [`crate::format::intent`]).
         if let Some(j) = &self.journal {
-            j.wait(intent.ticket, &|| self.sync_shards())?;
+            j.wait(intent.ticket(), &|| self.sync_shards())?;
         }
         let mut held: Vec<Held<'_>> = loop {
             let mut held = Vec::with_capacity(involved.len());
@@ -307,7 +307,7 @@ impl Store {
             .journal
             .as_ref()
             .map_or(0, |j| j.batch(&batch.entries, batch.count, id));
-        intent.ticket = ticket;
+        intent.applied(ticket);
         crate::kill::point("batch-applied");
         if let Some(f) = self.feed() {
             f.change(super::Change::Batch(batch));

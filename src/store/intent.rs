@@ -32,7 +32,7 @@ pub(crate) struct IntentFile {
     failed: Option<String>,
     /// The journal ticket of the last batch applied since open (0: none): with a journal, the
     /// next batch waits until it is durable before writing its intent.
-    pub(crate) ticket: u64,
+    ticket: u64,
     buf: Vec<u8>,
 }
 
@@ -89,6 +89,16 @@ impl IntentFile {
             buf: Vec::new(),
         };
         Ok((intent, found))
+    }
+
+    /// The journal ticket of the last batch applied since open (0: none).
+    pub(crate) fn ticket(&self) -> u64 {
+        self.ticket
+    }
+
+    /// Notes the journal ticket of the batch just applied.
+    pub(crate) fn applied(&mut self, ticket: u64) {
+        self.ticket = ticket;
     }
 
     /// The number of the last batch whose intent was written (0: none known).
