@@ -715,6 +715,18 @@ mod tests {
         (a, b)
     }
 
+    /// Batch 1 puts generation 1 into `a` and is committed; batch 2 puts generation 2 into
+    /// `a` and `b` and is applied, not waited for.
+    fn committed_then_applied(s: &Store, a: u64, b: u64) -> Applied {
+        let mut batch = Batch::new();
+        batch.put(a, gen_value(1)).unwrap();
+        s.write(&batch).unwrap();
+        let mut batch = Batch::new();
+        batch.put(a, gen_value(2)).unwrap();
+        batch.put(b, gen_value(2)).unwrap();
+        s.apply(&batch).unwrap()
+    }
+
     /// With durability `always`: batch 1 puts `a` and is committed; batch 2 puts `a` and `b`,
     /// is applied whole and never committed; the process dies. The replay puts batch 1's `a`
     /// back, which left `b` alone with batch 2's value; open must apply batch 2 again on top.
@@ -723,13 +735,7 @@ mod tests {
         let d = tempdir();
         let (a, b) = split_keys();
         let s = Store::open_with(d.path(), always(1 << 20)).unwrap();
-        let mut batch = Batch::new();
-        batch.put(a, gen_value(1)).unwrap();
-        s.write(&batch).unwrap();
-        let mut batch = Batch::new();
-        batch.put(a, gen_value(2)).unwrap();
-        batch.put(b, gen_value(2)).unwrap();
-        let applied = s.apply(&batch).unwrap();
+        let applied = committed_then_applied(&s, a, b);
         assert!(!applied.commit.is_none());
         // The process dies (dropping the store neither commits nor checkpoints).
         drop(s);
@@ -752,13 +758,7 @@ mod tests {
         let (a, b) = split_keys();
         let c = (b + 1..).find(|&k| k != a).unwrap();
         let s = Store::open_with(d.path(), always(1 << 20)).unwrap();
-        let mut batch = Batch::new();
-        batch.put(a, gen_value(1)).unwrap();
-        s.write(&batch).unwrap();
-        let mut batch = Batch::new();
-        batch.put(a, gen_value(2)).unwrap();
-        batch.put(b, gen_value(2)).unwrap();
-        let _ = s.apply(&batch).unwrap();
+        let _ = committed_then_applied(&s, a, b);
         let mut batch = Batch::new();
         batch.put(c, gen_value(3)).unwrap();
         let _ = s.apply(&batch).unwrap();
