@@ -32,7 +32,7 @@ cleanup() {
             printf '\n--- docker logs %s\n' "$(docker inspect -f '{{.Name}}' "$c")" >&2
             docker logs --tail 20 "$c" >&2 2>&1 || true
         fi
-        docker rm -f "$c" >/dev/null 2>&1 || true
+        docker rm -f -v "$c" >/dev/null 2>&1 || true
     done
     docker volume ls -q --filter "name=^$TAG-" | xargs -r docker volume rm >/dev/null 2>&1 || true
     rm -rf "$TMP"
@@ -182,7 +182,7 @@ ok "docker start: healthy again"
 H=$(ip "$C")
 check_data "$H" "after docker stop + start"
 ok "after docker stop + start: the 500 values, byte-exact"
-docker rm -f "$C" >/dev/null
+docker rm -f -v "$C" >/dev/null
 
 printf '\n-- a new container on the same volume, with arguments and -e variables\n'
 C=$TAG-again
@@ -207,6 +207,6 @@ until [[ "$(docker inspect -f '{{.State.Health.Status}}' "$C")" == unhealthy ]];
     sleep 0.5
 done
 ok "a server that does not answer (SIGSTOP): unhealthy after $((SECONDS - t))s"
-docker rm -f "$C" >/dev/null
+docker rm -f -v "$C" >/dev/null
 
 printf '\ncontainer.sh: %d checks passed in %ds\n' "$CHECKS" $((SECONDS - started))
