@@ -5,7 +5,8 @@
 //!
 //! `cargo bench --bench scale` runs everything; `cargo bench --bench scale -- put` (or
 //! `latency`, `durability`, `cold`, `many`, `gc`) runs one part; `-- huge` runs the 100 M-key
-//! scale run (only when named). Sizes shrink with `SCALE_QUICK=1`.
+//! scale run and `-- open` times opens of a kept store of `OPEN_KEYS` records (both only when
+//! named). Sizes shrink with `SCALE_QUICK=1`.
 //! Figures go to stdout, one line each, and into `BENCHMARKS.md` by hand.
 
 mod common;
@@ -59,10 +60,25 @@ fn put_rate(threads: u64, total: u64, opts: Options, random: bool) -> f64 {
 }
 
 fn put() {
-    let total = if quick() { 400_000 } else { 8_000_000 };
+    let total = if quick() { 400_000 } else { 10_000_000 };
+    // `PUT_KEYS=random` (or `sequential`) and `PUT_THREADS=2` narrow the run.
+    let keys = std::env::var("PUT_KEYS").unwrap_or_default();
+    let threads: Vec<u64> = std::env::var("PUT_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(vec![1, 2, 4, 8], |t| vec![t]);
     for random in [false, true] {
-        for threads in [1, 2, 4, 8] {
-            let opts = Options::new().durability(Durability::None).gc(false);
+        if (keys == "random" && !random) || (keys == "sequential" && random) {
+            continue;
+        }
+        for &threads in &threads {
+            let mut opts = Options::new().durability(Durability::None).gc(false);
+            if let Some(n) = std::env::var("PUT_SHARDS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                opts = opts.shards(n);
+            }
             let rate = put_rate(threads, total, opts, random);
             let keys = if random { "random" } else { "sequential" };
             println!(
@@ -577,6 +593,27 @@ fn huge() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Open time of a store of `OPEN_KEYS` (default 20 M) records made once by
+/// [`common::filled`] and kept: five opens with a warm page cache, each timed.
+fn open() {
+    let n: u64 = std::env::var("OPEN_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick() { 1_000_000 } else { 20_000_000 });
+    let dir = common::filled(&format!("scale-open-{n}"), n);
+    for _ in 0..5 {
+        let t = Instant::now();
+        let s = Store::open_with(&dir, Options::new().gc(false)).expect("open");
+        let secs = t.elapsed().as_secs_f64();
+        let records = s.stats().records;
+        println!(
+            "open of {records} records: {secs:.2} s = {:.1} M records/s",
+            records as f64 / secs / 1e6
+        );
+        s.close().expect("close");
+    }
+}
+
 fn main() {
     let only: Vec<String> = std::env::args()
         .skip(1)
@@ -605,6 +642,9 @@ fn main() {
     }
     if run("gc") {
         gc();
+    }
+    if only.iter().any(|o| o == "open") {
+        open();
     }
     // Not in a plain run: it takes about ten minutes and 33 GB of disk.
     if only.iter().any(|o| o == "huge") {

@@ -1,16 +1,17 @@
 //! The in-memory index: an ordered map from key to the sequence number of its live record.
 //!
-//! **Shape.** A B+tree whose leaves hold up to [`LEAF_MAX`] keys as two parallel arrays: the
-//! keys (`u64`, the key read big-endian, so integer order is byte order) and the low 32 bits
-//! of each record's sequence number. Inner nodes hold up to [`INNER_MAX`] children and the
+//! **Shape.** A B+tree whose leaves hold up to [`LEAF_MAX`] entries in one array, each the key
+//! (`u64`, the key read big-endian, so integer order is byte order) beside the low 32 bits of
+//! its record's sequence number (12 bytes, packed: the number comes in the cache line the
+//! search loaded, and an insert shifts one array). Inner nodes hold up to [`INNER_MAX`] children and the
 //! smallest key of every child but the first, inline (one allocation a node, no box between
 //! levels). Get, insert and remove are O(log n); a range walks the leaves in key order. A
 //! search in a node guesses the place by interpolation between the node's bounds and loads a
-//! window of [`WINDOW`] keys around it at once (see [`search`]): on random keys, one memory
+//! window of [`WINDOW`] bytes around it at once (see [`search`]): on random keys, one memory
 //! round trip a level where a binary search would take several. Nodes shrink as keys go: a
 //! leaf under a quarter full joins a neighbour (or takes half of it), and so do inner nodes.
 //!
-//! **Size.** An entry costs 12 bytes, and a leaf's arrays grow in steps of an eighth of their
+//! **Size.** An entry costs 12 bytes, and a leaf's array grows in steps of an eighth of their
 //! length (not doubling), so they stay about 94 % full; a split leaves two halves that keep
 //! only what they hold. With the inner nodes (one key and one child per leaf) an index costs
 //! about 13 bytes per live key however it was filled (`cargo bench --bench index`,
@@ -38,10 +39,10 @@ pub(crate) const SPAN: u64 = 1 << 32;
 /// Most keys in a leaf.
 const LEAF_MAX: usize = 256;
 
-/// Keys in a 64-byte cache line.
-const LINE: usize = 64 / size_of::<u64>();
+/// Bytes in a cache line.
+const LINE: usize = 64;
 
-/// Keys an interpolated search loads around its guess: four cache lines.
+/// Bytes an interpolated search loads around its guess: four cache lines.
 const WINDOW: usize = 4 * LINE;
 
 /// Most children of an inner node.
@@ -68,11 +69,36 @@ enum Node {
     Inner(Inner),
 }
 
-/// Sorted keys and the low 32 bits of their records' sequence numbers.
+/// Entries sorted by key.
 #[derive(Debug, Default)]
 struct Leaf {
-    keys: Vec<u64>,
-    seqs: Vec<u32>,
+    ents: Vec<Ent>,
+}
+
+/// A key and the low 32 bits of its record's sequence number: 12 bytes, side by side so that
+/// the sequence number is in the cache line the search loaded.
+#[derive(Debug, Clone, Copy)]
+#[repr(C, packed(4))]
+struct Ent {
+    key: u64,
+    seq: u32,
+}
+
+/// What a node's search reads: the key of each item.
+trait Keyed: Copy {
+    fn key(self) -> u64;
+}
+
+impl Keyed for u64 {
+    fn key(self) -> u64 {
+        self
+    }
+}
+
+impl Keyed for Ent {
+    fn key(self) -> u64 {
+        self.key
+    }
 }
 
 /// What a descent carries: the fan-outs, and the bounds of the node's keys.
@@ -176,8 +202,13 @@ impl Index {
             let (part, tail) = rest.split_at(take);
             rest = tail;
             let leaf = Leaf {
-                keys: part.iter().map(|e| e.0).collect(),
-                seqs: part.iter().map(|e| e.1 as u32).collect(),
+                ents: part
+                    .iter()
+                    .map(|e| Ent {
+                        key: e.0,
+                        seq: e.1 as u32,
+                    })
+                    .collect(),
             };
             level.push((part[0].0, Node::Leaf(leaf)));
         }
@@ -243,8 +274,8 @@ impl Index {
                     node = &inner.kids[i];
                 }
                 Node::Leaf(leaf) => {
-                    let i = search(&leaf.keys, key, lo, hi).ok()?;
-                    return Some(self.seq(leaf.seqs[i]));
+                    let i = search(&leaf.ents, key, lo, hi).ok()?;
+                    return Some(self.seq(leaf.ents[i].seq));
                 }
             }
         }
@@ -316,10 +347,7 @@ impl Index {
     pub fn bytes(&self) -> usize {
         fn node(n: &Node) -> usize {
             match n {
-                Node::Leaf(leaf) => {
-                    leaf.keys.capacity() * size_of::<u64>()
-                        + leaf.seqs.capacity() * size_of::<u32>()
-                }
+                Node::Leaf(leaf) => leaf.ents.capacity() * size_of::<Ent>(),
                 Node::Inner(inner) => {
                     inner.seps.capacity() * size_of::<u64>()
                         + inner.kids.capacity() * size_of::<Node>()
@@ -371,16 +399,15 @@ impl Index {
             }
             Node::Leaf(leaf) => {
                 let start = match lo {
-                    Bound::Included(a) => leaf.keys.partition_point(|&k| k < a),
-                    Bound::Excluded(a) => leaf.keys.partition_point(|&k| k <= a),
+                    Bound::Included(a) => leaf.ents.partition_point(|e| e.key() < a),
+                    Bound::Excluded(a) => leaf.ents.partition_point(|e| e.key() <= a),
                     Bound::Unbounded => 0,
                 };
-                for i in start..leaf.keys.len() {
-                    let key = leaf.keys[i];
+                for &Ent { key, seq } in leaf.ents.get(start..).unwrap_or_default() {
                     if past(key, hi) || out.len() >= n {
                         return;
                     }
-                    out.push((Key::from(key), self.seq(leaf.seqs[i])));
+                    out.push((Key::from(key), self.seq(seq)));
                 }
             }
         }
@@ -400,27 +427,29 @@ fn guess(n: usize, key: u64, lo: u64, hi: u64) -> usize {
 /// `[lo, hi]`. Nodes are usually not in the CPU's caches, and a binary search's loads depend
 /// on one another: each cache line it touches is one memory round trip after the last. So
 /// the search first guesses the place by interpolation between the bounds, loads a window of
-/// [`WINDOW`] keys around it at once (one round trip), and is done if the key falls inside;
+/// [`WINDOW`] bytes around it at once (one round trip), and is done if the key falls inside;
 /// keys spread evenly (random ones) almost always do. Otherwise it binary-searches the side
 /// the key is on.
-fn search(keys: &[u64], key: u64, lo: u64, hi: u64) -> Result<usize, usize> {
-    let n = keys.len();
-    if n <= WINDOW || hi <= lo {
-        return keys.binary_search(&key);
+fn search<T: Keyed>(items: &[T], key: u64, lo: u64, hi: u64) -> Result<usize, usize> {
+    let n = items.len();
+    let find = |part: &[T]| part.binary_search_by_key(&key, |e| e.key());
+    let window = WINDOW / size_of::<T>();
+    if n <= window || hi <= lo {
+        return find(items);
     }
-    let a = guess(n, key, lo, hi).saturating_sub(WINDOW / 2);
-    let b = (a + WINDOW).min(n);
-    let window = &keys[a..b];
+    let a = guess(n, key, lo, hi).saturating_sub(window / 2);
+    let b = (a + window).min(n);
+    let part = &items[a..b];
     let mut x = 0u64;
-    for k in window.iter().step_by(LINE) {
-        x ^= k;
+    for e in part.iter().step_by(LINE / size_of::<T>()) {
+        x ^= e.key();
     }
     std::hint::black_box(x);
     let shift = |r: Result<usize, usize>, by: usize| r.map(|i| i + by).map_err(|i| i + by);
-    match (window.first(), window.last()) {
-        (Some(&first), _) if key < first && a > 0 => keys[..a].binary_search(&key),
-        (_, Some(&last)) if key > last && b < n => shift(keys[b..].binary_search(&key), b),
-        _ => shift(window.binary_search(&key), a),
+    match (part.first(), part.last()) {
+        (Some(first), _) if key < first.key() && a > 0 => find(&items[..a]),
+        (_, Some(last)) if key > last.key() && b < n => shift(find(&items[b..]), b),
+        _ => shift(find(part), a),
     }
 }
 
@@ -504,7 +533,7 @@ impl Node {
         match self {
             Node::Leaf(leaf) => {
                 let old = leaf.remove(key, fan);
-                let n = leaf.keys.len();
+                let n = leaf.ents.len();
                 (old, n == 0 || n * 4 < fan.leaf)
             }
             Node::Inner(inner) => {
@@ -529,7 +558,7 @@ impl Inner {
         let mut x = 0usize;
         for kid in self.kids.iter().skip(at.saturating_sub(2)).take(5) {
             x ^= match kid {
-                Node::Leaf(leaf) => leaf.keys.len(),
+                Node::Leaf(leaf) => leaf.ents.len(),
                 Node::Inner(inner) => inner.kids.len(),
             };
         }
@@ -555,11 +584,9 @@ impl Inner {
         let sep = self.seps.remove(a);
         let split = match (&mut self.kids[a], right) {
             (Node::Leaf(left), Node::Leaf(mut right)) => {
-                left.keys.reserve_exact(right.keys.len());
-                left.seqs.reserve_exact(right.seqs.len());
-                left.keys.append(&mut right.keys);
-                left.seqs.append(&mut right.seqs);
-                (left.keys.len() > fan.leaf * 3 / 4).then(|| {
+                left.ents.reserve_exact(right.ents.len());
+                left.ents.append(&mut right.ents);
+                (left.ents.len() > fan.leaf * 3 / 4).then(|| {
                     let (sep, right) = left.halve();
                     (sep, Node::Leaf(right))
                 })
@@ -597,58 +624,51 @@ impl Inner {
 impl Leaf {
     fn insert(&mut self, key: u64, seq: u32, fan: Fan) -> (Option<u32>, Option<(u64, Node)>) {
         let leaf_max = fan.leaf;
-        let i = match search(&self.keys, key, fan.lo, fan.hi) {
-            Ok(i) => return (Some(std::mem::replace(&mut self.seqs[i], seq)), None),
+        let i = match search(&self.ents, key, fan.lo, fan.hi) {
+            Ok(i) => return (Some(std::mem::replace(&mut self.ents[i].seq, seq)), None),
             Err(i) => i,
         };
-        if self.keys.len() < leaf_max {
+        if self.ents.len() < leaf_max {
             self.room(leaf_max);
-            self.keys.insert(i, key);
-            self.seqs.insert(i, seq);
+            self.ents.insert(i, Ent { key, seq });
             return (None, None);
         }
-        let mid = self.keys.len() / 2;
+        let mid = self.ents.len() / 2;
         let (sep, mut right) = self.halve();
         let half = if i <= mid { &mut *self } else { &mut right };
         let at = if i <= mid { i } else { i - mid };
         half.room(leaf_max);
-        half.keys.insert(at, key);
-        half.seqs.insert(at, seq);
+        half.ents.insert(at, Ent { key, seq });
         (None, Some((sep, Node::Leaf(right))))
     }
 
     /// Moves the upper half of the keys to a new right sibling; returns it with its
     /// smallest key. Each half keeps an eighth more room than it holds.
     fn halve(&mut self) -> (u64, Leaf) {
-        let mid = self.keys.len() / 2;
+        let mid = self.ents.len() / 2;
         let right = Leaf {
-            keys: self.keys.split_off(mid),
-            seqs: self.seqs.split_off(mid),
+            ents: self.ents.split_off(mid),
         };
-        self.keys.shrink_to(mid + mid / 8);
-        self.seqs.shrink_to(mid + mid / 8);
-        (right.keys.first().copied().unwrap_or_default(), right)
+        self.ents.shrink_to(mid + mid / 8);
+        (right.ents.first().map_or(0, |e| e.key()), right)
     }
 
     /// Room for one more key, growing by an eighth (at least four) up to `leaf_max`.
     fn room(&mut self, leaf_max: usize) {
-        let len = self.keys.len();
-        if len < self.keys.capacity() && len < self.seqs.capacity() {
+        let len = self.ents.len();
+        if len < self.ents.capacity() {
             return;
         }
         let add = (len / 8).max(4).min(leaf_max.saturating_sub(len)).max(1);
-        self.keys.reserve_exact(add);
-        self.seqs.reserve_exact(add);
+        self.ents.reserve_exact(add);
     }
 
     fn remove(&mut self, key: u64, fan: Fan) -> Option<u32> {
-        let i = search(&self.keys, key, fan.lo, fan.hi).ok()?;
-        self.keys.remove(i);
-        let old = self.seqs.remove(i);
-        let len = self.keys.len();
-        if self.keys.capacity() > len + len / 4 + 8 {
-            self.keys.shrink_to(len + len / 8);
-            self.seqs.shrink_to(len + len / 8);
+        let i = search(&self.ents, key, fan.lo, fan.hi).ok()?;
+        let old = self.ents.remove(i).seq;
+        let len = self.ents.len();
+        if self.ents.capacity() > len + len / 4 + 8 {
+            self.ents.shrink_to(len + len / 8);
         }
         Some(old)
     }
@@ -667,9 +687,9 @@ impl Iterator for Iter<'_> {
     fn next(&mut self) -> Option<(u64, u64)> {
         loop {
             if let Some((leaf, i)) = &mut self.leaf {
-                if let (Some(&k), Some(&s)) = (leaf.keys.get(*i), leaf.seqs.get(*i)) {
+                if let Some(&Ent { key, seq }) = leaf.ents.get(*i) {
                     *i += 1;
-                    return Some((k, self.index.seq(s)));
+                    return Some((key, self.index.seq(seq)));
                 }
                 self.leaf = None;
             }
@@ -708,18 +728,18 @@ mod tests {
             ) -> usize {
                 match node {
                     Node::Leaf(leaf) => {
-                        assert_eq!(leaf.keys.len(), leaf.seqs.len());
-                        assert!(leaf.keys.len() <= idx.leaf_max);
-                        assert!(root || !leaf.keys.is_empty(), "empty leaf left in the tree");
-                        assert!(leaf.keys.windows(2).all(|w| w[0] < w[1]));
-                        if let (Some(lo), Some(&k)) = (lo, leaf.keys.first()) {
+                        let keys: Vec<u64> = leaf.ents.iter().map(|e| e.key()).collect();
+                        assert!(keys.len() <= idx.leaf_max);
+                        assert!(root || !keys.is_empty(), "empty leaf left in the tree");
+                        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+                        if let (Some(lo), Some(&k)) = (lo, keys.first()) {
                             assert!(k >= lo);
                         }
-                        if let (Some(hi), Some(&k)) = (hi, leaf.keys.last()) {
+                        if let (Some(hi), Some(&k)) = (hi, keys.last()) {
                             assert!(k < hi);
                         }
                         leaves.push(depth);
-                        leaf.keys.len()
+                        keys.len()
                     }
                     Node::Inner(inner) => {
                         assert_eq!(inner.seps.len() + 1, inner.kids.len());

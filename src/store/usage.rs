@@ -10,6 +10,14 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
 
+/// Where [`Usage::count`] is: the fill it reached, and the run of live values it has not yet
+/// added to its section.
+#[derive(Debug, Default)]
+struct Tally {
+    fill: usize,
+    run: Option<(u32, u32)>,
+}
+
 /// Live counts and fills of one shard.
 #[derive(Debug, Default)]
 pub(crate) struct Usage {
@@ -36,8 +44,8 @@ impl Usage {
 
     /// Counts the live records, given their sequence numbers in any order. They are put in
     /// order through a bitmap of the log (one bit a record from the first key section's
-    /// first: 6 MiB for 50 M records) rather than sorted, and each section's count is added
-    /// to the map once per run of records, not once per record.
+    /// first: 6 MiB for 50 M records) rather than sorted, then counted a word at a time: the
+    /// bits of a word that share a fill and a key section are added with one popcount.
     pub(crate) fn count(&mut self, seqs: impl Iterator<Item = u64>) {
         let base = u64::from(self.first) * u64::from(self.slots);
         let mut bits: Vec<u64> = Vec::new();
@@ -54,36 +62,59 @@ impl Usage {
             bits[word] |= 1 << (i % 64);
         }
         below.sort_unstable();
-        let ones = bits.iter().enumerate().flat_map(|(w, &word)| {
-            let at = base + w as u64 * 64;
-            std::iter::successors((word != 0).then_some(word), |&x| {
-                let x = x & (x - 1);
-                (x != 0).then_some(x)
-            })
-            .map(move |x| at + u64::from(x.trailing_zeros()))
-        });
-        let (mut at, mut run) = (0, None::<(u32, u32)>);
-        for seq in below.into_iter().chain(ones) {
-            while at + 1 < self.fills.len() && self.fills[at + 1].0 <= seq {
-                at += 1;
-            }
-            if let Some(&(start, section)) = self.fills.get(at)
-                && start <= seq
-            {
-                run = match run {
-                    Some((s, n)) if s == section => Some((s, n + 1)),
-                    Some((s, n)) => {
-                        *self.live.entry(s).or_default() += n;
-                        Some((section, 1))
-                    }
-                    None => Some((section, 1)),
-                };
-            }
-            self.count_key(seq, 1);
+        let mut at = Tally::default();
+        for seq in below {
+            self.tally(&mut at, seq, 1);
         }
-        if let Some((s, n)) = run {
+        for (w, &word) in bits.iter().enumerate() {
+            let start = base + w as u64 * 64;
+            let mut word = word;
+            while word != 0 {
+                let seq = start + u64::from(word.trailing_zeros());
+                // Up to the next fill or key section, whichever comes first, in this word.
+                let end = self.boundary(&mut at, seq).min(start + 64);
+                let mask = match end - start {
+                    64.. => u64::MAX,
+                    n => (1 << n) - 1,
+                };
+                self.tally(&mut at, seq, (word & mask).count_ones());
+                word &= !mask;
+            }
+        }
+        if let Some((s, n)) = at.run {
             *self.live.entry(s).or_default() += n;
         }
+    }
+
+    /// Moves `at` to the fill holding `seq`; returns where that fill or `seq`'s key section
+    /// ends, whichever is first.
+    fn boundary(&self, at: &mut Tally, seq: u64) -> u64 {
+        while at.fill + 1 < self.fills.len() && self.fills[at.fill + 1].0 <= seq {
+            at.fill += 1;
+        }
+        let s = u64::from(self.slots);
+        let section_end = (seq / s + 1) * s;
+        self.fills
+            .get(at.fill + 1)
+            .map_or(section_end, |f| f.0.min(section_end))
+    }
+
+    /// Adds `n` live records from `seq` on, all in `seq`'s fill and key section.
+    fn tally(&mut self, at: &mut Tally, seq: u64, n: u32) {
+        self.boundary(at, seq);
+        if let Some(&(start, section)) = self.fills.get(at.fill)
+            && start <= seq
+        {
+            at.run = match at.run {
+                Some((s, c)) if s == section => Some((s, c + n)),
+                Some((s, c)) => {
+                    *self.live.entry(s).or_default() += c;
+                    Some((section, n))
+                }
+                None => Some((section, n)),
+            };
+        }
+        self.count_key(seq, i64::from(n));
     }
 
     fn count_key(&mut self, seq: u64, add: i64) {
