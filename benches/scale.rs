@@ -593,14 +593,19 @@ fn huge() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Open time of a store of `OPEN_KEYS` (default 20 M) records made once by
-/// [`common::filled`] and kept: five opens with a warm page cache, each timed.
+/// Open time of a store of `OPEN_KEYS` (default 20 M) records made once and kept: five
+/// opens with a warm page cache, each timed. The keys are `0..n` ([`common::filled`]), or
+/// with `OPEN_SCATTERED=1` the huge run's keys spread over all 64 bits, put by two threads.
 fn open() {
     let n: u64 = std::env::var("OPEN_KEYS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if quick() { 1_000_000 } else { 20_000_000 });
-    let dir = common::filled(&format!("scale-open-{n}"), n);
+    let dir = if std::env::var("OPEN_SCATTERED").is_ok_and(|v| v == "1") {
+        scattered_store(n)
+    } else {
+        common::filled(&format!("scale-open-{n}"), n)
+    };
     for _ in 0..5 {
         let t = Instant::now();
         let s = Store::open_with(&dir, Options::new().gc(false)).expect("open");
@@ -612,6 +617,32 @@ fn open() {
         );
         s.close().expect("close");
     }
+}
+
+/// A store of `n` keys [`scattered`] over all 64 bits, put by two threads at durability
+/// `none`; made once and kept.
+fn scattered_store(n: u64) -> std::path::PathBuf {
+    let dir = data_dir(&format!("scale-open-scattered-{n}"));
+    let done = dir.join("FILLED");
+    if done.exists() {
+        return dir;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let opts = Options::new().durability(Durability::None).gc(false);
+    let store = Store::open_with(&dir, opts).expect("open");
+    std::thread::scope(|s| {
+        for t in 0..2 {
+            let store = &store;
+            s.spawn(move || {
+                for i in (t..n).step_by(2) {
+                    store.put(scattered(i), VALUE).expect("put");
+                }
+            });
+        }
+    });
+    store.close().expect("close");
+    std::fs::write(&done, b"").expect("mark");
+    dir
 }
 
 fn main() {

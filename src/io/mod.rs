@@ -106,6 +106,8 @@
 //! `read_many` returns, or the ring and buffers are leaked). System calls that have safe wrappers go through `nix`
 //! (`posix_fallocate`, `O_DIRECT`, `kill`) and `rustix` (`statx` with `STATX_DIOALIGN`).
 //!
+#[allow(unsafe_code)]
+mod advise;
 mod aligned;
 mod batch;
 #[allow(unsafe_code)]
@@ -124,6 +126,7 @@ use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use advise::huge_pages;
 pub use aligned::AlignedBuf;
 pub use batch::{MAX_IN_FLIGHT, Pread, PreadThreads, ReadReq, Reader};
 pub use os::Os;

@@ -126,9 +126,9 @@ pub struct Log {
 impl Log {
     /// Room for `n` records.
     pub fn with_capacity(n: usize) -> Log {
-        Log {
-            entries: Vec::with_capacity(n),
-        }
+        let mut entries = Vec::with_capacity(n);
+        crate::io::huge_pages(entries.spare_capacity_mut());
+        Log { entries }
     }
 
     /// Notes a put of `key` by record `seq`.
@@ -167,26 +167,30 @@ impl Index {
 
     fn build(log: Log, leaf_max: usize, inner_max: usize) -> Option<Index> {
         let mut entries = sort(log.entries);
-        // Last record of each key wins, then deletes drop out, in place.
-        let mut n = 0;
-        for i in 0..entries.len() {
-            let e = entries[i];
-            if n > 0 && entries[n - 1].0 == e.0 {
-                entries[n - 1].1 = e.1;
-            } else {
-                entries[n] = e;
+        // In one pass, in place: the last record of each key wins, deletes drop out, and the
+        // live records' sequence numbers are bounded.
+        let (mut n, mut i, mut lo, mut hi) = (0, 0, u64::MAX, 0);
+        while let Some(&(key, first)) = entries.get(i) {
+            let mut last = first;
+            i += 1;
+            while let Some(&(k, seq)) = entries.get(i)
+                && k == key
+            {
+                last = seq;
+                i += 1;
+            }
+            if last & TOMBSTONE == 0 {
+                entries[n] = (key, last);
                 n += 1;
+                lo = lo.min(last);
+                hi = hi.max(last);
             }
         }
         entries.truncate(n);
-        entries.retain(|e| e.1 & TOMBSTONE == 0);
         let mut index = Index::new(leaf_max, inner_max);
-        let (Some(lo), Some(hi)) = (
-            entries.iter().map(|e| e.1).min(),
-            entries.iter().map(|e| e.1).max(),
-        ) else {
+        if n == 0 {
             return Some(index);
-        };
+        }
         if hi - lo >= SPAN {
             return None;
         }
@@ -453,23 +457,23 @@ fn search<T: Keyed>(items: &[T], key: u64, lo: u64, hi: u64) -> Result<usize, us
     }
 }
 
-/// Sorts the log's entries by key, log order kept among equal keys. One pass scatters them
-/// by their top bits (after the smallest key is taken off, so that dense keys spread too)
-/// into at most 4,096 buckets (few enough that each one's write position stays in cache);
-/// each bucket, some hundreds of KiB, is then radix-sorted inside the
-/// CPU's caches. A radix sort of the whole log would make eight passes over memory.
-fn sort(entries: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+/// Sorts the log's entries by key, log order kept among equal keys (in sequence order, which
+/// is log order). One pass moves them, in place, into buckets by their top bits (after the
+/// smallest key is taken off, so that dense keys spread too): at most 4,096 buckets, few
+/// enough that each one's write position stays in cache. Each bucket, some hundreds of KiB,
+/// is then sorted inside the CPU's caches by [`refine`]. A radix sort of the whole log would
+/// make eight passes over memory, and a second buffer as large as the log (fresh memory the
+/// kernel must zero: on this project's virtual machine, as long as the sort itself).
+fn sort(mut entries: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
     let n = entries.len();
-    let (Some(min), Some(max)) = (
-        entries.iter().map(|e| e.0).min(),
-        entries.iter().map(|e| e.0).max(),
-    ) else {
+    let Some((min, max)) = bounds(&entries) else {
         return entries;
     };
-    let bits = (n / 16_384).max(1).ilog2().min(12);
+    // At least one bit: keys spanning all 64 bits would otherwise be shifted by 64 (which
+    // wraps in a release build: a bucket far out of range).
+    let bits = (n / 16_384).max(2).ilog2().min(12);
     let span = 64 - (max - min).leading_zeros();
     if n < 1 << 14 || span <= bits {
-        let mut entries = entries;
         radsort::sort_by_key(&mut entries, |e| e.0);
         return entries;
     }
@@ -482,17 +486,117 @@ fn sort(entries: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
     for i in 1..starts.len() {
         starts[i] += starts[i - 1];
     }
-    let mut at = starts.clone();
-    let mut out = vec![(0u64, 0u64); n];
-    for e in entries {
-        let b = bucket(e.0);
-        out[at[b]] = e;
-        at[b] += 1;
+    // In place (an American flag sort): take the first misplaced entry of a bucket and swap
+    // it into the next free place of its own bucket, until what comes back belongs here.
+    let mut next = starts.clone();
+    for b in 0..1 << bits {
+        while next[b] < starts[b + 1] {
+            let mut e = entries[next[b]];
+            loop {
+                let d = bucket(e.0);
+                if d == b {
+                    break;
+                }
+                std::mem::swap(&mut e, &mut entries[next[d]]);
+                next[d] += 1;
+            }
+            entries[next[b]] = e;
+            next[b] += 1;
+        }
     }
+    let mut scratch = Scratch::default();
     for w in starts.windows(2) {
-        radsort::sort_by_key(&mut out[w[0]..w[1]], |e| e.0);
+        refine(&mut entries[w[0]..w[1]], &mut scratch);
     }
-    out
+    entries
+}
+
+/// What entries are sorted by: key, then sequence number (without the delete flag).
+fn order(e: &(u64, u64)) -> (u64, u64) {
+    (e.0, e.1 & !TOMBSTONE)
+}
+
+/// The smallest and the largest key.
+fn bounds(entries: &[(u64, u64)]) -> Option<(u64, u64)> {
+    let first = entries.first()?.0;
+    Some(
+        entries
+            .iter()
+            .fold((first, first), |(a, b), e| (a.min(e.0), b.max(e.0))),
+    )
+}
+
+/// Runs at most this long are sorted by insertion.
+const SMALL: usize = 32;
+
+/// What [`refine`] reuses from bucket to bucket.
+#[derive(Default)]
+struct Scratch {
+    out: Vec<(u64, u64)>,
+    starts: Vec<usize>,
+}
+
+/// Sorts one bucket by [`order`]. A second scatter by the next bits of the bucket's own key
+/// range leaves runs of a few entries on random keys, each then sorted by insertion: two
+/// passes in cache, where a radix sort of random 64-bit keys makes seven. Runs longer than
+/// [`SMALL`] (keys written many times) are radix-sorted.
+fn refine(part: &mut [(u64, u64)], scratch: &mut Scratch) {
+    let Some((min, max)) = bounds(part).filter(|_| part.len() > SMALL) else {
+        insertion(part);
+        return;
+    };
+    let span = 64 - (max - min).leading_zeros();
+    if span == 0 {
+        // One key, written many times.
+        radsort::sort_by_key(part, order);
+        return;
+    }
+    let bits = (part.len() / 2).max(2).ilog2().min(14).min(span);
+    let shift = span - bits;
+    let slot = |key: u64| ((key - min) >> shift) as usize;
+    let starts = &mut scratch.starts;
+    starts.clear();
+    starts.resize((1 << bits) + 1, 0);
+    for e in part.iter() {
+        starts[slot(e.0) + 1] += 1;
+    }
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let out = &mut scratch.out;
+    out.clear();
+    out.resize(part.len(), (0, 0));
+    // `starts[s]` moves on to the end of slot `s` as it fills, so afterwards slot `s` is
+    // `starts[s - 1]..starts[s]`.
+    for e in part.iter() {
+        let s = slot(e.0);
+        out[starts[s]] = *e;
+        starts[s] += 1;
+    }
+    part.copy_from_slice(out);
+    let mut at = 0;
+    for &end in starts.iter().take(1 << bits) {
+        let run = &mut part[at..end];
+        if run.len() > SMALL {
+            radsort::sort_by_key(run, order);
+        } else {
+            insertion(run);
+        }
+        at = end;
+    }
+}
+
+/// Sorts a few entries by [`order`].
+fn insertion(part: &mut [(u64, u64)]) {
+    for i in 1..part.len() {
+        let e = part[i];
+        let mut j = i;
+        while j > 0 && order(&part[j - 1]) > order(&e) {
+            part[j] = part[j - 1];
+            j -= 1;
+        }
+        part[j] = e;
+    }
 }
 
 /// Whether `key` lies beyond the upper bound `hi`.
@@ -825,6 +929,39 @@ mod tests {
             let idx = log.build().unwrap();
             idx.verify();
             assert!(idx.iter().eq(model.into_iter()), "kind {kind}");
+        }
+    }
+
+    /// The in-place bucket sort and its refinement order like a stable sort by key, on
+    /// dense, random, clustered and heavily repeated keys, with deletes flagged.
+    #[test]
+    fn sort_is_a_stable_sort_by_key() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for kind in 0..5 {
+            for n in [1usize, 33, 16_384, 100_000] {
+                let entries: Vec<(u64, u64)> = (0..n as u64)
+                    .map(|seq| {
+                        let r = next();
+                        let key = match kind {
+                            0 => r % (n as u64 / 2 + 1),
+                            1 => r,
+                            2 => 7,
+                            3 => (r % 64) << 40 | (r >> 58),
+                            _ => u64::MAX - r % 100,
+                        };
+                        (key, seq | if r % 5 == 0 { TOMBSTONE } else { 0 })
+                    })
+                    .collect();
+                let mut want = entries.clone();
+                want.sort_by_key(|e| e.0);
+                assert!(sort(entries) == want, "kind {kind}, {n} entries");
+            }
         }
     }
 

@@ -891,3 +891,40 @@ fn collection_moves_values_in_key_order_and_scans_then_read_less() {
         "a scan took {sorted} reads after collection, {scattered} before"
     );
 }
+
+/// A shard of some tens of thousands of keys spread over all 64 bits (0 and `u64::MAX`
+/// among them) reopens: the build's bucket sort once shifted such keys by 64 bits.
+#[test]
+fn keys_over_the_whole_key_space_reopen() {
+    let d = tempdir();
+    let opts = || {
+        Options::new()
+            .shards(1)
+            .gc(false)
+            .durability(Durability::None)
+    };
+    let mut keys: Vec<u64> = vec![0, u64::MAX];
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        keys.push(x);
+    }
+    {
+        let s = Store::open_with(d.path(), opts()).unwrap();
+        for &k in &keys {
+            s.put(k, k.to_be_bytes()).unwrap();
+        }
+        s.close().unwrap();
+    }
+    let s = Store::open_with(d.path(), opts()).unwrap();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(s.len(), keys.len());
+    for &k in &keys {
+        assert_eq!(s.get(k).unwrap().as_deref(), Some(&k.to_be_bytes()[..]));
+    }
+    let got: Vec<u64> = s.iter().map(|r| r.unwrap().0.as_u64()).collect();
+    assert_eq!(got, keys);
+}
