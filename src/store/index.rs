@@ -24,10 +24,10 @@
 //! [`SPAN`] records older than the newest: the shard refuses a record that would break it
 //! (`Error::Full`), and garbage collection moves old live records forward long before.
 //!
-//! **Build.** At open the log's records are sorted by key (stable, so among equal keys log
-//! order stays and the last record wins: one scatter into buckets by the top bits, then a
-//! radix sort of each bucket, see [`sort`]), deduplicated in place, and packed into leaves
-//! seven-eighths full, then the levels above them are built: O(n).
+//! **Build.** At open the log's records are sorted by key, then sequence number, so that
+//! among equal keys the last record wins: in place, into buckets by the top bits of the key,
+//! then each bucket in cache (see [`sort`]). They are deduplicated in place, and packed into
+//! leaves seven-eighths full, then the levels above them are built: O(n).
 
 use std::ops::Bound;
 
