@@ -870,6 +870,16 @@ mod tests {
         }
     }
 
+    /// A xorshift generator: the same numbers every run.
+    fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
     /// A log of `(key, seq, delete)` records, and the map its replay leaves.
     fn replay(ops: impl IntoIterator<Item = (u64, u64, bool)>) -> (Log, BTreeMap<u64, u64>) {
         let (mut log, mut model) = (Log::default(), BTreeMap::new());
@@ -906,13 +916,7 @@ mod tests {
     /// overwritten and deleted: the build equals a replay.
     #[test]
     fn big_logs_build_like_a_replay() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15u64);
         for kind in 0..3 {
             let mut ops = Vec::new();
             for seq in 0..200_000u64 {
@@ -920,10 +924,10 @@ mod tests {
                 let key = match kind {
                     0 => r % 50_000,
                     1 => r,
-                    _ if r % 2 == 0 => r % 1000,
+                    _ if r.is_multiple_of(2) => r % 1000,
                     _ => r | 1 << 63,
                 };
-                ops.push((key, seq, r % 7 == 0));
+                ops.push((key, seq, r.is_multiple_of(7)));
             }
             let (log, model) = replay(ops);
             let idx = log.build().unwrap();
@@ -936,13 +940,7 @@ mod tests {
     /// dense, random, clustered and heavily repeated keys, with deletes flagged.
     #[test]
     fn sort_is_a_stable_sort_by_key() {
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1Du64);
         for kind in 0..5 {
             for n in [1usize, 33, 16_384, 100_000] {
                 let entries: Vec<(u64, u64)> = (0..n as u64)
@@ -955,7 +953,7 @@ mod tests {
                             3 => (r % 64) << 40 | (r >> 58),
                             _ => u64::MAX - r % 100,
                         };
-                        (key, seq | if r % 5 == 0 { TOMBSTONE } else { 0 })
+                        (key, seq | if r.is_multiple_of(5) { TOMBSTONE } else { 0 })
                     })
                     .collect();
                 let mut want = entries.clone();
@@ -1003,13 +1001,7 @@ mod tests {
     fn deep_tree_matches_btreemap() {
         let mut idx = Index::default();
         let mut model = BTreeMap::new();
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15u64);
         for seq in 0..1_000_000u64 {
             let r = next();
             let key = r % 300_000 * 0x0001_0000_0001;
